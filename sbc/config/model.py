@@ -1,0 +1,148 @@
+"""The validated configuration: frozen dataclasses the rest of the SBC reads. Built by `sbc.config.load`."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# RFC 4594 class selectors: names an operator writes in the config, mapped to DSCP values.
+DSCP_NAMES: dict[str, int] = {
+    "cs0": 0, "default": 0, "cs1": 8, "af11": 10, "af12": 12, "af13": 14, "cs2": 16, "af21": 18,
+    "af22": 20, "af23": 22, "cs3": 24, "af31": 26, "af32": 28, "af33": 30, "cs4": 32, "af41": 34,
+    "af42": 36, "af43": 38, "cs5": 40, "voice-admit": 44, "ef": 46, "cs6": 48, "cs7": 56,
+}  # fmt: skip
+
+
+class Transport(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+class MediaMode(StrEnum):
+    ANCHOR = "anchor"
+    DIRECT = "direct"
+
+
+class LatchMode(StrEnum):
+    """How the relay learns where a leg's RTP really comes from (symmetric RTP, RFC 4961)."""
+
+    SDP = "sdp"  # only the address the SDP names
+    LEARN = "learn"  # NATed realm: the first packets inside the learning window
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"  # a message arriving from the realm
+    OUTBOUND = "outbound"  # a message leaving toward the realm
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    certificate: Path
+    private_key: Path
+    ca_file: Path | None = None  # set: verify client certificates (mutual TLS)
+    verify_client: bool = False
+    min_version: str = "1.3"
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    transport: Transport
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The next hop a realm sends to when no registration or Route says otherwise."""
+
+    host: str
+    port: int = 5060
+    transport: Transport = Transport.UDP
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    address: IPAddress
+    port_min: int
+    port_max: int
+    latch: LatchMode = LatchMode.SDP
+    latch_window_ms: int = 2000
+    relatch: bool = False  # allow switching source mid-call (only for endpoints known to roam)
+    dscp: int = 46
+    timeout_s: int = 60
+    hangup_on_timeout: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Realm:
+    name: str
+    address: IPAddress
+    listeners: tuple[Listener, ...]
+    media: MediaSettings
+    trusted: bool = False  # an inside realm whose addresses must never leak
+    peer: Peer | None = None
+    registrar: Peer | None = None
+    sip_dscp: int = 26  # AF31
+    tls: TlsSettings | None = None
+    user_agent: str | None = None
+    pass_headers: tuple[str, ...] = ()
+    strip_headers: tuple[str, ...] = ()
+    direct_media: bool = False
+    advertised_address: IPAddress | None = None  # the public address behind a static NAT
+
+    @property
+    def public_address(self) -> IPAddress:
+        return self.advertised_address or self.address
+
+    def listener(self, transport: Transport) -> Listener | None:
+        return next((ls for ls in self.listeners if ls.transport == transport), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a call entering from `from_realm` goes: `to_realm`, optionally only for matching URIs."""
+
+    name: str
+    from_realm: str
+    to_realm: str
+    match_user: str | None = None  # regex on the Request-URI user part
+    target: Peer | None = None  # overrides the destination realm's peer
+    use_registrations: bool = False  # look up the Request-URI in the registration bindings first
+    media: MediaMode = MediaMode.ANCHOR
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    t1_ms: int = 500
+    t2_ms: int = 4000
+    t4_ms: int = 5000
+    session_expires_s: int = 1800
+    min_se_s: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class SbcConfig:
+    realms: tuple[Realm, ...]
+    routes: tuple[Route, ...]
+    header_rules: tuple[object, ...] = ()  # compiled `HeaderRule`s, see sbc.policy.header_rules
+    timers: Timers = field(default_factory=Timers)
+    user_agent: str = "EdgeSBC"
+    state_dir: Path = Path("/tmp/sbc")
+    control_socket: Path | None = None
+    max_calls: int = 2000
+    log_level: str = "info"
+    source: str = "<embedded>"
+
+    def realm(self, name: str) -> Realm:
+        for r in self.realms:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def control_path(self) -> Path:
+        return self.control_socket or self.state_dir / "control.sock"
