@@ -1,4 +1,4 @@
-"""The validated configuration: frozen dataclasses the rest of the SBC reads. Built by `sbc.config.load`."""
+"""The validated configuration: frozen dataclasses the rest of the SBC reads. Built by `sbc.config.loader`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Only for the annotation: header_rules imports this module (Direction) at run time.
+    from sbc.policy.header_rules import HeaderRule
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -93,6 +98,11 @@ class Realm:
     strip_headers: tuple[str, ...] = ()
     direct_media: bool = False
     advertised_address: IPAddress | None = None  # the public address behind a static NAT
+    # Networks of this realm's side: addresses in them never appear in messages sent to another realm.
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Endpoints behind NAT: send their requests to the address their messages came from (RFC 3581
+    # style), not to the private address in their Contact.
+    nat_traversal: bool = False
 
     @property
     def public_address(self) -> IPAddress:
@@ -128,7 +138,7 @@ class Timers:
 class SbcConfig:
     realms: tuple[Realm, ...]
     routes: tuple[Route, ...]
-    header_rules: tuple[object, ...] = ()  # compiled `HeaderRule`s, see sbc.policy.header_rules
+    header_rules: tuple[HeaderRule, ...] = ()  # compiled, in config order: see sbc.policy.header_rules
     timers: Timers = field(default_factory=Timers)
     user_agent: str = "EdgeSBC"
     state_dir: Path = Path("/tmp/sbc")

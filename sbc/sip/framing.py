@@ -7,17 +7,16 @@ from dataclasses import dataclass, field
 from sbc.sip.errors import RemoteProtocolError
 from sbc.sip.message import (
     MAX_MESSAGE_SIZE,
-    HeaderField,
     Request,
     Response,
     _content_length,
     parse_head,
-    parse_start_line,
+    parse_message,
     split_head,
-    validate,
 )
 
 MAX_HEAD_SIZE = 16384
+_PING = b"\r\n\r\n"
 
 
 @dataclass(slots=True)
@@ -47,42 +46,58 @@ class StreamFramer:
         if self.broken:
             return None
         buf = self._buffer
-        skipped = 0
-        while skipped < len(buf) and buf[skipped] in (0x0D, 0x0A):
-            skipped += 1
-        if skipped:
-            self.keepalive_pings += bytes(buf[:skipped]).count(b"\r\n\r\n")
-            del buf[:skipped]
+        self._skip_keepalives(buf)
         if not buf:
             return None
         split = split_head(bytes(buf[: MAX_HEAD_SIZE + 4]))
         if split is None:
             if len(buf) > MAX_HEAD_SIZE:
-                self.broken = True
+                self._break()
                 raise RemoteProtocolError("header block too large", 513)
             return None
-        start, headers = self._parse_head_or_break(bytes(buf[: len(split.head)]), split.line_ending)
-        declared = _content_length(headers)
+        try:
+            start, headers = parse_head(split.head, split.line_ending)
+            declared = _content_length(headers)
+        except RemoteProtocolError:
+            # Without a trustworthy header block (or with a bad or doubled Content-Length, RFC 4475
+            # §3.1.2.3 and §3.3.9) there is no telling where the next message starts.
+            self._break()
+            raise
         if declared is None:
             # RFC 3261 §18.3: Content-Length is mandatory on streams; without it we cannot frame.
-            self.broken = True
+            self._break()
             raise RemoteProtocolError("missing Content-Length on a stream transport", 400)
         total = split.body_start + declared
         if total > self.max_message_size:
-            self.broken = True
+            self._break()
             raise RemoteProtocolError("message too large", 513)
         if len(buf) < total:
             return None
         body = bytes(buf[split.body_start : total])
         del buf[:total]
-        msg = parse_start_line(start, headers, body, split.line_ending)
-        validate(msg)
-        return msg
+        return parse_message(start, headers, body, split.line_ending)
 
-    def _parse_head_or_break(self, head: bytes, nl: str) -> tuple[str, list[HeaderField]]:
-        try:
-            return parse_head(head, nl)
-        except RemoteProtocolError:
-            self.broken = True
-            raise
+    def _skip_keepalives(self, buf: bytearray) -> None:
+        """Drop the CR/LF run before a message, counting its CRLFCRLF pings.
 
+        A run that reaches the end of the buffer keeps the start of an unfinished ping, so a ping split
+        across two reads still counts once.
+        """
+        run = 0
+        while run < len(buf) and buf[run] in (0x0D, 0x0A):
+            run += 1
+        if not run:
+            return
+        skipped = bytes(buf[:run])
+        pings = skipped.count(_PING)
+        drop = run
+        if run == len(buf):
+            rest = skipped[skipped.rfind(_PING) + 4 :] if pings else skipped
+            if rest and _PING.startswith(rest):
+                drop = run - len(rest)
+        self.keepalive_pings += pings
+        del buf[:drop]
+
+    def _break(self) -> None:
+        self.broken = True
+        self._buffer.clear()

@@ -7,6 +7,7 @@ rendered back with `str()`. Parameters keep their original order and spelling.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 
 from sbc.sip.errors import RemoteProtocolError
@@ -14,17 +15,41 @@ from sbc.sip.errors import RemoteProtocolError
 Params = tuple[tuple[str, str | None], ...]
 
 _URI_SCHEMES = ("sip", "sips", "tel")
+# LWS only: str.strip() would also eat NEL, NBSP and the like, which no SIP peer treats as blank.
+LWS = " \t"
+# RFC 3986 §3.1: a scheme that is well formed but unknown earns 416, anything else 400.
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-.]*)")
+_DOTTED_RE = re.compile(r"[0-9.]+")
+# A parameter name (pname / generic-param token): no LWS, quotes, brackets or separators.
+_PNAME_RE = re.compile(r"[^ \t\"<>,;=@\r\n]+")
+# RFC 3966 telephone-subscriber digits: global "+" digits, or local hex digits, "*", "#", separators.
+_TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
+# RFC 3261 §25.1 token, used for unquoted display names (plus non-ASCII, which real phones send).
+_DISPLAY_CHARS = r"[A-Za-z0-9\-.!%*_+`'~\x80-\U0010ffff]+"
+_DISPLAY_TOKENS_RE = re.compile(rf"{_DISPLAY_CHARS}(?:[ \t]+{_DISPLAY_CHARS})*")
 
 
-def parse_params(text: str, sep: str = ";") -> Params:
-    """Parse `a=b;c;d="x;y"` (without the leading separator) into ordered pairs."""
+def parse_params(text: str, sep: str = ";", *, strict: bool = False) -> Params:
+    """Parse `a=b;c;d="x;y"` (without the leading separator) into ordered pairs.
+
+    `strict` rejects what the grammar forbids: empty parameters (`a;;b`, RFC 4475 §3.1.2.1) and
+    names with LWS, quotes or brackets in them.
+    """
     out: list[tuple[str, str | None]] = []
+    if not text:
+        return ()
     for part in split_quoted(text, sep):
-        part = part.strip()
+        part = part.strip(LWS)
         if not part:
+            if strict:
+                raise RemoteProtocolError(f"empty parameter in {text[:60]!r}", 400)
             continue
         name, eq, value = part.partition("=")
-        out.append((name.strip(), value.strip() if eq else None))
+        name = name.strip(LWS)
+        if strict and not _PNAME_RE.fullmatch(name):
+            raise RemoteProtocolError(f"bad parameter name {name[:40]!r}", 400)
+        out.append((name, value.strip(LWS) if eq else None))
     return tuple(out)
 
 
@@ -124,28 +149,37 @@ class Uri:
 
     @classmethod
     def parse(cls, text: str) -> Uri:
-        text = text.strip()
+        """Parse a URI; 416 for a well-formed but unsupported scheme, 400 for anything malformed."""
+        text = text.strip(LWS)
         scheme, colon, rest = text.partition(":")
         lscheme = scheme.lower()
-        if not colon or lscheme not in _URI_SCHEMES:
+        if not colon or not _SCHEME_RE.fullmatch(scheme):
+            raise RemoteProtocolError(f"malformed URI {text[:60]!r}", 400)
+        if lscheme not in _URI_SCHEMES:
             raise RemoteProtocolError(f"unsupported URI scheme in {text[:60]!r}", 416)
+        if any(c in rest for c in ' \t\r\n"<>'):
+            raise RemoteProtocolError(f"malformed URI {text[:60]!r}", 400)
         if lscheme == "tel":
             number, _, ptext = rest.partition(";")
-            if not number:
-                raise RemoteProtocolError("empty tel URI", 400)
-            return cls("tel", number, None, "", None, parse_params(ptext))
-        hdrs: str | None = None
-        if "?" in rest:
-            rest, _, hdrs = rest.partition("?")
+            if not _TEL_NUMBER_RE.fullmatch(number):
+                raise RemoteProtocolError(f"bad tel URI {text[:60]!r}", 400)
+            return cls("tel", number, None, "", None, parse_params(ptext, strict=True))
         user: str | None = None
         password: str | None = None
         if "@" in rest:
-            userinfo, _, rest = rest.rpartition("@")
+            # RFC 3261 §25.1: user and password never hold a raw "@" but may hold ";", "?" and "/"
+            # (RFC 4475 §3.1.1.2), so the userinfo ends at the first "@", before "?" and ";" split.
+            userinfo, _, rest = rest.partition("@")
             user, pc, pw = userinfo.partition(":")
             password = pw if pc else None
+            if not user:
+                raise RemoteProtocolError(f"empty user part in {text[:60]!r}", 400)
+        hdrs: str | None = None
+        if "?" in rest:
+            rest, _, hdrs = rest.partition("?")
         hostport, _, ptext = rest.partition(";")
         host, port = split_hostport(hostport)
-        return cls(lscheme, user, password, host, port, parse_params(ptext), hdrs)
+        return cls(lscheme, user, password, host, port, parse_params(ptext, strict=True), hdrs)
 
     def __str__(self) -> str:
         if self.scheme == "tel":
@@ -176,35 +210,45 @@ class Uri:
 
 
 def split_hostport(hostport: str) -> tuple[str, int | None]:
-    hostport = hostport.strip()
+    hostport = hostport.strip(LWS)
     if not hostport:
         raise RemoteProtocolError("missing host", 400)
     if hostport.startswith("["):
         end = hostport.find("]")
         if end < 0:
-            raise RemoteProtocolError(f"unterminated IPv6 reference {hostport!r}", 400)
+            raise RemoteProtocolError(f"unterminated IPv6 reference {hostport[:60]!r}", 400)
         host = hostport[: end + 1]
         rest = hostport[end + 1 :]
+        if "%" in host:
+            # ipaddress accepts "fe80::1%eth0"; a zone index has no meaning on the wire.
+            raise RemoteProtocolError(f"bad IPv6 reference {host[:60]!r}", 400)
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError as exc:
-            raise RemoteProtocolError(f"bad IPv6 reference {host!r}", 400) from exc
+            raise RemoteProtocolError(f"bad IPv6 reference {host[:60]!r}", 400) from exc
         if not rest:
             return host, None
         if not rest.startswith(":"):
             raise RemoteProtocolError(f"bad host:port {hostport!r}", 400)
         return host, _port(rest[1:])
     if hostport.count(":") > 1:
-        raise RemoteProtocolError(f"IPv6 address without brackets {hostport!r}", 400)
+        raise RemoteProtocolError(f"IPv6 address without brackets {hostport[:60]!r}", 400)
     host, colon, port = hostport.partition(":")
-    if not host or any(c in host for c in ' \t<>"'):
-        raise RemoteProtocolError(f"bad host {hostport!r}", 400)
+    if not _HOSTNAME_RE.fullmatch(host):
+        raise RemoteProtocolError(f"bad host {hostport[:60]!r}", 400)
+    if _DOTTED_RE.fullmatch(host) and host.count(".") == 3 and host_address(host) is None:
+        raise RemoteProtocolError(f"bad IPv4 address {host[:60]!r}", 400)
     return host, (_port(port) if colon else None)
 
 
+def is_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²" and "٥", which int() rejects or misreads."""
+    return text.isascii() and text.isdigit()
+
+
 def _port(text: str) -> int:
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
-        raise RemoteProtocolError(f"bad port {text!r}", 400)
+    if not is_digits(text) or len(text) > 5 or int(text) > 65535:
+        raise RemoteProtocolError(f"bad port {text[:20]!r}", 400)
     return int(text)
 
 
@@ -219,7 +263,7 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
-        text = text.strip()
+        text = text.strip(LWS)
         if not text:
             raise RemoteProtocolError("empty name-addr", 400)
         lt = _find_unquoted(text, "<")
@@ -227,15 +271,25 @@ class NameAddr:
             gt = text.find(">", lt)
             if gt < 0:
                 raise RemoteProtocolError(f"unterminated <uri> in {text[:60]!r}", 400)
-            display = text[:lt].strip() or None
+            display = text[:lt].strip(LWS) or None
+            if display is not None and not _valid_display_name(display):
+                # RFC 4475 §3.1.2.15: an unquoted display name must be tokens; a B2BUA that copies
+                # it to the other leg would otherwise propagate the error.
+                raise RemoteProtocolError(f"bad display name {display[:60]!r}", 400)
             uri = Uri.parse(text[lt + 1 : gt])
-            rest = text[gt + 1 :].strip()
+            rest = text[gt + 1 :].strip(LWS)
             if rest and not rest.startswith(";"):
                 raise RemoteProtocolError(f"junk after <uri> in {text[:60]!r}", 400)
-            return cls(display, uri, parse_params(rest[1:]), True)
+            return cls(display, uri, parse_params(rest[1:], strict=True), True)
+        if '"' in text:
+            # The only "<" is inside a quoted string that never ends (RFC 4475 §3.1.2.6).
+            raise RemoteProtocolError(f"unbalanced quotes in {text[:60]!r}", 400)
         # addr-spec form: parameters after the URI belong to the header, not the URI (§20.10).
         uri_text, _, ptext = text.partition(";")
-        return cls(None, Uri.parse(uri_text), parse_params(ptext), False)
+        if "?" in uri_text or "," in uri_text:
+            # §20.10: a URI with headers or a comma must be in <> (RFC 4475 §3.1.2.13).
+            raise RemoteProtocolError(f"URI with headers must be enclosed in <> in {text[:60]!r}", 400)
+        return cls(None, Uri.parse(uri_text), parse_params(ptext, strict=True), False)
 
     def __str__(self) -> str:
         if not self.angle and not self.uri.params and self.uri.headers is None:
@@ -258,6 +312,23 @@ class NameAddr:
         return replace(self, uri=uri, angle=self.angle or bool(uri.params) or uri.headers is not None)
 
 
+def _valid_display_name(display: str) -> bool:
+    """`quoted-string` or `*(token LWS)` (RFC 3261 §25.1); non-ASCII is let through unquoted."""
+    if not display.startswith('"'):
+        return _DISPLAY_TOKENS_RE.fullmatch(display) is not None
+    i = 1
+    n = len(display)
+    while i < n:
+        c = display[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i == n - 1
+        i += 1
+    return False
+
+
 def _find_unquoted(text: str, ch: str) -> int:
     in_quote = False
     i = 0
@@ -276,6 +347,10 @@ def _find_unquoted(text: str, ch: str) -> int:
     return -1
 
 
+# No re.IGNORECASE: with it "ſ" (U+017F) would match "s".
+_VIA_RE = re.compile(r"[Ss][Ii][Pp][ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(.*)", re.S)
+
+
 @dataclass(frozen=True, slots=True)
 class Via:
     """One Via value: `SIP/2.0/UDP host:port;branch=...;rport` (RFC 3261 §20.42, RFC 3581)."""
@@ -287,24 +362,13 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        text = text.strip()
-        proto, _, rest = text.partition(" ")
-        pieces = [p.strip() for p in proto.split("/")]
-        if len(pieces) != 3 or pieces[0].upper() != "SIP" or not pieces[2]:
-            # Tolerate "SIP / 2.0 / UDP" spacing (RFC 4475 §3.1.1.1).
-            joined = text.replace(" ", "").replace("\t", "")
-            m = joined.split("/", 2)
-            if len(m) < 3 or m[0].upper() != "SIP":
-                raise RemoteProtocolError(f"bad Via {text[:60]!r}", 400)
-            tail = text.split("/", 2)[2].strip()
-            transport, _, rest = tail.partition(" ")
-            if not transport:
-                raise RemoteProtocolError(f"bad Via {text[:60]!r}", 400)
-        else:
-            transport = pieces[2]
-        hostport, _, ptext = rest.strip().partition(";")
+        """`SIP/2.0/UDP host:port;params`, with LWS around the slashes (RFC 4475 §3.1.1.1)."""
+        m = _VIA_RE.fullmatch(text.strip(LWS))
+        if m is None:
+            raise RemoteProtocolError(f"bad Via {text[:60]!r}", 400)
+        hostport, _, ptext = m.group(2).partition(";")
         host, port = split_hostport(hostport)
-        return cls(transport.upper(), host, port, parse_params(ptext))
+        return cls(m.group(1).upper(), host, port, parse_params(ptext, strict=True))
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""

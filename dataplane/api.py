@@ -1,0 +1,116 @@
+"""The one interface between the SIP core and the media relay, whichever implementation is behind it.
+
+Vocabulary: an *anchor* is a local UDP port pair (RTP, RTCP = RTP + 1) the SBC owns in one realm. A
+*leg* is what the relay knows about the endpoint on the far side of an anchor: where its media comes
+from and goes to, how to latch onto it, which DSCP to send with. Two anchors are *connected* when a
+packet arriving at one is sent out of the other toward that anchor's endpoint. A normal anchored call
+connects a LAN anchor with a WAN anchor; a hairpin short-circuit connects two LAN anchors.
+
+Calls are synchronous and cheap: they update tables (a dict in userspace, BPF maps for XDP), so the
+sans-IO core can call them without awaiting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class DataplaneMode(StrEnum):
+    XDP = "xdp"
+    USERSPACE = "userspace"
+
+
+class Latch(StrEnum):
+    SDP = "sdp"  # accept media only from the address and port the SDP named
+    LEARN = "learn"  # NATed endpoint: latch onto the first source seen inside the learning window
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: IPAddress
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorPort:
+    anchor_id: int
+    realm: str
+    address: IPAddress
+    rtp_port: int
+
+    @property
+    def rtcp_port(self) -> int:
+        return self.rtp_port + 1
+
+
+@dataclass(frozen=True, slots=True)
+class LegProgram:
+    """The endpoint behind an anchor, as the SDP of that side describes it."""
+
+    remote_rtp: Endpoint | None  # None: not known yet (late offer) or on hold with 0.0.0.0
+    remote_rtcp: Endpoint | None = None  # None with rtcp_mux: RTCP shares the RTP port
+    rtcp_mux: bool = False
+    latch: Latch = Latch.SDP
+    latch_window_s: float = 2.0
+    relatch: bool = False  # allow a new source mid-call (never by default: RTP bleed, hijack)
+    dscp: int = 46  # DS field value for packets sent toward this endpoint
+    send_enabled: bool = True  # False while this endpoint put the stream on hold (inactive/recvonly)
+
+
+@dataclass(slots=True)
+class LegStats:
+    """Counters of one anchor: what arrived from its endpoint and what was sent to it."""
+
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    dropped_spoofed: int = 0
+    dropped_other: int = 0
+    last_in_s: float | None = None  # monotonic time of the last packet from the endpoint
+    latched_source: Endpoint | None = None
+    rtp_expected: int = 0
+    rtp_lost: int = 0
+    jitter_ms: float = 0.0
+    ssrc: int | None = None
+    payload_type: int | None = None
+    in_kernel: bool = False
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def loss_fraction(self) -> float:
+        return self.rtp_lost / self.rtp_expected if self.rtp_expected > 0 else 0.0
+
+
+class PortsExhausted(Exception):
+    """No free port pair is left in the realm's media range: the call gets 503."""
+
+
+class Dataplane(Protocol):
+    """Implemented by `dataplane.userspace.UserspaceRelay` and `dataplane.xdp.XdpRelay`."""
+
+    @property
+    def mode(self) -> DataplaneMode: ...
+
+    def allocate(self, realm: str, address: IPAddress, port_min: int, port_max: int) -> AnchorPort: ...
+
+    def program(self, anchor: AnchorPort, leg: LegProgram) -> None: ...
+
+    def connect(self, a: AnchorPort, b: AnchorPort) -> None: ...
+
+    def disconnect(self, anchor: AnchorPort) -> None: ...
+
+    def release(self, anchor: AnchorPort) -> None: ...
+
+    def stats(self, anchor: AnchorPort) -> LegStats: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,249 @@
+"""`sbc run`: the asyncio shell around the sans-IO core. Sockets in, `Core` calls, outputs dispatched.
+
+The shell owns every task it starts, and dispatches each output type exhaustively: an output it does
+not know is a bug and raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, assert_never
+
+from dataplane.api import Dataplane, DataplaneMode
+from sbc import __version__
+from sbc.b2bua.core import Core
+from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
+from sbc.config.model import SbcConfig
+from sbc.control.server import ControlServer
+from sbc.sip.errors import RemoteProtocolError
+from sbc.sip.message import Request, Response
+from sbc.sip.transaction import PeerAddress
+from sbc.transport.sockets import RealmSockets
+
+log = logging.getLogger("sbc")
+
+
+def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane, str]:
+    """XDP when running as root on a kernel with BPF and the object is built; else the userspace relay."""
+    from dataplane.userspace import UserspaceRelay
+
+    reason = "not root" if os.geteuid() != 0 else "XDP dataplane not configured"
+    try:
+        from dataplane.select import try_xdp  # type: ignore[import-not-found]
+
+        dp, why = try_xdp(config, loop)
+        if dp is not None:
+            return dp, why
+        reason = why
+    except ImportError:
+        pass
+    return UserspaceRelay(loop), reason
+
+
+class SbcApp:
+    def __init__(self, config: SbcConfig, dataplane: Dataplane | None = None, fallback_reason: str = "") -> None:
+        self.config = config
+        self._dataplane = dataplane
+        self.fallback_reason = fallback_reason
+        self.started_at = time.time()
+        self.sockets: dict[str, RealmSockets] = {}
+        self.core: Core | None = None
+        self.control: ControlServer | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = asyncio.Event()
+        self._cdr_path = config.state_dir / "cdr.jsonl"
+
+    @property
+    def dataplane(self) -> Dataplane:
+        assert self._dataplane is not None
+        return self._dataplane
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._dataplane is None:
+            self._dataplane, self.fallback_reason = make_dataplane(self.config, self._loop)
+        self.core = Core(self.config, self._dataplane)
+        try:
+            for realm in self.config.realms:
+                rs = RealmSockets(realm, self._on_datagram, self._on_message, self._on_stream_error)
+                await rs.start()
+                self.sockets[realm.name] = rs
+            self.control = ControlServer(self.config.control_path, self._control)
+            await self.control.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._reschedule()
+        emit(
+            "info",
+            "sbc.started",
+            version=__version__,
+            config=self.config.source,
+            dataplane=self._dataplane.mode.value,
+            dataplane_note=self.fallback_reason,
+            realms=[
+                {
+                    "name": r.name,
+                    "address": str(r.address),
+                    "listen": [f"{ls.transport}:{ls.port}" for ls in r.listeners],
+                }
+                for r in self.config.realms
+            ],
+            control=str(self.config.control_path),
+        )
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.control is not None:
+            await self.control.close()
+        for rs in self.sockets.values():
+            await rs.close()
+        if self._dataplane is not None:
+            self._dataplane.close()
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            emit("info", "sbc.stopping")
+            await self.stop()
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _on_datagram(self, realm: str, data: bytes, source: PeerAddress) -> None:
+        assert self.core is not None
+        self._dispatch(self.core.datagram_received(realm, data, source, self._now()))
+
+    def _on_message(self, realm: str, msg: Request | Response, source: PeerAddress) -> None:
+        assert self.core is not None
+        self._dispatch(self.core.message_received(realm, msg, source, self._now()))
+
+    def _on_stream_error(self, realm: str, exc: RemoteProtocolError, source: PeerAddress) -> None:
+        emit("info", "sip.stream_error", realm=realm, reason=exc.reason, source=str(source))
+
+    def _on_timer(self) -> None:
+        assert self.core is not None
+        self._timer = None
+        self._dispatch(self.core.tick(self._now()))
+
+    def _reschedule(self) -> None:
+        assert self.core is not None and self._loop is not None
+        deadline = self.core.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    # ---- outputs ---------------------------------------------------------------------------------
+    def _dispatch(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, Transmit):
+                self.sockets[out.realm].send(out.data, out.destination)
+            elif isinstance(out, LogEvent):
+                emit(out.level, out.event, **out.fields)
+            elif isinstance(out, CallEnded):
+                self._write_cdr(out.record)
+            else:
+                assert_never(out)
+        self._reschedule()
+
+    def _write_cdr(self, record: dict[str, object]) -> None:
+        emit("info", "call.record", **record)
+        try:
+            with self._cdr_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, default=str) + "\n")
+        except OSError as exc:
+            emit("warning", "cdr.write_failed", error=str(exc))
+
+    # ---- control API -----------------------------------------------------------------------------
+    def _control(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.core is not None
+        now = self._now()
+        if command == "status":
+            c = self.core.counters
+            return {
+                "version": __version__,
+                "uptime_s": round(time.time() - self.started_at, 1),
+                "config": self.config.source,
+                "dataplane": self.dataplane.mode.value,
+                "dataplane_note": self.fallback_reason if self.dataplane.mode is DataplaneMode.USERSPACE else "",
+                "realms": [
+                    {
+                        "name": r.name,
+                        "address": str(r.address),
+                        "listen": [f"{ls.transport}:{ls.port}" for ls in r.listeners],
+                        "media": f"{r.media.address}:{r.media.port_min}-{r.media.port_max}",
+                    }
+                    for r in self.config.realms
+                ],
+                "active_calls": len(self.core.calls),
+                "registrations": len(self.core.registrations.active(now)),
+                "counters": {
+                    "calls_total": c.calls_total,
+                    "calls_answered": c.calls_answered,
+                    "calls_failed": c.calls_failed,
+                    "calls_cancelled": c.calls_cancelled,
+                    "malformed_answered": c.malformed_answered,
+                    "malformed_dropped": c.malformed_dropped,
+                    "messages_received": c.received,
+                    "hairpins": self.core.media.hairpins,
+                },
+            }
+        if command == "calls":
+            return {"calls": self.core.snapshot_calls(now)}
+        if command == "registrations":
+            return {
+                "registrations": [
+                    {
+                        "aor": b.aor,
+                        "contact": b.contact_uri,
+                        "flow": str(b.flow),
+                        "expires_in_s": round(b.expires_at - now),
+                    }
+                    for b in self.core.registrations.active(now)
+                ]
+            }
+        raise KeyError(command)
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def emit(level: str, event: str, **fields: object) -> None:
+    """One structured JSON log line (call lines carry both legs' Call-IDs, see Call.log_ids)."""
+    lvl = _LEVELS.get(level, logging.INFO)
+    if not log.isEnabledFor(lvl):
+        return
+    log.log(lvl, json.dumps({"ts": round(time.time(), 3), "level": level, "event": event, **fields}, default=str))
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("sbc")
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+    root.propagate = False
+
+
+def state_path(config: SbcConfig) -> Path:
+    return config.state_dir

@@ -1,0 +1,1103 @@
+"""The B2BUA: SIP events in, `Output`s out, deterministic (time is passed in).
+
+Each realm has its own transaction layer. A call is two legs (`sbc.b2bua.call`); every message a leg
+sees is built from that leg's own dialog state, so Call-IDs, tags, branches, Via, Record-Route, Route
+and Contact of one side never reach the other (topology hiding is not an option that can be off).
+Headers that may cross are listed by `sbc.policy.topology`; header rules run last on each message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dataplane.api import Dataplane
+from sbc import __version__
+from sbc.b2bua.call import Call, CallState, Leg, PendingAck
+from sbc.b2bua.media import MediaError, MediaSessions
+from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
+from sbc.b2bua.registrations import Binding, RegistrationTable
+from sbc.b2bua.routing import RouteDecision, Router
+from sbc.config.model import Direction, Realm, SbcConfig
+from sbc.policy.header_rules import apply_rules
+from sbc.policy.topology import AddressScrubber, HeaderPolicy
+from sbc.sip import transaction as tx
+from sbc.sip.errors import LocalProtocolError, RemoteProtocolError, SipProtocolError
+from sbc.sip.message import HeaderField, Message, Request, Response, make_response, parse_datagram
+from sbc.sip.transaction import PeerAddress, TimerConfig, TransactionLayer
+from sbc.sip.uri import NameAddr, Uri, format_host, host_address
+
+SUPPORTED_EXTENSIONS = frozenset({"100rel", "timer", "replaces", "norefersub", "path", "outbound", "gruu"})
+ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE, REGISTER"
+SDP_TYPE = "application/sdp"
+# Requests that refresh the remote target of a dialog (RFC 3261 §12.2, RFC 3311 §5.1).
+TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "NOTIFY", "SUBSCRIBE", "REFER"})
+MEDIA_CHECK_INTERVAL_S = 5.0
+# Requests that only exist inside a dialog: without a To tag they match nothing (RFC 3261 §12.2.2).
+DIALOG_ONLY_METHODS = frozenset({"BYE", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
+
+
+@dataclass(slots=True)
+class ClientContext:
+    """Why we sent a request on some leg, and which server transaction waits for its answer."""
+
+    purpose: str  # "invite", "in-dialog", "bye", "register"
+    call: Call | None
+    leg: Leg | None
+    peer: tuple[str, str] | None = None  # (realm, server txn id) to relay the answer to
+    method: str = ""
+    cseq: int = 0
+    binding: Binding | None = None
+    peer_request: Request | None = None
+
+
+@dataclass(slots=True)
+class ServerContext:
+    call: Call | None
+    leg: Leg | None
+    request: Request
+
+
+@dataclass(slots=True)
+class Counters:
+    received: int = 0
+    malformed_answered: int = 0
+    malformed_dropped: int = 0
+    calls_total: int = 0
+    calls_answered: int = 0
+    calls_failed: int = 0
+    calls_cancelled: int = 0
+    registrations_relayed: int = 0
+    options_answered: int = 0
+    loops_detected: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+class Core:
+    def __init__(
+        self,
+        config: SbcConfig,
+        dataplane: Dataplane,
+        *,
+        token: Callable[[int], str] = secrets.token_hex,
+    ) -> None:
+        self.config = config
+        self.token = token
+        timers = TimerConfig(
+            t1=config.timers.t1_ms / 1000, t2=config.timers.t2_ms / 1000, t4=config.timers.t4_ms / 1000
+        )
+        self.realms: dict[str, Realm] = {r.name: r for r in config.realms}
+        self.layers: dict[str, TransactionLayer] = {name: TransactionLayer(timers) for name in self.realms}
+        self.header_policy = {r.name: HeaderPolicy.for_realm(r.pass_headers, r.strip_headers) for r in config.realms}
+        self.router = Router(config)
+        self.media = MediaSessions(dataplane, config.realms)
+        self.registrations = RegistrationTable()
+        self.calls: dict[str, Call] = {}
+        self.dialogs: dict[tuple[str, str, str], tuple[Call, Leg]] = {}
+        self.client_ctx: dict[tuple[str, str], ClientContext] = {}
+        self.server_ctx: dict[tuple[str, str], ServerContext] = {}
+        self.counters = Counters()
+        self._out: list[Output] = []
+        self._next_media_check = 0.0
+
+    # ---- entry points ----------------------------------------------------------------------------
+    def datagram_received(self, realm: str, data: bytes, source: PeerAddress, now: float) -> list[Output]:
+        self.counters.received += 1
+        try:
+            msg = parse_datagram(data)
+        except RemoteProtocolError as exc:
+            self._answer_malformed(realm, data, source, exc, now)
+            return self._flush()
+        return self.message_received(realm, msg, source, now)
+
+    def message_received(self, realm: str, msg: Request | Response, source: PeerAddress, now: float) -> list[Output]:
+        try:
+            events, commands = self.layers[realm].receive(msg, source, now)
+            self._transmit(realm, commands)
+            for event in events:
+                self._handle_event(realm, event, now)
+        except SipProtocolError as exc:
+            self._log("warning", "sip.rejected", reason=exc.reason, realm=realm)
+        return self._flush()
+
+    def tick(self, now: float) -> list[Output]:
+        for realm, layer in self.layers.items():
+            events, commands = layer.tick(now)
+            self._transmit(realm, commands)
+            for event in events:
+                self._handle_event(realm, event, now)
+        if now >= self._next_media_check:
+            self._next_media_check = now + MEDIA_CHECK_INTERVAL_S
+            self._check_calls(now)
+        for binding in self.registrations.expire(now):
+            self._log("info", "registration.expired", aor=binding.aor)
+        return self._flush()
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (layer.next_deadline() for layer in self.layers.values()) if d is not None]
+        deadlines.append(self._next_media_check)
+        return min(deadlines)
+
+    # ---- plumbing --------------------------------------------------------------------------------
+    def _flush(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    def _transmit(self, realm: str, commands: list[tx.Transmit]) -> None:
+        for cmd in commands:
+            self._out.append(Transmit(realm, cmd.data, cmd.destination))
+
+    def _log(self, level: str, event: str, call: Call | None = None, **fields: object) -> None:
+        if call is not None:
+            fields.update(call.log_ids())
+        self._out.append(LogEvent(level, event, fields))
+
+    def _answer_malformed(
+        self, realm: str, data: bytes, source: PeerAddress, exc: RemoteProtocolError, now: float
+    ) -> None:
+        """A request we cannot parse gets its 4xx when its routing headers are readable; else it is dropped."""
+        request = _salvage_request(data)
+        if request is None:
+            self.counters.malformed_dropped += 1
+            self._log("info", "sip.malformed_dropped", realm=realm, reason=exc.reason, source=str(source))
+            return
+        response = make_response(request, exc.status_hint, _reason(exc.status_hint))
+        response.add("Warning", f'399 {self._realm_host(realm)} "{_quote(exc.reason)}"')
+        self.counters.malformed_answered += 1
+        self._log("info", "sip.malformed_answered", realm=realm, status=exc.status_hint, reason=exc.reason)
+        self._out.append(Transmit(realm, response.serialize(), source))
+        del now
+
+    def _realm_host(self, realm: str) -> str:
+        return format_host(str(self.realms[realm].public_address))
+
+    def _port(self, realm: Realm, transport: str) -> int:
+        for ls in realm.listeners:
+            if ls.transport == transport:
+                return ls.port
+        return realm.listeners[0].port if realm.listeners else 5060
+
+    def _via(self, realm: Realm, transport: str) -> str:
+        branch = "z9hG4bK" + self.token(8)
+        return (
+            f"SIP/2.0/{transport.upper()} {format_host(str(realm.public_address))}:{self._port(realm, transport)}"
+            f";branch={branch};rport"
+        )
+
+    def _contact(self, realm: Realm, transport: str, user: str = "sbc") -> str:
+        host = format_host(str(realm.public_address))
+        tparam = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{user}@{host}:{self._port(realm, transport)}{tparam}>"
+
+    def _respond(self, realm: str, txn_id: str, response: Response, now: float) -> None:
+        self._count_status(response.status)
+        # A 2xx to INVITE is retransmitted by us, the UAS core, until the ACK comes (§13.3.1.4).
+        retransmit = 200 <= response.status < 300 and response.cseq[1] == "INVITE"
+        try:
+            commands = self.layers[realm].respond(txn_id, response, now, retransmit_2xx=retransmit)
+        except LocalProtocolError as exc:
+            # The transaction ended meanwhile (e.g. a late final after CANCEL): nothing to answer.
+            self._log("debug", "sip.respond_skipped", realm=realm, reason=exc.reason)
+            return
+        self._transmit(realm, commands)
+
+    def _count_status(self, status: int) -> None:
+        self.counters.by_status[status] = self.counters.by_status.get(status, 0) + 1
+
+    def _reply(
+        self,
+        realm: str,
+        txn_id: str,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        now: float = 0.0,
+        *,
+        to_tag: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        response = make_response(request, status, reason or _reason(status), to_tag=to_tag)
+        for name, value in extra or []:
+            response.add(name, value)
+        response.add("Server", self._user_agent(realm))
+        self._respond(realm, txn_id, response, now)
+
+    def _user_agent(self, realm: str) -> str:
+        return self.realms[realm].user_agent or self.config.user_agent
+
+    # ---- events ----------------------------------------------------------------------------------
+    def _handle_event(self, realm: str, event: tx.Event, now: float) -> None:
+        if isinstance(event, tx.RequestReceived):
+            self._on_request(realm, event.txn_id, event.request, event.source, now)
+        elif isinstance(event, tx.ResponseReceived):
+            self._on_response(realm, event.txn_id, event.response, now)
+        elif isinstance(event, tx.AckReceived):
+            self._on_ack(realm, event.request, now)
+        elif isinstance(event, tx.CancelReceived):
+            self._on_cancel(realm, event.txn_id, now)
+        elif isinstance(event, tx.StrayResponse):
+            self._on_stray_response(realm, event.response)
+        elif isinstance(event, tx.TransactionTimedOut):
+            self._on_timeout(realm, event.txn_id, now)
+        elif isinstance(event, tx.AckTimedOut):
+            self._on_ack_timeout(realm, event.txn_id, now)
+        elif isinstance(event, tx.TransportError):
+            self._on_timeout(realm, event.txn_id, now)
+        elif isinstance(event, tx.TransactionTerminated):
+            self.client_ctx.pop((realm, event.txn_id), None)
+            self.server_ctx.pop((realm, event.txn_id), None)
+
+    def _on_request(self, realm: str, txn_id: str, req: Request, source: PeerAddress, now: float) -> None:
+        if self._own_via(req):
+            self.counters.loops_detected += 1
+            self._reply(realm, txn_id, req, 482, now=now)
+            return
+        mf = req.get("max-forwards")
+        if mf is not None and int(mf) == 0 and req.method != "OPTIONS":
+            self._reply(realm, txn_id, req, 483, now=now)
+            return
+        unsupported = [
+            ext
+            for value in req.values("require") + req.values("proxy-require")
+            for ext in (v.strip() for v in value.split(","))
+            if ext and ext not in SUPPORTED_EXTENSIONS
+        ]
+        if unsupported and req.method not in ("CANCEL", "ACK"):
+            self._reply(realm, txn_id, req, 420, now=now, extra=[("Unsupported", ", ".join(unsupported))])
+            return
+        to_tag = req.to.tag
+        if to_tag:
+            found = self.dialogs.get((realm, req.call_id, to_tag))
+            if found is None:
+                self._reply(realm, txn_id, req, 481, now=now)
+                return
+            call, leg = found
+            self._in_dialog_request(call, leg, txn_id, req, now)
+            return
+        if req.method == "INVITE":
+            self._new_call(realm, txn_id, req, source, now)
+        elif req.method == "REGISTER":
+            self._register(realm, txn_id, req, source, now)
+        elif req.method == "OPTIONS":
+            self.counters.options_answered += 1
+            self._reply(
+                realm,
+                txn_id,
+                req,
+                200,
+                now=now,
+                to_tag=self.token(5),
+                extra=[
+                    ("Allow", ALLOWED_METHODS),
+                    ("Accept", SDP_TYPE),
+                    ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS))),
+                ],
+            )
+        elif req.method in DIALOG_ONLY_METHODS:
+            self._reply(realm, txn_id, req, 481, now=now)
+        else:
+            self._reply(realm, txn_id, req, 405, now=now, extra=[("Allow", ALLOWED_METHODS)])
+
+    def _own_via(self, req: Request) -> bool:
+        """A request carrying a Via we wrote came back to us: a routing loop (RFC 3261 §16.3 step 4)."""
+        vias = req.values("via")
+        if len(vias) < 2:
+            return False
+        for value in vias:
+            try:
+                via = tx_parse_via(value)
+            except RemoteProtocolError:
+                continue
+            for realm in self.realms.values():
+                if via[0] == format_host(str(realm.public_address)) and via[1] == self._port(realm, "udp"):
+                    return True
+        return False
+
+    # ---- new calls -------------------------------------------------------------------------------
+    def _new_call(self, realm_name: str, txn_id: str, req: Request, source: PeerAddress, now: float) -> None:
+        if len(self.calls) >= self.config.max_calls:
+            self._reply(realm_name, txn_id, req, 503, now=now, extra=[("Retry-After", "5")])
+            return
+        decision = self.router.route(realm_name, req, self.registrations, now)
+        if isinstance(decision, int):
+            self._reply(realm_name, txn_id, req, decision, now=now)
+            return
+        self.counters.calls_total += 1
+        a_realm = self.realms[realm_name]
+        b_realm = self.realms[decision.to_realm]
+        a_tag = self.token(5)
+        to = req.to
+        frm = req.from_
+        contacts = req.contacts
+        caller = Leg(
+            index=0,
+            realm=realm_name,
+            transport=source.transport,
+            call_id=req.call_id,
+            local_tag=a_tag,
+            local_party=str(to.with_tag(None)),
+            remote_party=str(frm.with_tag(None)),
+            destination=source,
+            remote_tag=frm.tag,
+            remote_target=str(contacts[0].uri) if contacts else str(frm.uri),
+            route_set=req.values("record-route"),
+            remote_cseq=req.cseq[0],
+            contact=self._contact(a_realm, source.transport),
+        )
+        b_transport = decision.destination.transport
+        hidden_from = self._scrubber(caller)
+        b_from = frm.with_tag(None).with_uri(_rehost(frm.uri, hidden_from, str(b_realm.public_address), None))
+        b_ruri = decision.request_uri
+        b_to = to.with_tag(None).with_uri(_rehost(to.uri, hidden_from, decision.destination.host, None))
+        callee = Leg(
+            index=1,
+            realm=b_realm.name,
+            transport=b_transport,
+            call_id=self.token(12),
+            local_tag=self.token(5),
+            local_party=_display_safe(b_from),
+            remote_party=_display_safe(b_to),
+            destination=decision.destination,
+            remote_target=b_ruri,
+            local_cseq=1,
+            contact=self._contact(b_realm, b_transport),
+        )
+        call = Call(
+            call_ref=self.token(6),
+            legs=(caller, callee),
+            route=decision.route.name,
+            media=self.media.new_call(decision.route.media, realm_name, b_realm.name),
+            created_at=now,
+            initial_request=req,
+            caller_invite_txn=txn_id,
+        )
+        self.calls[call.call_ref] = call
+        self.dialogs[(caller.realm, caller.call_id, caller.local_tag)] = (call, caller)
+        self.dialogs[(callee.realm, callee.call_id, callee.local_tag)] = (call, callee)
+        self.server_ctx[(realm_name, txn_id)] = ServerContext(call, caller, req)
+        invite = self._build_request(call, callee, "INVITE", req, now, cseq=1)
+        if invite is None:
+            return
+        mf = req.get("max-forwards")
+        invite.set("Max-Forwards", str(int(mf) - 1 if mf is not None else 70))
+        self._log(
+            "info",
+            "call.start",
+            call,
+            route=call.route,
+            from_realm=realm_name,
+            to_realm=b_realm.name,
+            destination=str(decision.destination),
+        )
+        b_txn = self._send_request(call, callee, invite, now, purpose="invite", peer=(realm_name, txn_id))
+        call.callee_invite_txn = b_txn
+
+    def _scrubber(self, leg: Leg) -> AddressScrubber:
+        """Addresses of a leg's side that must not appear on the other side."""
+        realm = self.realms[leg.realm]
+        hidden = {realm.address, realm.public_address, realm.media.address}
+        for host in (leg.destination.host, _uri_host(leg.remote_target)):
+            addr = host_address(host) if host else None
+            if addr is not None:
+                hidden.add(addr)
+        return AddressScrubber(realm.networks, frozenset(hidden))
+
+    def _build_request(
+        self,
+        call: Call,
+        leg: Leg,
+        method: str,
+        source: Message | None,
+        now: float,
+        *,
+        cseq: int | None = None,
+    ) -> Request | None:
+        """A request on `leg` from its dialog state, carrying what may cross from `source` (other leg)."""
+        realm = self.realms[leg.realm]
+        if cseq is None:
+            leg.local_cseq += 1
+            cseq = leg.local_cseq
+        headers = [
+            HeaderField("Via", self._via(realm, leg.transport)),
+            HeaderField("Max-Forwards", "70"),
+            HeaderField("From", leg.local_header()),
+            HeaderField("To", leg.remote_header()),
+            HeaderField("Call-ID", leg.call_id),
+            HeaderField("CSeq", f"{cseq} {method}"),
+        ]
+        headers.extend(HeaderField("Route", r) for r in leg.route_set)
+        if method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"):
+            headers.append(HeaderField("Contact", leg.contact))
+        request = Request(method, leg.remote_target, headers)
+        other = call.other(leg)
+        if source is not None:
+            self.header_policy[leg.realm].copy_headers(source, request)
+            if not self._carry_body(call, other, source, request):
+                return None
+        request.add("User-Agent", self._user_agent(leg.realm))
+        self._scrubber(other).scrub_message(request, realm.public_address, skip=("authorization",))
+        self._apply_rules(call, other, leg, request, inbound=source)
+        return request
+
+    def _carry_body(self, call: Call, source_leg: Leg, source: Message, target: Message) -> bool:
+        """Copy the body across, rewriting SDP through the media policy. False if the call was ended."""
+        if not source.body:
+            return True
+        ctype = (source.get("content-type") or "").split(";")[0].strip().lower()
+        if ctype == SDP_TYPE:
+            try:
+                target.body = self.media.process(call.media, source_leg.index, source.body)
+            except MediaError as exc:
+                self._log("warning", "media.rejected", call, reason=str(exc), status=exc.status)
+                self._fail_call(call, exc.status, str(exc))
+                return False
+        else:
+            target.body = source.body
+        if not target.has("content-type"):
+            target.add("Content-Type", source.get("content-type") or "application/octet-stream")
+        return True
+
+    def _apply_rules(self, call: Call, from_leg: Leg, to_leg: Leg, msg: Message, inbound: Message | None) -> None:
+        if not self.config.header_rules:
+            return
+        del inbound
+        for realm, direction in ((from_leg.realm, Direction.INBOUND), (to_leg.realm, Direction.OUTBOUND)):
+            applied = apply_rules(
+                self.config.header_rules,
+                msg,
+                realm=realm,
+                route=call.route,
+                direction=direction,
+                store=call.store,
+            )
+            if applied:
+                self._log("debug", "header_rules.applied", call, realm=realm, actions=applied)
+
+    def _send_request(
+        self,
+        call: Call | None,
+        leg: Leg,
+        request: Request,
+        now: float,
+        *,
+        purpose: str,
+        peer: tuple[str, str] | None = None,
+        binding: Binding | None = None,
+        peer_request: Request | None = None,
+    ) -> str:
+        txn_id, commands = self.layers[leg.realm].send_request(
+            request, leg.destination, now, reliable=leg.transport != "udp"
+        )
+        self._transmit(leg.realm, commands)
+        self.client_ctx[(leg.realm, txn_id)] = ClientContext(
+            purpose=purpose,
+            call=call,
+            leg=leg,
+            peer=peer,
+            method=request.method,
+            cseq=request.cseq[0],
+            binding=binding,
+            peer_request=peer_request,
+        )
+        return txn_id
+
+    # ---- responses -------------------------------------------------------------------------------
+    def _on_response(self, realm: str, txn_id: str, resp: Response, now: float) -> None:
+        ctx = self.client_ctx.get((realm, txn_id))
+        if ctx is None:
+            return
+        if ctx.purpose == "register":
+            self._register_response(ctx, resp, now)
+            return
+        call, leg = ctx.call, ctx.leg
+        if call is None or leg is None:
+            return
+        if ctx.purpose == "invite":
+            self._invite_response(call, leg, resp, now)
+        elif ctx.purpose == "in-dialog":
+            self._in_dialog_response(call, leg, ctx, resp, now)
+        # "bye": the answer to our own BYE needs nothing more.
+
+    def _invite_response(self, call: Call, callee: Leg, resp: Response, now: float) -> None:
+        caller = call.caller
+        assert call.initial_request is not None and call.caller_invite_txn is not None
+        status = resp.status
+        if status == 100:
+            return
+        if call.state in (CallState.ENDING, CallState.ENDED):
+            if 200 <= status < 300:
+                # The callee answered after the caller gave up: ACK and hang up that leg (§15).
+                self._learn_remote(callee, resp)
+                self._ack_2xx(call, callee, resp.cseq[0], None, now)
+                self._send_bye(call, callee, now)
+            return
+        if call.state is CallState.CONFIRMED:
+            # A 2xx retransmission (our ACK was lost) or a 2xx from another fork: ACK it again.
+            if 200 <= status < 300:
+                pending = call.pending_acks.get(callee.index)
+                if pending is not None and pending.ack is not None:
+                    self._out.append(Transmit(callee.realm, pending.ack, callee.destination))
+            return
+        tag = resp.to.tag
+        if tag and status < 300:
+            self._learn_remote(callee, resp)
+        if status < 200:
+            if tag and call.state is CallState.TRYING:
+                call.state = CallState.EARLY
+            out = self._relay_response(call, callee, caller, call.initial_request, resp, now)
+            if out is not None:
+                self._respond(caller.realm, call.caller_invite_txn, out, now)
+            return
+        if status < 300:
+            call.state = CallState.CONFIRMED
+            call.answered_at = now
+            call.final_status = status
+            self.counters.calls_answered += 1
+            se = resp.get("session-expires")
+            if se:
+                call.session_expires_s = _int_prefix(se)
+                call.session_refreshed_at = now
+            call.pending_acks[1] = PendingAck(cseq=resp.cseq[0])
+            out = self._relay_response(call, callee, caller, call.initial_request, resp, now)
+            if out is not None:
+                self._respond(caller.realm, call.caller_invite_txn, out, now)
+                self._log("info", "call.answered", call, status=status)
+            return
+        # Final failure: map it to the caller (3xx would expose the callee's contacts: 480 instead).
+        mapped = resp.status if not 300 <= status < 400 else 480
+        call.final_status = mapped
+        out = self._relay_response(call, callee, caller, call.initial_request, resp, now, status=mapped)
+        if out is not None:
+            self._respond(caller.realm, call.caller_invite_txn, out, now)
+        self.counters.calls_failed += 1
+        self._end_call(call, now, f"callee answered {status}")
+
+    def _learn_remote(self, leg: Leg, resp: Response) -> None:
+        tag = resp.to.tag
+        if tag and tag != leg.remote_tag:
+            leg.remote_tag = tag
+        contacts = resp.contacts
+        if contacts:
+            leg.remote_target = str(contacts[0].uri)
+        rr = resp.values("record-route")
+        if rr:
+            leg.route_set = list(reversed(rr))
+
+    def _relay_response(
+        self,
+        call: Call,
+        from_leg: Leg,
+        to_leg: Leg,
+        to_request: Request,
+        resp: Response,
+        now: float,
+        *,
+        status: int | None = None,
+    ) -> Response | None:
+        """The response for `to_leg`'s request, built from its own request plus what may cross."""
+        code = status if status is not None else resp.status
+        reason = resp.reason if status is None or status == resp.status else _reason(code)
+        out = make_response(to_request, code, reason, to_tag=to_leg.local_tag if to_leg.index == 0 else None)
+        if code < 300 and code != 100 and to_request.method in TARGET_REFRESH:
+            out.add("Contact", to_leg.contact)
+        if 180 <= code < 200 and resp.get("rseq") is not None:
+            out.add("RSeq", resp.get("rseq") or "")
+        for name in ("www-authenticate", "proxy-authenticate") if code in (401, 407) else ():
+            for value in resp.get_all(name):
+                out.add(name, value)
+        self.header_policy[to_leg.realm].copy_headers(resp, out)
+        if not self._carry_body(call, from_leg, resp, out):
+            return None
+        out.add("Server", self._user_agent(to_leg.realm))
+        self._scrubber(from_leg).scrub_message(
+            out, self.realms[to_leg.realm].public_address, skip=("via", "from", "to", "call-id", "cseq")
+        )
+        self._apply_rules(call, from_leg, to_leg, out, inbound=resp)
+        return out
+
+    # ---- ACK -------------------------------------------------------------------------------------
+    def _on_ack(self, realm: str, ack: Request, now: float) -> None:
+        tag = ack.to.tag
+        found = self.dialogs.get((realm, ack.call_id, tag or ""))
+        if found is None:
+            return
+        call, leg = found
+        other = call.other(leg)
+        pending = call.pending_acks.get(other.index)
+        if pending is None or pending.ack is not None:
+            return
+        self._ack_2xx(call, other, pending.cseq, ack, now)
+
+    def _ack_2xx(self, call: Call, leg: Leg, cseq: int, source: Request | None, now: float) -> None:
+        """Send (or re-send) the ACK for a 2xx on `leg`; the body comes from the other leg's ACK."""
+        pending = call.pending_acks.get(leg.index)
+        if pending is not None and pending.ack is not None:
+            self._out.append(Transmit(leg.realm, pending.ack, self._dialog_destination(leg)))
+            return
+        ack = self._build_request(call, leg, "ACK", source, now, cseq=cseq)
+        if ack is None:
+            return
+        data = ack.serialize()
+        if pending is None:
+            pending = PendingAck(cseq)
+            call.pending_acks[leg.index] = pending
+        pending.ack = data
+        self._transmit(leg.realm, self.layers[leg.realm].send_ack_2xx(ack, self._dialog_destination(leg)))
+
+    def _dialog_destination(self, leg: Leg) -> PeerAddress:
+        return leg.destination
+
+    def _on_stray_response(self, realm: str, resp: Response) -> None:
+        """A 2xx retransmitted after its transaction ended: our ACK was lost, send it again."""
+        if not 200 <= resp.status < 300:
+            return
+        found = self.dialogs.get((realm, resp.call_id, resp.from_.tag or ""))
+        if found is None:
+            return
+        call, leg = found
+        pending = call.pending_acks.get(leg.index)
+        if pending is not None and pending.ack is not None and pending.cseq == resp.cseq[0]:
+            self._out.append(Transmit(leg.realm, pending.ack, leg.destination))
+
+    # ---- CANCEL, BYE, in-dialog --------------------------------------------------------------------
+    def _on_cancel(self, realm: str, invite_txn: str, now: float) -> None:
+        ctx = self.server_ctx.get((realm, invite_txn))
+        if ctx is None or ctx.call is None:
+            return
+        call = ctx.call
+        if ctx.leg is not call.caller or call.state not in (CallState.TRYING, CallState.EARLY):
+            return
+        self._reply(realm, invite_txn, ctx.request, 487, now=now, to_tag=call.caller.local_tag)
+        self.counters.calls_cancelled += 1
+        call.final_status = 487
+        if call.callee_invite_txn is not None:
+            self._transmit(call.callee.realm, self.layers[call.callee.realm].cancel(call.callee_invite_txn, now))
+        self._log("info", "call.cancelled", call)
+        self._end_call(call, now, "cancelled by caller", release_dialogs=False)
+
+    def _in_dialog_request(self, call: Call, leg: Leg, txn_id: str, req: Request, now: float) -> None:
+        cseq = req.cseq[0]
+        if leg.remote_cseq >= 0 and cseq < leg.remote_cseq and req.method not in ("ACK", "CANCEL"):
+            self._reply(leg.realm, txn_id, req, 500, "CSeq out of order", now)
+            return
+        leg.remote_cseq = max(leg.remote_cseq, cseq)
+        if req.method == "BYE":
+            self._reply(leg.realm, txn_id, req, 200, now=now)
+            other = call.other(leg)
+            self._log("info", "call.bye", call, from_leg="a" if leg.index == 0 else "b")
+            if call.state is CallState.CONFIRMED or other.remote_tag:
+                self._send_bye(call, other, now)
+            self._end_call(call, now, f"BYE from {'caller' if leg.index == 0 else 'callee'}")
+            return
+        if call.state in (CallState.ENDING, CallState.ENDED):
+            self._reply(leg.realm, txn_id, req, 481, now=now)
+            return
+        if req.method == "INVITE":
+            if call.reinvite_in_progress:
+                self._reply(leg.realm, txn_id, req, 491, now=now)
+                return
+            call.reinvite_in_progress = True
+        if req.method in TARGET_REFRESH:
+            contacts = req.contacts
+            if contacts:
+                leg.remote_target = str(contacts[0].uri)
+        other = call.other(leg)
+        out = self._build_request(call, other, req.method, req, now)
+        if out is None:
+            return
+        if req.method == "PRACK":
+            rack = req.get("rack")
+            if rack:
+                parts = rack.split()
+                if len(parts) == 3 and call.callee_invite_txn is not None and other.index == 1:
+                    out.set("RAck", f"{parts[0]} 1 {parts[2]}")
+                elif len(parts) == 3:
+                    out.set("RAck", f"{parts[0]} {call.initial_request.cseq[0] if call.initial_request else 1} INVITE")
+        self.server_ctx[(leg.realm, txn_id)] = ServerContext(call, leg, req)
+        self._send_request(call, other, out, now, purpose="in-dialog", peer=(leg.realm, txn_id), peer_request=req)
+
+    def _in_dialog_response(self, call: Call, leg: Leg, ctx: ClientContext, resp: Response, now: float) -> None:
+        if ctx.peer is None or ctx.peer_request is None:
+            return
+        peer_realm, peer_txn = ctx.peer
+        peer_leg = call.other(leg)
+        if resp.status == 100:
+            return
+        if ctx.method == "INVITE" and resp.status >= 200:
+            call.reinvite_in_progress = False
+            if resp.status < 300:
+                call.pending_acks[leg.index] = PendingAck(cseq=ctx.cseq)
+        if ctx.method in ("INVITE", "UPDATE") and 200 <= resp.status < 300:
+            call.session_refreshed_at = now
+            contacts = resp.contacts
+            if contacts:
+                leg.remote_target = str(contacts[0].uri)
+        out = self._relay_response(call, leg, peer_leg, ctx.peer_request, resp, now)
+        if out is not None:
+            self._respond(peer_realm, peer_txn, out, now)
+        if resp.status in (408, 481) and ctx.method != "BYE":
+            # The dialog is gone on that side (RFC 5057 §5.1): end the call on both.
+            self._send_bye(call, peer_leg, now)
+            self._end_call(call, now, f"in-dialog {ctx.method} got {resp.status}")
+
+    def _send_bye(self, call: Call, leg: Leg, now: float) -> None:
+        bye = self._build_request(call, leg, "BYE", None, now)
+        if bye is None:
+            return
+        self._send_request(call, leg, bye, now, purpose="bye")
+
+    def _on_ack_timeout(self, realm: str, txn_id: str, now: float) -> None:
+        """Our 2xx was never ACKed (§13.3.1.4): the dialog is confirmed, so end it with BYE on both legs."""
+        sctx = self.server_ctx.get((realm, txn_id))
+        if sctx is None or sctx.call is None:
+            return
+        call = sctx.call
+        if call.state is CallState.CONFIRMED:
+            self._log("warning", "call.no_ack", call)
+            self._send_bye(call, call.caller, now)
+            self._send_bye(call, call.callee, now)
+            self._end_call(call, now, "no ACK for 2xx")
+
+    def _on_timeout(self, realm: str, txn_id: str, now: float) -> None:
+        ctx = self.client_ctx.pop((realm, txn_id), None)
+        if ctx is None:
+            return
+        if ctx.purpose == "register" and ctx.peer is not None and ctx.peer_request is not None:
+            self._reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, 408, now=now)
+            return
+        call = ctx.call
+        if call is None or ctx.leg is None:
+            return
+        if ctx.purpose == "invite" and call.state in (CallState.TRYING, CallState.EARLY):
+            assert call.initial_request is not None and call.caller_invite_txn is not None
+            self._reply(
+                call.caller.realm,
+                call.caller_invite_txn,
+                call.initial_request,
+                408,
+                now=now,
+                to_tag=call.caller.local_tag,
+            )
+            self.counters.calls_failed += 1
+            call.final_status = 408
+            self._end_call(call, now, "callee did not answer (timeout)")
+        elif ctx.purpose == "in-dialog" and ctx.peer is not None and ctx.peer_request is not None:
+            self._reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, 408, now=now)
+            if ctx.method == "INVITE":
+                call.reinvite_in_progress = False
+
+    def _fail_call(self, call: Call, status: int, reason: str) -> None:
+        if call.state in (CallState.TRYING, CallState.EARLY) and call.caller_invite_txn and call.initial_request:
+            self._reply(
+                call.caller.realm,
+                call.caller_invite_txn,
+                call.initial_request,
+                status,
+                now=0.0,
+                to_tag=call.caller.local_tag,
+                extra=[("Warning", f'399 {self._realm_host(call.caller.realm)} "{_quote(reason)}"')],
+            )
+            call.final_status = status
+            self.counters.calls_failed += 1
+            self._end_call(call, 0.0, reason)
+
+    def _end_call(self, call: Call, now: float, reason: str, *, release_dialogs: bool = True) -> None:
+        if call.state is CallState.ENDED:
+            return
+        call.state = CallState.ENDED
+        call.ended_at = now
+        call.end_reason = reason
+        stats = self.media.stats(call.media)
+        self.media.release(call.media)
+        self.calls.pop(call.call_ref, None)
+        # Dialog entries stay a little for retransmitted BYE/ACK; they are swept with the call record.
+        if release_dialogs:
+            for leg in call.legs:
+                self.dialogs.pop((leg.realm, leg.call_id, leg.local_tag), None)
+        else:
+            # A cancelled call keeps its callee dialog so a late 2xx can be ACKed and hung up.
+            self.dialogs.pop((call.caller.realm, call.caller.call_id, call.caller.local_tag), None)
+        record: dict[str, object] = {
+            **call.log_ids(),
+            "route": call.route,
+            "a_realm": call.caller.realm,
+            "b_realm": call.callee.realm,
+            "start": call.created_at,
+            "answer": call.answered_at,
+            "end": now,
+            "duration_s": round(now - call.answered_at, 3) if call.answered_at is not None else 0.0,
+            "status": call.final_status,
+            "reason": reason,
+            "media_mode": call.media.mode.value,
+            "streams": [
+                {
+                    ("a" if leg == 0 else "b"): {
+                        "packets_in": s.packets_in,
+                        "packets_out": s.packets_out,
+                        "lost": s.rtp_lost,
+                        "jitter_ms": round(s.jitter_ms, 2),
+                        "dropped_spoofed": s.dropped_spoofed,
+                    }
+                    for leg, s in stream.items()
+                }
+                for stream in stats
+            ],
+        }
+        self._out.append(CallEnded(record))
+        self._log("info", "call.end", call, reason=reason, status=call.final_status)
+
+    def _check_calls(self, now: float) -> None:
+        """Session timers (RFC 4028 §10) and media timeouts end calls nobody hung up."""
+        for call in list(self.calls.values()):
+            if call.state is not CallState.CONFIRMED:
+                continue
+            if call.session_expires_s and now - call.session_refreshed_at > call.session_expires_s:
+                self._log("warning", "call.session_expired", call)
+                self._send_bye(call, call.caller, now)
+                self._send_bye(call, call.callee, now)
+                self._end_call(call, now, "session timer expired")
+                continue
+            if call.media.mode.value != "anchor" or call.answered_at is None:
+                continue
+            for stream in self.media.stats(call.media):
+                for leg_index, st in stream.items():
+                    realm = self.realms[call.legs[leg_index].realm]
+                    timeout = realm.media.timeout_s
+                    last = st.last_in_s if st.last_in_s is not None else call.answered_at
+                    if timeout and now - last > timeout and now - call.answered_at > timeout:
+                        self._log("warning", "media.timeout", call, leg=leg_index, idle_s=round(now - last, 1))
+                        if realm.media.hangup_on_timeout and call.state is CallState.CONFIRMED:
+                            self._send_bye(call, call.caller, now)
+                            self._send_bye(call, call.callee, now)
+                            self._end_call(call, now, "media timeout")
+
+    # ---- REGISTER relay --------------------------------------------------------------------------
+    def _register(self, realm_name: str, txn_id: str, req: Request, source: PeerAddress, now: float) -> None:
+        target = self.router.registrar_for(realm_name)
+        if target is None:
+            self._reply(realm_name, txn_id, req, 403, "No registrar for this realm", now)
+            return
+        up_realm, registrar = target
+        to = req.to
+        aor_uri = to.uri
+        aor = f"{aor_uri.user or ''}@{aor_uri.host}"
+        contact_values = req.values("contact")
+        star = len(contact_values) == 1 and contact_values[0].strip() == "*"
+        contacts = req.contacts
+        if not contacts and not star:
+            # A query for bindings: we do not expose upstream bindings, answer with none.
+            self._reply(realm_name, txn_id, req, 200, now=now, to_tag=self.token(5))
+            return
+        phone_contact = str(contacts[0].uri) if contacts else "*"
+        binding = self.registrations.binding_for(aor, phone_contact)
+        if binding is None:
+            binding = self.registrations.create(aor, aor_uri.user or "", realm_name, phone_contact, source)
+        binding.flow = source
+        binding.upstream_cseq += 1
+        realm = self.realms[up_realm]
+        hidden = AddressScrubber(
+            self.realms[realm_name].networks,
+            frozenset({self.realms[realm_name].address, *(a for a in [host_address(source.host)] if a)}),
+        )
+        up_aor = _rehost(aor_uri, hidden, registrar.host, None)
+        ruri = _rehost(req.request_uri, hidden, registrar.host, registrar.port if registrar.port != 5060 else None)
+        transport = registrar.transport.value
+        headers = [
+            HeaderField("Via", self._via(realm, transport)),
+            HeaderField("Max-Forwards", "70"),
+            HeaderField("From", f"<{up_aor}>;tag={binding.upstream_from_tag}"),
+            HeaderField("To", f"<{up_aor}>"),
+            HeaderField("Call-ID", binding.upstream_call_id),
+            HeaderField("CSeq", f"{binding.upstream_cseq} REGISTER"),
+        ]
+        up = Request("REGISTER", str(ruri), headers)
+        if star:
+            up.add("Contact", "*")
+        else:
+            expires = contacts[0].param("expires")
+            our = self._contact(realm, transport, binding.token)
+            up.add("Contact", our + (f";expires={expires}" if expires is not None else ""))
+        for name in ("expires", "authorization", "proxy-authorization", "supported", "allow"):
+            for value in req.get_all(name):
+                up.add(name, value)
+        up.add("User-Agent", self._user_agent(up_realm))
+        self.counters.registrations_relayed += 1
+        leg = Leg(
+            index=1,
+            realm=up_realm,
+            transport=transport,
+            call_id=binding.upstream_call_id,
+            local_tag=binding.upstream_from_tag,
+            local_party="",
+            remote_party="",
+            destination=PeerAddress(transport, registrar.host, registrar.port),
+        )
+        self._send_request(
+            None, leg, up, now, purpose="register", peer=(realm_name, txn_id), binding=binding, peer_request=req
+        )
+
+    def _register_response(self, ctx: ClientContext, resp: Response, now: float) -> None:
+        if resp.status < 200 or ctx.peer is None or ctx.peer_request is None or ctx.binding is None:
+            return
+        binding = ctx.binding
+        realm, txn = ctx.peer
+        req = ctx.peer_request
+        out = make_response(req, resp.status, resp.reason, to_tag=self.token(5))
+        if 200 <= resp.status < 300:
+            granted = _granted_expires(resp, binding.token)
+            if granted <= 0 or binding.contact_uri == "*":
+                self.registrations.remove(binding)
+                self._log("info", "registration.removed", aor=binding.aor)
+            else:
+                self.registrations.activate(binding, now + granted)
+                out.add("Contact", f"<{binding.contact_uri}>;expires={granted}")
+                self._log("info", "registration.ok", aor=binding.aor, expires=granted, token=binding.token)
+        else:
+            for name in ("www-authenticate", "proxy-authenticate", "min-expires", "retry-after"):
+                for value in resp.get_all(name):
+                    out.add(name, value)
+        out.add("Server", self._user_agent(realm))
+        self._respond(realm, txn, out, now)
+
+    # ---- read-only views for the control API -----------------------------------------------------
+    def snapshot_calls(self, now: float) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for call in self.calls.values():
+            streams = self.media.stats(call.media)
+            out.append(
+                {
+                    **call.log_ids(),
+                    "state": call.state.value,
+                    "route": call.route,
+                    "a_realm": call.caller.realm,
+                    "b_realm": call.callee.realm,
+                    "age_s": round(now - call.created_at, 1),
+                    "media_mode": call.media.mode.value,
+                    "hairpin": any(s.hairpinned for s in call.media.streams),
+                    "streams": [
+                        {
+                            ("a" if leg == 0 else "b"): {
+                                "packets_in": s.packets_in,
+                                "packets_out": s.packets_out,
+                                "lost": s.rtp_lost,
+                                "jitter_ms": round(s.jitter_ms, 2),
+                                "in_kernel": s.in_kernel,
+                            }
+                            for leg, s in stream.items()
+                        }
+                        for stream in streams
+                    ],
+                }
+            )
+        return out
+
+    def version(self) -> str:
+        return __version__
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+_REASONS = {
+    100: "Trying",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    503: "Service Unavailable",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+
+
+def _reason(status: int) -> str:
+    return _REASONS.get(status, "Error" if status >= 300 else "OK")
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")[:120]
+
+
+def _int_prefix(value: str) -> int | None:
+    head = value.split(";")[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+def _uri_host(uri: str) -> str | None:
+    try:
+        return Uri.parse(uri).host
+    except RemoteProtocolError:
+        return None
+
+
+def _rehost(uri: Uri, scrubber: AddressScrubber, host: str, port: int | None) -> Uri:
+    """Keep a URI's user and domain, but never an address of the realm it came from."""
+    addr = uri.address
+    if uri.scheme == "tel" or (addr is not None and not scrubber.is_hidden(addr)):
+        return Uri(uri.scheme, uri.user, None, uri.host, uri.port, ())
+    if addr is None:
+        return Uri(uri.scheme, uri.user, None, uri.host, None, ())
+    return Uri(uri.scheme, uri.user, None, format_host(host), port, ())
+
+
+def _display_safe(na: NameAddr) -> str:
+    return str(NameAddr(na.display, na.uri, (), True))
+
+
+def _granted_expires(resp: Response, token: str) -> int:
+    for contact in resp.contacts:
+        if contact.uri.user == token:
+            value = contact.param("expires")
+            if value is not None and value.isdigit():
+                return int(value)
+    header = resp.get("expires")
+    if header is not None and header.strip().isdigit():
+        return int(header.strip())
+    return 3600 if resp.contacts else 0
+
+
+def tx_parse_via(value: str) -> tuple[str, int]:
+    from sbc.sip.uri import Via
+
+    via = Via.parse(value)
+    return via.host, via.port or 5060
+
+
+def _salvage_request(data: bytes) -> Request | None:
+    """Best-effort read of a malformed request's routing headers, to address a 4xx to it."""
+    from sbc.sip.message import parse_head, split_head
+
+    try:
+        split = split_head(data)
+        head = split.head if split is not None else data
+        start, headers = parse_head(head, split.line_ending if split is not None else "\r\n")
+    except (RemoteProtocolError, UnicodeError):
+        return None
+    parts = start.split(" ")
+    if len(parts) < 2 or parts[0].startswith("SIP/") or parts[0] == "ACK":
+        return None
+    req = Request(parts[0], parts[1], headers)
+    for name in ("via", "from", "to", "call-id", "cseq"):
+        if not req.has(name):
+            return None
+    try:
+        req.top_via  # noqa: B018 - must be readable to answer
+    except RemoteProtocolError:
+        return None
+    return req
+
+
+__all__ = ["Core", "RouteDecision"]

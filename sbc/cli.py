@@ -1,0 +1,148 @@
+"""The `sbc` command: run, check-config, status, calls, registrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sbc import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sbc", description="Edge session border controller")
+    parser.add_argument("--version", action="version", version=f"sbc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the SBC in the foreground")
+    run.add_argument("--config", type=Path, help="YAML config (default: the embedded default config)")
+    check = sub.add_parser("check-config", help="validate a config file: exit 0, or 2 with every error")
+    check.add_argument("file", type=Path)
+    for name, help_text in (
+        ("status", "version, uptime, realms, counters of the running SBC"),
+        ("calls", "active calls with both legs' Call-IDs and media figures"),
+        ("registrations", "registrations relayed upstream"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", type=Path, help="config of the SBC to ask (for its control socket path)")
+        p.add_argument("--socket", type=Path, help="control socket path")
+        p.add_argument("--json", action="store_true", help="print the raw JSON")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "check-config":
+        return _check(args.file)
+    return _query(args.command, args)
+
+
+def _load(path: Path | None) -> Any:
+    from sbc.config.loader import load_config
+
+    return load_config(path)
+
+
+def _check(path: Path) -> int:
+    from sbc.config.loader import ConfigError
+
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} error(s)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    counts = f"{len(config.realms)} realms, {len(config.routes)} routes, {len(config.header_rules)} header rules"
+    print(f"{path}: OK ({counts})")
+    return 0
+
+
+def _run(path: Path | None) -> int:
+    from sbc.app import SbcApp, setup_logging
+    from sbc.config.loader import ConfigError
+
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        print("refusing to start: the configuration has errors", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    try:
+        asyncio.run(SbcApp(config).run_forever())
+    except OSError as exc:
+        print(f"sbc: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _query(command: str, args: argparse.Namespace) -> int:
+    from sbc.control.client import ControlError, control_request
+
+    sock = args.socket
+    if sock is None:
+        sock = _load(args.config).control_path
+    try:
+        result = control_request(sock, command)
+    except ControlError as exc:
+        print(f"sbc {command}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(_format(command, result))
+    return 0
+
+
+def _format(command: str, result: dict[str, Any]) -> str:
+    if command == "status":
+        lines = [
+            f"sbc {result['version']}  up {result['uptime_s']} s  config {result['config']}",
+            f"dataplane: {result['dataplane']}"
+            + (f" ({result['dataplane_note']})" if result.get("dataplane_note") else ""),
+            f"active calls: {result['active_calls']}  registrations: {result['registrations']}",
+            "realms:",
+        ]
+        for r in result["realms"]:
+            lines.append(f"  {r['name']:<10} {r['address']:<16} {', '.join(r['listen'])}  media {r['media']}")
+        lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in result["counters"].items()))
+        return "\n".join(lines)
+    if command == "calls":
+        calls = result["calls"]
+        if not calls:
+            return "no active calls"
+        lines = [f"{len(calls)} active call(s)"]
+        for c in calls:
+            lines.append(
+                f"  {c['call']} {c['state']:<9} {c['a_realm']}->{c['b_realm']} age {c['age_s']} s "
+                f"media {c['media_mode']}{' hairpin' if c.get('hairpin') else ''}"
+            )
+            lines.append(f"    a-leg Call-ID: {c['a_call_id']}")
+            lines.append(f"    b-leg Call-ID: {c['b_call_id']}")
+            for i, stream in enumerate(c["streams"]):
+                for leg, s in sorted(stream.items()):
+                    lines.append(
+                        f"    stream {i} leg {leg}: in {s['packets_in']} out {s['packets_out']} lost {s['lost']} "
+                        f"jitter {s['jitter_ms']} ms"
+                        + (
+                            "".join(
+                                f" {k} {v}"
+                                for k, v in s.items()
+                                if k not in {"packets_in", "packets_out", "lost", "jitter_ms"}
+                            )
+                        )
+                    )
+        return "\n".join(lines)
+    regs = result["registrations"]
+    if not regs:
+        return "no registrations"
+    return "\n".join(f"  {r['aor']} -> {r['contact']} via {r['flow']} expires in {r['expires_in_s']} s" for r in regs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

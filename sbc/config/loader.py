@@ -1,0 +1,648 @@
+"""YAML configuration to a validated `SbcConfig`: every problem reported, each with its line.
+
+Each section is read through a table of its YAML keys (`_Key`: the model field it fills, the
+converter that checks it, whether it is required). A key the table does not know is an error with a
+"did you mean" hint; a key left out, or left empty, takes the model's default. Checks that span
+several values (t1 <= t2, unique realm names and listeners, overlapping media ports, routes naming
+realms, header rules) run after the values themselves. Nothing stops at the first problem: the
+whole file is read and `ConfigError` lists everything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sbc.config.errors import ConfigError, ConfigProblem
+from sbc.config.model import (
+    DSCP_NAMES,
+    IPAddress,
+    LatchMode,
+    Listener,
+    MediaMode,
+    MediaSettings,
+    Peer,
+    Realm,
+    Route,
+    SbcConfig,
+    Timers,
+    TlsSettings,
+    Transport,
+)
+from sbc.config.yamltree import YamlTree, child_path, item_path, parse_yaml
+from sbc.policy.header_rules import RuleErrors, compile_rules
+
+__all__ = ["ConfigError", "ConfigProblem", "load_config", "load_config_text"]
+
+EMBEDDED_SOURCE = "<embedded>"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TLS_VERSIONS = ("1.2", "1.3")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")  # RFC 3261 §25.1 token
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
+_PORT_RANGE_RE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def load_config(path: Path | None = None) -> SbcConfig:
+    """Load a config file, or the embedded default when `path` is None. Raises ConfigError."""
+    if path is None:
+        text = resources.files("sbc.config").joinpath("default.yaml").read_text(encoding="utf-8")
+        return load_config_text(text, EMBEDDED_SOURCE)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(str(path), 1, "config", f"cannot read the file: {exc}")]) from None
+    return load_config_text(text, str(path), base_dir=path.parent)
+
+
+def load_config_text(text: str, source: str, *, base_dir: Path | None = None) -> SbcConfig:
+    """Validate config text; relative file paths (TLS keys) are taken from `base_dir` (default: cwd)."""
+    tree, problems = parse_yaml(text, source)
+    if problems and tree.data is None:
+        raise ConfigError(problems)
+    reader = _Reader(tree, source, base_dir or Path.cwd(), problems)
+    config = reader.config()
+    if reader.problems or config is None:
+        raise ConfigError(reader.problems)
+    return config
+
+
+# ---- the reader and its generic table walk ------------------------------------------------------
+class _Invalid(Exception):
+    """This value is wrong; the message is recorded at the value's path."""
+
+
+class _Reported(Exception):
+    """Something inside this value is wrong and already recorded; the value cannot be built."""
+
+
+Converter = Callable[["_Reader", Any, str], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    attr: str | None  # the model field; None: the converter returns a dict of fields (sections, ranges)
+    convert: Converter
+    required: bool = False
+
+
+@dataclass(slots=True)
+class _Reader:
+    tree: YamlTree
+    source: str
+    base_dir: Path
+    problems: list[ConfigProblem] = field(default_factory=list)
+    realm_names: set[str] = field(default_factory=set)
+    route_names: set[str] = field(default_factory=set)
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(ConfigProblem(self.source, self.tree.line(path), path or "config", message))
+
+    def fields(self, value: object, path: str, table: Mapping[str, _Key]) -> dict[str, Any] | None:
+        """The model fields a mapping gives, or None (problems recorded) when any of it is wrong."""
+        if not isinstance(value, dict):
+            self.problem(path, f"expected a mapping, got {_kind(value)}")
+            return None
+        out: dict[str, Any] = {}
+        ok = True
+        for key, raw in value.items():
+            sub = child_path(path, key)
+            spec = table.get(key)
+            if spec is None:
+                self.problem(sub, _unknown_key(key, list(table)))
+                ok = False
+                continue
+            if raw is None:  # `key:` with nothing after it: as if absent
+                continue
+            try:
+                converted = spec.convert(self, raw, sub)
+            except _Invalid as exc:
+                self.problem(sub, str(exc))
+                ok = False
+                continue
+            except _Reported:
+                ok = False
+                continue
+            if spec.attr is None:
+                out.update(converted)
+            else:
+                out[spec.attr] = converted
+        for key, spec in table.items():
+            if spec.required and value.get(key) is None:
+                self.problem(child_path(path, key), "required key is missing")
+                ok = False
+        return out if ok else None
+
+    def build(self, cls: Callable[..., Any], value: object, path: str, table: Mapping[str, _Key]) -> Any:
+        kwargs = self.fields(value, path, table)
+        if kwargs is None:
+            raise _Reported
+        return cls(**kwargs)
+
+    def items(self, value: object, path: str, convert: Converter) -> list[Any]:
+        """Convert every item of a list, reporting each bad one; raise _Reported if any was bad."""
+        if not isinstance(value, list):
+            raise _Invalid(f"expected a list, got {_kind(value)}")
+        out: list[Any] = []
+        ok = True
+        for i, raw in enumerate(value):
+            sub = item_path(path, i)
+            try:
+                out.append(convert(self, raw, sub))
+            except _Invalid as exc:
+                self.problem(sub, str(exc))
+                ok = False
+            except _Reported:
+                ok = False
+        if not ok:
+            raise _Reported
+        return out
+
+    def config(self) -> SbcConfig | None:
+        data = self.tree.data
+        if data is None:
+            self.problem("", f"the configuration is empty; it needs at least `realms:` ({', '.join(_TOP)})")
+            return None
+        if isinstance(data, dict):
+            # Routes and header rules may come before the realms they name: collect names first.
+            self.realm_names = _names(data.get("realms"))
+            self.route_names = _names(data.get("routes"))
+        kwargs = self.fields(data, "", _TOP)
+        if kwargs is None:
+            return None
+        return SbcConfig(**kwargs, source=self.source)
+
+
+def _names(raw: object) -> set[str]:
+    if not isinstance(raw, list):
+        return set()
+    return {item["name"] for item in raw if isinstance(item, dict) and isinstance(item.get("name"), str)}
+
+
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f"; expected one of: {', '.join(allowed)}"
+    return f"unknown key '{key}'{hint}"
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+# ---- scalar converters -------------------------------------------------------------------------
+def _string(r: _Reader, value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"expected a non-empty string, got {_kind(value)}")
+    if "\r" in value or "\n" in value:
+        raise _Invalid("may not contain a line break")
+    return value
+
+
+def _name(r: _Reader, value: Any, path: str) -> str:
+    text = _string(r, value, path)
+    if not _NAME_RE.match(text):
+        raise _Invalid(f"{text!r} is not a name: letters, digits, '_', '.', '-', at most 63")
+    return text
+
+
+def _bool(r: _Reader, value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _integer(r: _Reader, value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"expected an integer, got {_kind(value)}")
+    return value
+
+
+def _at_least(minimum: int) -> Converter:
+    def convert(r: _Reader, value: Any, path: str) -> int:
+        number = _integer(r, value, path)
+        if number < minimum:
+            raise _Invalid(f"must be at least {minimum}, got {number}")
+        return number
+
+    return convert
+
+
+_positive = _at_least(1)
+
+
+def _port(r: _Reader, value: Any, path: str) -> int:
+    number = _integer(r, value, path)
+    if not 1 <= number <= 65535:
+        raise _Invalid(f"port {number} is not within 1-65535")
+    return number
+
+
+def _choice(options: tuple[str, ...]) -> Converter:
+    def convert(r: _Reader, value: Any, path: str) -> str:
+        # A float is accepted for `min_version: 1.3`, which YAML reads as a number.
+        text = str(value).lower() if isinstance(value, str | float) else ""
+        if text not in options:
+            raise _Invalid(f"{value!r} is not one of: {', '.join(options)}")
+        return text
+
+    return convert
+
+
+def _enum(cls: type[Transport] | type[LatchMode] | type[MediaMode]) -> Converter:
+    options = tuple(m.value for m in cls)
+    pick = _choice(options)
+
+    def convert(r: _Reader, value: Any, path: str) -> Any:
+        return cls(pick(r, value, path))
+
+    return convert
+
+
+def _address(r: _Reader, value: Any, path: str) -> IPAddress:
+    """An address the SBC binds and writes into Via, Contact and SDP: concrete and unicast."""
+    if not isinstance(value, str):
+        raise _Invalid(f"expected an IPv4 or IPv6 address, got {_kind(value)}")
+    try:
+        address = ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise _Invalid(f"{value!r} is not an IPv4 or IPv6 address") from None
+    if address.is_unspecified or address.is_multicast:
+        raise _Invalid(f"{address} cannot be used: the realm's address goes into Via, Contact and SDP")
+    return address
+
+
+def _network(r: _Reader, value: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a network like 192.168.0.0/16, got {_kind(value)}")
+    try:
+        return ipaddress.ip_network(value.strip())
+    except ValueError as exc:
+        raise _Invalid(f"{value!r} is not a network: {exc}") from None
+
+
+def _networks(r: _Reader, value: Any, path: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(r.items(value, path, _network))
+
+
+def _dscp(r: _Reader, value: Any, path: str) -> int:
+    if isinstance(value, str):
+        number = DSCP_NAMES.get(value.strip().lower())
+        if number is None:
+            close = difflib.get_close_matches(value.strip().lower(), list(DSCP_NAMES), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else " (use a name like ef, af31, cs3 or 0-63)"
+            raise _Invalid(f"unknown DSCP name {value!r}{hint}")
+        return number
+    number = _integer(r, value, path)
+    if not 0 <= number <= 63:
+        raise _Invalid(f"DSCP {number} is not within 0-63")
+    return number
+
+
+def _path(r: _Reader, value: Any, path: str) -> Path:
+    return Path(_string(r, value, path)).expanduser()
+
+
+def _existing_file(r: _Reader, value: Any, path: str) -> Path:
+    file = _path(r, value, path)
+    if not file.is_absolute():
+        file = r.base_dir / file
+    if not file.is_file():
+        raise _Invalid(f"{file} does not exist or is not a file")
+    return file
+
+
+def _regex(r: _Reader, value: Any, path: str) -> str:
+    text = _string(r, value, path)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise _Invalid(f"regex {text!r} does not compile: {exc}") from None
+    return text
+
+
+def _header_names(r: _Reader, value: Any, path: str) -> tuple[str, ...]:
+    def one(r: _Reader, item: Any, sub: str) -> str:
+        if not isinstance(item, str) or not _HEADER_NAME_RE.match(item):
+            raise _Invalid(f"{item!r} is not a header name")
+        return item
+
+    return tuple(r.items(value, path, one))
+
+
+def _media_ports(r: _Reader, value: Any, path: str) -> dict[str, int]:
+    """`"A-B"`: RTP on even ports, RTCP on the odd one above (RFC 3550 §11), so A even and B odd."""
+    m = _PORT_RANGE_RE.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise _Invalid(f"expected a port range like 30000-30999, got {_kind(value)}")
+    low, high = int(m[1]), int(m[2])
+    for port in (low, high):
+        if not 1 <= port <= 65535:
+            raise _Invalid(f"port {port} is not within 1-65535")
+    if low > high:
+        raise _Invalid(f"range {low}-{high} is empty")
+    if low % 2:
+        raise _Invalid(f"range {low}-{high} must start on an even port (RTP even, RTCP odd: RFC 3550 §11)")
+    if high % 2 == 0:
+        raise _Invalid(f"range {low}-{high} must end on an odd port, so the last RTP port has its RTCP port")
+    return {"port_min": low, "port_max": high}
+
+
+# ---- sections ----------------------------------------------------------------------------------
+def _peer(r: _Reader, value: Any, path: str) -> Peer:
+    peer: Peer = r.build(Peer, value, path, _PEER)
+    return peer
+
+
+def _host(r: _Reader, value: Any, path: str) -> str:
+    text = _string(r, value, path).strip()
+    bare = text.removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(bare)
+        return bare
+    except ValueError:
+        pass
+    if ":" in text:
+        raise _Invalid(f"{text!r} is not a host: give the port as `port:`")
+    if not _HOSTNAME_RE.match(text):
+        raise _Invalid(f"{text!r} is neither an IP address nor a host name")
+    return text
+
+
+def _tls(r: _Reader, value: Any, path: str) -> TlsSettings:
+    tls: TlsSettings = r.build(TlsSettings, value, path, _TLS)
+    if tls.verify_client and tls.ca_file is None:
+        r.problem(child_path(path, "verify_client"), "verify_client needs ca_file: to verify against")
+        raise _Reported
+    return tls
+
+
+def _listener(r: _Reader, value: Any, path: str) -> Listener:
+    listener: Listener = r.build(Listener, value, path, _LISTENER)
+    return listener
+
+
+def _listeners(r: _Reader, value: Any, path: str) -> tuple[Listener, ...]:
+    listeners = r.items(value, path, _listener)
+    if not listeners:
+        raise _Invalid("a realm needs at least one listener")
+    return tuple(listeners)
+
+
+def _media(r: _Reader, value: Any, path: str) -> MediaSettings:
+    media: MediaSettings = r.build(MediaSettings, value, path, _MEDIA)
+    return media
+
+
+def _realm(r: _Reader, value: Any, path: str) -> Realm:
+    # Checked on the raw listeners, so that it is reported even when the realm has other errors.
+    tls_ok = True
+    if isinstance(value, dict) and not value.get("tls") and isinstance(value.get("listen"), list):
+        for i, listener in enumerate(value["listen"]):
+            if isinstance(listener, dict) and listener.get("transport") == Transport.TLS.value:
+                r.problem(
+                    item_path(child_path(path, "listen"), i),
+                    "a tls listener needs a `tls:` section with certificate and private_key",
+                )
+                tls_ok = False
+    realm: Realm = r.build(Realm, value, path, _REALM)
+    if not tls_ok:
+        raise _Reported
+    return realm
+
+
+def _realms(r: _Reader, value: Any, path: str) -> tuple[Realm, ...]:
+    # Convert every realm before failing, so that the checks across realms still run on the good ones.
+    good: list[tuple[int, Realm]] = []
+    bad = False
+    if not isinstance(value, list) or not value:
+        raise _Invalid(f"expected a non-empty list of realms, got {_kind(value)}")
+    for i, raw in enumerate(value):
+        try:
+            good.append((i, _realm(r, raw, item_path(path, i))))
+        except _Invalid as exc:
+            r.problem(item_path(path, i), str(exc))
+            bad = True
+        except _Reported:
+            bad = True
+    bad |= not _unique_names(r, value, path, "realm")
+    bad |= not _check_realms(r, good, path)
+    if bad:
+        raise _Reported
+    return tuple(realm for _, realm in good)
+
+
+def _check_realms(r: _Reader, realms: list[tuple[int, Realm]], path: str) -> bool:
+    ok = True
+    # TCP and TLS listeners are both TCP sockets: they cannot share an address and port.
+    sockets: dict[tuple[IPAddress, str, int], tuple[str, Transport]] = {}
+    media: list[tuple[str, MediaSettings]] = []
+    for i, realm in realms:
+        realm_path = item_path(path, i)
+        for j, listener in enumerate(realm.listeners):
+            listener_path = item_path(child_path(realm_path, "listen"), j)
+            kind = "udp" if listener.transport == Transport.UDP else "tcp"
+            key = (realm.address, kind, listener.port)
+            if key in sockets:
+                other_path, other = sockets[key]
+                r.problem(
+                    listener_path,
+                    f"{listener.transport} {realm.address}:{listener.port} is already used by {other_path} ({other})",
+                )
+                ok = False
+            else:
+                sockets[key] = (listener_path, listener.transport)
+        ports_path = child_path(child_path(realm_path, "media"), "ports")
+        mine = realm.media
+        for seen_path, seen in media:
+            if seen.address == mine.address and mine.port_min <= seen.port_max and seen.port_min <= mine.port_max:
+                r.problem(
+                    ports_path,
+                    f"{mine.port_min}-{mine.port_max} overlaps {seen_path} "
+                    f"({seen.port_min}-{seen.port_max}) on {seen.address}",
+                )
+                ok = False
+        media.append((ports_path, realm.media))
+    return ok
+
+
+def _realm_ref(r: _Reader, value: Any, path: str) -> str:
+    name = _string(r, value, path)
+    if name not in r.realm_names:
+        close = difflib.get_close_matches(name, sorted(r.realm_names), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f"; realms are: {', '.join(sorted(r.realm_names))}"
+        raise _Invalid(f"unknown realm {name!r}{hint}")
+    return name
+
+
+def _route(r: _Reader, value: Any, path: str) -> Route:
+    route: Route = r.build(Route, value, path, _ROUTE)
+    return route
+
+
+def _routes(r: _Reader, value: Any, path: str) -> tuple[Route, ...]:
+    unique = _unique_names(r, value, path, "route")
+    routes: list[Route] = r.items(value, path, _route)
+    if not unique:
+        raise _Reported
+    return tuple(routes)
+
+
+def _unique_names(r: _Reader, value: Any, path: str, what: str) -> bool:
+    """Check on the raw items, so that a duplicate is found even when an item has other errors."""
+    if not isinstance(value, list):
+        return True  # reported by the list check
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(value):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            r.problem(
+                child_path(item_path(path, i), "name"),
+                f"{what} {name!r} is already defined at {item_path(path, seen[name])}",
+            )
+        seen.setdefault(name, i)
+    return len(seen) == sum(1 for raw in value if isinstance(raw, dict) and isinstance(raw.get("name"), str))
+
+
+def _timers(r: _Reader, value: Any, path: str) -> Timers:
+    timers: Timers = r.build(Timers, value, path, _TIMERS)
+    ok = True
+    if timers.t1_ms > timers.t2_ms:
+        r.problem(child_path(path, "t1_ms"), f"t1_ms ({timers.t1_ms}) must not exceed t2_ms ({timers.t2_ms})")
+        ok = False
+    if timers.min_se_s > timers.session_expires_s:
+        r.problem(
+            child_path(path, "session_expires_s"),
+            f"session_expires_s ({timers.session_expires_s}) is below min_se_s ({timers.min_se_s})",
+        )
+        ok = False
+    if not ok:
+        raise _Reported
+    return timers
+
+
+def _sbc_section(r: _Reader, value: Any, path: str) -> dict[str, Any]:
+    fields = r.fields(value, path, _SBC)
+    if fields is None:
+        raise _Reported
+    return fields
+
+
+def _header_rules(r: _Reader, value: Any, path: str) -> Any:
+    if not isinstance(value, list):
+        raise _Invalid(f"expected a list of rules, got {_kind(value)}")
+    try:
+        return compile_rules(value, r.realm_names, r.route_names, path=path)
+    except RuleErrors as exc:
+        for error in exc.errors:
+            r.problem(error.path, error.reason)
+        raise _Reported from None
+
+
+# ---- the tables: YAML key -> model field -----------------------------------------------------------
+_PEER: dict[str, _Key] = {
+    "host": _Key("host", _host, required=True),
+    "port": _Key("port", _port),
+    "transport": _Key("transport", _enum(Transport)),
+}
+_TLS: dict[str, _Key] = {
+    "certificate": _Key("certificate", _existing_file, required=True),
+    "private_key": _Key("private_key", _existing_file, required=True),
+    "ca_file": _Key("ca_file", _existing_file),
+    "verify_client": _Key("verify_client", _bool),
+    "min_version": _Key("min_version", _choice(TLS_VERSIONS)),
+}
+_LISTENER: dict[str, _Key] = {
+    "transport": _Key("transport", _enum(Transport), required=True),
+    "port": _Key("port", _port, required=True),
+}
+_MEDIA: dict[str, _Key] = {
+    "address": _Key("address", _address, required=True),
+    "ports": _Key(None, _media_ports, required=True),
+    "latch": _Key("latch", _enum(LatchMode)),
+    "latch_window_ms": _Key("latch_window_ms", _positive),
+    "relatch": _Key("relatch", _bool),
+    "dscp": _Key("dscp", _dscp),
+    "timeout_s": _Key("timeout_s", _positive),
+    "hangup_on_timeout": _Key("hangup_on_timeout", _bool),
+}
+_REALM: dict[str, _Key] = {
+    "name": _Key("name", _name, required=True),
+    "address": _Key("address", _address, required=True),
+    "listen": _Key("listeners", _listeners, required=True),
+    "media": _Key("media", _media, required=True),
+    "trusted": _Key("trusted", _bool),
+    "peer": _Key("peer", _peer),
+    "registrar": _Key("registrar", _peer),
+    "sip_dscp": _Key("sip_dscp", _dscp),
+    "tls": _Key("tls", _tls),
+    "user_agent": _Key("user_agent", _string),
+    "pass_headers": _Key("pass_headers", _header_names),
+    "strip_headers": _Key("strip_headers", _header_names),
+    "direct_media": _Key("direct_media", _bool),
+    "advertised_address": _Key("advertised_address", _address),
+    "networks": _Key("networks", _networks),
+    "nat_traversal": _Key("nat_traversal", _bool),
+}
+_ROUTE: dict[str, _Key] = {
+    "name": _Key("name", _name, required=True),
+    "from": _Key("from_realm", _realm_ref, required=True),
+    "to": _Key("to_realm", _realm_ref, required=True),
+    "match_user": _Key("match_user", _regex),
+    "target": _Key("target", _peer),
+    "use_registrations": _Key("use_registrations", _bool),
+    "media": _Key("media", _enum(MediaMode)),
+}
+_TIMERS: dict[str, _Key] = {
+    "t1_ms": _Key("t1_ms", _positive),
+    "t2_ms": _Key("t2_ms", _positive),
+    "t4_ms": _Key("t4_ms", _positive),
+    "session_expires_s": _Key("session_expires_s", _positive),
+    "min_se_s": _Key("min_se_s", _at_least(90)),  # RFC 4028 §4: never below 90 seconds
+}
+_SBC: dict[str, _Key] = {
+    "user_agent": _Key("user_agent", _string),
+    "state_dir": _Key("state_dir", _path),
+    "control_socket": _Key("control_socket", _path),
+    "max_calls": _Key("max_calls", _positive),
+    "log_level": _Key("log_level", _choice(LOG_LEVELS)),
+}
+_TOP: dict[str, _Key] = {
+    "sbc": _Key(None, _sbc_section),
+    "timers": _Key("timers", _timers),
+    "realms": _Key("realms", _realms, required=True),
+    "routes": _Key("routes", _routes),
+    "header_rules": _Key("header_rules", _header_rules),
+}
+
+# For the test that every model field can be set from YAML.
+TABLES: dict[type, dict[str, _Key]] = {
+    Peer: _PEER,
+    TlsSettings: _TLS,
+    Listener: _LISTENER,
+    MediaSettings: _MEDIA,
+    Realm: _REALM,
+    Route: _ROUTE,
+    Timers: _TIMERS,
+}

@@ -1,0 +1,172 @@
+"""Topology hiding: which headers of one leg may appear on the other, and the leak check.
+
+The B2BUA builds every message of a leg from that leg's own dialog state; only the headers listed
+here are copied across from the other leg. After building, `scrub_addresses` replaces any address of
+the realm the message comes from (its SBC address, its networks, its endpoints) by the SBC's address
+on the realm the message goes to — so no header, passed or configured, carries the inside topology.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sbc.config.model import IPAddress
+from sbc.sip.message import Message, header_key
+
+# Headers the B2BUA writes itself from each leg's dialog state: never copied from the other leg.
+OWNED_HEADERS = frozenset(
+    {
+        "via",
+        "route",
+        "record-route",
+        "contact",
+        "call-id",
+        "cseq",
+        "from",
+        "to",
+        "max-forwards",
+        "content-length",
+        "user-agent",
+        "server",
+        "rseq",
+        "rack",
+        "www-authenticate",  # passed explicitly by the B2BUA where it belongs (challenges)
+        "proxy-authenticate",
+        "authorization",
+        "proxy-authorization",
+        "path",
+        "service-route",
+        "p-asserted-identity",
+        "p-preferred-identity",
+        "alert-info",
+        "call-info",
+        "error-info",
+        "reply-to",
+        "in-reply-to",
+        "warning",
+        "p-charging-vector",
+        "p-visited-network-id",
+    }
+)
+
+# Headers that may cross by default: they describe the session or the request, not the topology.
+DEFAULT_PASSED = frozenset(
+    {
+        "content-type",
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "allow",
+        "allow-events",
+        "supported",
+        "require",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "session-expires",
+        "min-se",
+        "subject",
+        "priority",
+        "privacy",
+        "date",
+        "event",
+        "subscription-state",
+        "refer-to",
+        "referred-by",
+        "replaces",
+        "expires",
+        "min-expires",
+        "retry-after",
+        "unsupported",
+        "organization",
+        "timestamp",
+        "reason",
+        "info-package",
+        "recv-info",
+        "mime-version",
+        "diversion",
+        "history-info",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderPolicy:
+    """What may cross into one realm: the default set plus the realm's `pass_headers`, minus `strip_headers`."""
+
+    passed: frozenset[str]
+
+    @classmethod
+    def for_realm(cls, pass_headers: Iterable[str], strip_headers: Iterable[str]) -> HeaderPolicy:
+        passed = set(DEFAULT_PASSED)
+        passed.update(header_key(h) for h in pass_headers)
+        passed.difference_update(header_key(h) for h in strip_headers)
+        passed.difference_update(OWNED_HEADERS)
+        return cls(frozenset(passed))
+
+    def copy_headers(self, source: Message, target: Message, *, extra: Iterable[str] = ()) -> None:
+        """Append to `target` every header of `source` that may cross (in their original order)."""
+        allowed = self.passed | {header_key(h) for h in extra}
+        for h in source.headers:
+            if h.key in allowed:
+                target.add(h.name, h.value)
+
+
+_IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d])")
+_IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]|(?<![\w:])((?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:.]*[0-9A-Fa-f])")
+
+
+@dataclass(slots=True)
+class AddressScrubber:
+    """Replaces addresses of the realm a message comes from by the SBC's address on the realm it goes to."""
+
+    hidden_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    hidden_addresses: frozenset[IPAddress]
+
+    def is_hidden(self, address: IPAddress) -> bool:
+        return address in self.hidden_addresses or any(address in net for net in self.hidden_networks)
+
+    def scrub_text(self, text: str, replacement: IPAddress) -> str:
+        if not any(c.isdigit() for c in text):
+            return text
+
+        def v4(m: re.Match[str]) -> str:
+            try:
+                addr = ipaddress.IPv4Address(m.group(1))
+            except ValueError:
+                return m.group(0)
+            return str(replacement) if self.is_hidden(addr) else m.group(0)
+
+        out = _IPV4_RE.sub(v4, text)
+        if ":" in out:
+
+            def v6(m: re.Match[str]) -> str:
+                raw = m.group(1) or m.group(2)
+                try:
+                    addr = ipaddress.IPv6Address(raw)
+                except ValueError:
+                    return m.group(0)
+                if not self.is_hidden(addr):
+                    return m.group(0)
+                rep = f"[{replacement}]" if replacement.version == 6 else str(replacement)
+                return rep if m.group(1) else str(replacement)
+
+            out = _IPV6_RE.sub(v6, out)
+        return out
+
+    def scrub_message(self, msg: Message, replacement: IPAddress, *, skip: Iterable[str] = ()) -> int:
+        """Rewrite hidden addresses in every header value except `skip`; returns how many headers changed."""
+        skipped = {header_key(s) for s in skip}
+        changed = 0
+        for h in msg.headers:
+            if h.key in skipped:
+                continue
+            new = self.scrub_text(h.value, replacement)
+            if new != h.value:
+                h.value = new
+                h.raw = None
+                changed += 1
+        return changed

@@ -1,0 +1,241 @@
+"""The SIP sockets of each realm: UDP, TCP and TLS, with the realm's DSCP on everything they send.
+
+Thin asyncio shell: bytes in are handed to a callback with the realm and the peer's address; bytes out
+come from `send`. Stream transports frame messages with `StreamFramer` and keep one connection per
+peer so responses and in-dialog requests reuse the connection the peer opened (RFC 3261 §18.2.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sbc.config.model import Realm, TlsSettings, Transport
+from sbc.sip.errors import RemoteProtocolError
+from sbc.sip.framing import StreamFramer
+from sbc.sip.message import Request, Response
+from sbc.sip.transaction import PeerAddress
+
+log = logging.getLogger("sbc.transport")
+
+DatagramHandler = Callable[[str, bytes, PeerAddress], None]
+MessageHandler = Callable[[str, Request | Response, PeerAddress], None]
+ErrorHandler = Callable[[str, RemoteProtocolError, PeerAddress], None]
+
+
+def set_dscp(sock: socket.socket, dscp: int) -> None:
+    """Mark every packet this socket sends with `dscp` (RFC 2474: DS field = DSCP << 2)."""
+    tos = (dscp & 0x3F) << 2
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+
+
+def tls_server_context(settings: TlsSettings) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if settings.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(settings.certificate), str(settings.private_key))
+    if settings.verify_client:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if settings.ca_file is not None:
+            ctx.load_verify_locations(str(settings.ca_file))
+    return ctx
+
+
+def tls_client_context(settings: TlsSettings | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if settings is None or settings.min_version == "1.3" else (ssl.TLSVersion.TLSv1_2)
+    )
+    if settings is not None and settings.ca_file is not None:
+        ctx.load_verify_locations(str(settings.ca_file))
+    if settings is not None:
+        ctx.load_cert_chain(str(settings.certificate), str(settings.private_key))
+    # Trunks are addressed by IP as often as by name; the certificate chain is still verified.
+    ctx.check_hostname = False
+    return ctx
+
+
+class _Datagram(asyncio.DatagramProtocol):
+    def __init__(self, owner: RealmSockets) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        host, port = str(addr[0]), int(str(addr[1]))
+        self.owner.on_datagram(self.owner.realm.name, data, PeerAddress("udp", host, port))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error on %s: %s", self.owner.realm.name, exc)
+
+
+class _Stream(asyncio.Protocol):
+    def __init__(self, owner: RealmSockets, transport_name: str) -> None:
+        self.owner = owner
+        self.transport_name = transport_name
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: PeerAddress | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = PeerAddress(self.transport_name, str(host), int(port))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            set_dscp(sock, self.owner.realm.sip_dscp)
+        self.owner.connections[(self.transport_name, self.peer.host, self.peer.port)] = self
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None
+        self.framer.feed(data)
+        while True:
+            try:
+                msg = self.framer.next_message()
+            except RemoteProtocolError as exc:
+                self.owner.on_stream_error(self.owner.realm.name, exc, self.peer)
+                if self.framer.broken and self.transport is not None:
+                    self.transport.close()
+                    return
+                continue
+            if msg is None:
+                break
+            self.owner.on_message(self.owner.realm.name, msg, self.peer)
+        if self.framer.keepalive_pings and self.transport is not None:
+            # RFC 5626 §3.5.1: answer each double-CRLF ping with a single CRLF pong.
+            self.transport.write(b"\r\n" * self.framer.keepalive_pings)
+            self.framer.keepalive_pings = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            self.owner.connections.pop((self.transport_name, self.peer.host, self.peer.port), None)
+
+
+@dataclass
+class RealmSockets:
+    realm: Realm
+    on_datagram: DatagramHandler
+    on_message: MessageHandler
+    on_stream_error: ErrorHandler
+    udp: asyncio.DatagramTransport | None = None
+    servers: list[asyncio.Server] = field(default_factory=list)
+    connections: dict[tuple[str, str, int], _Stream] = field(default_factory=dict)
+    _pending: dict[tuple[str, str, int], list[bytes]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host = str(self.realm.address)
+        family = socket.AF_INET6 if self.realm.address.version == 6 else socket.AF_INET
+        for listener in self.realm.listeners:
+            if listener.transport is Transport.UDP:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                set_dscp(sock, self.realm.sip_dscp)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+                sock.bind((host, listener.port))
+                sock.setblocking(False)
+                transport, _ = await loop.create_datagram_endpoint(lambda: _Datagram(self), sock=sock)
+                self.udp = transport
+            else:
+                name = listener.transport.value
+                ctx = (
+                    tls_server_context(self.realm.tls)
+                    if listener.transport is Transport.TLS and self.realm.tls
+                    else None
+                )
+                server = await loop.create_server(
+                    lambda name=name: _Stream(self, name),
+                    host,
+                    listener.port,
+                    ssl=ctx,
+                    reuse_address=True,
+                )
+                for s in server.sockets:
+                    set_dscp(s, self.realm.sip_dscp)
+                self.servers.append(server)
+
+    def send(self, data: bytes, destination: PeerAddress) -> None:
+        if destination.transport == "udp":
+            if self.udp is None:
+                log.warning("realm %s has no UDP socket; dropping to %s", self.realm.name, destination)
+                return
+            if _is_ip(destination.host):
+                self.udp.sendto(data, (_strip(destination.host), destination.port))
+            else:
+                self._spawn(self._resolve_and_send(data, destination))
+            return
+        key = (destination.transport, _strip(destination.host), destination.port)
+        conn = self.connections.get(key)
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.transport.write(data)
+            return
+        queued = self._pending.get(key)
+        if queued is not None:
+            queued.append(data)
+            return
+        self._pending[key] = [data]
+        self._spawn(self._connect(key))
+
+    async def _resolve_and_send(self, data: bytes, destination: PeerAddress) -> None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(destination.host, destination.port, type=socket.SOCK_DGRAM)
+        if infos and self.udp is not None:
+            self.udp.sendto(data, infos[0][4][:2])
+
+    async def _connect(self, key: tuple[str, str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        transport_name, host, port = key
+        ctx = tls_client_context(self.realm.tls) if transport_name == "tls" else None
+        try:
+            _, proto = await loop.create_connection(
+                lambda: _Stream(self, transport_name),
+                host,
+                port,
+                ssl=ctx,
+                local_addr=(str(self.realm.address), 0),
+            )
+        except OSError as exc:
+            log.warning("connect to %s:%s over %s failed: %s", host, port, transport_name, exc)
+            self._pending.pop(key, None)
+            return
+        stream = proto
+        # The connection is registered under the address we dialled, so later sends find it.
+        self.connections[key] = stream
+        for data in self._pending.pop(key, []):
+            if stream.transport is not None:
+                stream.transport.write(data)
+
+    def _spawn(self, coro: asyncio.Future[None] | object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _strip(host: str) -> str:
+    return host[1:-1] if host.startswith("[") else host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(_strip(host))
+    except ValueError:
+        return False
+    return True
