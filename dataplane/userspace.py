@@ -43,6 +43,8 @@ Policy details (the parts `dataplane.api` leaves open):
   *from* a held endpoint are still relayed (music on hold).
 * DSCP: IP_TOS / IPV6_TCLASS = dscp << 2 (ECN bits 0) on both sockets of an anchor when it is
   programmed, so packets sent toward an endpoint carry that endpoint's leg's DSCP.
+* Addresses are compared as the kernel reports them; IPv6 link-local endpoints (with a zone) are not
+  supported. IPv6 sockets are V6ONLY, so an IPv4 endpoint needs an IPv4 anchor (ValueError otherwise).
 * Quality statistics use the RTP clock rate of the static payload type, 8000 for dynamic types
   (`quality.CLOCK_RATES`): the jitter of e.g. Opus/48000 is reported 6x too large until the
   program carries the negotiated clock rate.
@@ -257,6 +259,8 @@ class UserspaceRelay:
         if not 0 <= leg.dscp <= 63:
             raise ValueError(f"bad DSCP {leg.dscp}")
         old = a.leg
+        if old is None or old.dscp != leg.dscp:
+            _set_dscp(a, leg.dscp)
         now = self._clock()
         reset_rtp = (
             old is None
@@ -278,8 +282,6 @@ class UserspaceRelay:
             a.last_remote_rtp = leg.remote_rtp
         if leg.remote_rtcp is not None:
             a.last_remote_rtcp = leg.remote_rtcp
-        if old is None or old.dscp != leg.dscp:
-            _set_dscp(a, leg.dscp)
         a.leg = leg
         self._refresh(a)
 
