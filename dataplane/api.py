@@ -63,7 +63,8 @@ class LegProgram:
     latch_window_s: float = 2.0
     relatch: bool = False  # allow a new source mid-call (never by default: RTP bleed, hijack)
     dscp: int = 46  # DS field value for packets sent toward this endpoint
-    send_enabled: bool = True  # False while this endpoint put the stream on hold (inactive/recvonly)
+    send_enabled: bool = True  # False while this endpoint put the stream on hold (inactive/sendonly)
+    clock_rate: int = 8000  # RTP clock of the codec in use, for jitter in milliseconds
 
 
 @dataclass(slots=True)
@@ -102,6 +103,10 @@ class Dataplane(Protocol):
     def mode(self) -> DataplaneMode: ...
 
     def allocate(self, realm: str, address: IPAddress, port_min: int, port_max: int) -> AnchorPort: ...
+
+    def allocate_at(self, realm: str, address: IPAddress, rtp_port: int) -> AnchorPort:
+        """Take this exact port pair again: re-adopting a live call after the control plane restarted."""
+        ...
 
     def program(self, anchor: AnchorPort, leg: LegProgram) -> None: ...
 

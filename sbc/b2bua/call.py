@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sbc.b2bua.media import CallMedia
+from sbc.policy.topology import AddressScrubber
 from sbc.sip.message import Request
 from sbc.sip.transaction import PeerAddress
 
@@ -36,6 +37,7 @@ class Leg:
     local_cseq: int = 0
     remote_cseq: int = -1
     contact: str = ""  # our Contact on this leg
+    scrubber: AddressScrubber | None = None  # addresses of this side, hidden from the other (built once)
 
     def local_header(self) -> str:
         return f"{self.local_party};tag={self.local_tag}"

@@ -395,6 +395,11 @@ class Core:
 
     def _scrubber(self, leg: Leg) -> AddressScrubber:
         """Addresses of a leg's side that must not appear on the other side."""
+        if leg.scrubber is None:
+            leg.scrubber = self._new_scrubber(leg)
+        return leg.scrubber
+
+    def _new_scrubber(self, leg: Leg) -> AddressScrubber:
         realm = self.realms[leg.realm]
         hidden = {realm.address, realm.public_address, realm.media.address}
         for host in (leg.destination.host, _uri_host(leg.remote_target)):
@@ -579,7 +584,10 @@ class Core:
             leg.remote_tag = tag
         contacts = resp.contacts
         if contacts:
-            leg.remote_target = str(contacts[0].uri)
+            target = str(contacts[0].uri)
+            if target != leg.remote_target:
+                leg.remote_target = target
+                leg.scrubber = None  # the hidden set includes the remote target's host
         rr = resp.values("record-route")
         if rr:
             leg.route_set = list(reversed(rr))

@@ -115,6 +115,8 @@ class HeaderPolicy:
                 target.add(h.name, h.value)
 
 
+# Cheap pre-check: an IPv4 address has a digit-dot-digit, an IPv6 one a hex-colon-hex or "::".
+_MAYBE_ADDRESS = re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f:]|::")
 _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d])")
 _IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]|(?<![\w:])((?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:.]*[0-9A-Fa-f])")
 
@@ -127,10 +129,12 @@ class AddressScrubber:
     hidden_addresses: frozenset[IPAddress]
 
     def is_hidden(self, address: IPAddress) -> bool:
-        return address in self.hidden_addresses or any(address in net for net in self.hidden_networks)
+        return address in self.hidden_addresses or any(
+            address.version == net.version and address in net for net in self.hidden_networks
+        )
 
     def scrub_text(self, text: str, replacement: IPAddress) -> str:
-        if not any(c.isdigit() for c in text):
+        if _MAYBE_ADDRESS.search(text) is None:
             return text
 
         def v4(m: re.Match[str]) -> str:
