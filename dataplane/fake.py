@@ -68,6 +68,10 @@ class FakeDataplane:
             return anchor
         raise PortsExhausted(f"no free port pair on {host} in {port_min}-{port_max}")
 
+    def allocate_at(self, realm: str, address: IPAddress, rtp_port: int) -> AnchorPort:
+        """Take this exact pair again (a live call re-adopted after a restart); PortsExhausted if taken."""
+        return self.allocate(realm, address, rtp_port, rtp_port + 1)
+
     def program(self, anchor: AnchorPort, leg: LegProgram) -> None:
         self.calls.append(("program", (anchor, leg)))
         self._check(anchor)

@@ -250,6 +250,10 @@ class UserspaceRelay:
             return anchor_port
         raise PortsExhausted(f"no free RTP/RTCP port pair on {host} in {port_min}-{port_max}")
 
+    def allocate_at(self, realm: str, address: IPAddress, rtp_port: int) -> AnchorPort:
+        """Take this exact pair again (a live call re-adopted after a restart); PortsExhausted if taken."""
+        return self.allocate(realm, address, rtp_port, rtp_port + 1)
+
     def program(self, anchor: AnchorPort, leg: LegProgram) -> None:
         a = self._get(anchor)
         family_version = a.port.address.version
