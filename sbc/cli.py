@@ -1,4 +1,4 @@
-"""The `sbc` command: run, check-config, status, calls, registrations."""
+"""The `sbc` command: run, mgmt, check-config, status, calls, registrations."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the SBC in the foreground")
     run.add_argument("--config", type=Path, help="YAML config (default: the embedded default config)")
+    mgmt = sub.add_parser("mgmt", help="run the management plane: REST API, web UI, config store (HTTPS)")
+    mgmt.add_argument("--config", type=Path, required=True, help="the SBC's YAML config file (the active one)")
     check = sub.add_parser("check-config", help="validate a config file: exit 0, or 2 with every error")
     check.add_argument("file", type=Path)
     for name, help_text in (
@@ -125,17 +127,18 @@ def _format(command: str, result: dict[str, Any]) -> str:
             lines.append(f"    a-leg Call-ID: {c['a_call_id']}")
             lines.append(f"    b-leg Call-ID: {c['b_call_id']}")
             for i, stream in enumerate(c["streams"]):
-                for leg, s in sorted(stream.items()):
+                flags = [f"flow {stream.get('flow', '?')}"] + (["hairpin"] if stream.get("hairpin") else [])
+                lines.append(f"    stream {i}: {', '.join(flags)}")
+                for leg in ("a", "b"):
+                    s = stream.get(leg)
+                    if not isinstance(s, dict):
+                        continue
+                    mos = f" mos {s['mos']}" if s.get("mos") is not None else ""
+                    kernel = " [xdp]" if s.get("in_kernel") else ""
                     lines.append(
-                        f"    stream {i} leg {leg}: in {s['packets_in']} out {s['packets_out']} lost {s['lost']} "
-                        f"jitter {s['jitter_ms']} ms"
-                        + (
-                            "".join(
-                                f" {k} {v}"
-                                for k, v in s.items()
-                                if k not in {"packets_in", "packets_out", "lost", "jitter_ms"}
-                            )
-                        )
+                        f"      {leg}: anchor {s['anchor']} from {s['source'] or '-'} in {s['packets_in']} "
+                        f"out {s['packets_out']} lost {s['lost']} ({s['loss_pct']}%) jitter {s['jitter_ms']} ms"
+                        f"{mos} spoofed {s['dropped_spoofed']}{kernel}"
                     )
         return "\n".join(lines)
     regs = result["registrations"]

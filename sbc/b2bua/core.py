@@ -9,6 +9,7 @@ Headers that may cross are listed by `sbc.policy.topology`; header rules run las
 from __future__ import annotations
 
 import secrets
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,7 +34,8 @@ ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER
 SDP_TYPE = "application/sdp"
 # Requests that refresh the remote target of a dialog (RFC 3261 §12.2, RFC 3311 §5.1).
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "NOTIFY", "SUBSCRIBE", "REFER"})
-MEDIA_CHECK_INTERVAL_S = 5.0
+MEDIA_CHECK_INTERVAL_S = 2.0
+BRANCH_PREFIX = "z9hG4bKsbc"
 # Requests that only exist inside a dialog: without a To tag they match nothing (RFC 3261 §12.2.2).
 DIALOG_ONLY_METHODS = frozenset({"BYE", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
 
@@ -178,8 +180,9 @@ class Core:
                 return ls.port
         return realm.listeners[0].port if realm.listeners else 5060
 
-    def _via(self, realm: Realm, transport: str) -> str:
-        branch = "z9hG4bK" + self.token(8)
+    def _via(self, realm: Realm, transport: str, request_uri: str = "") -> str:
+        """Our Via. The branch carries a fingerprint of the Request-URI we sent, for loop detection."""
+        branch = f"{BRANCH_PREFIX}{self.token(6)}.{_fingerprint(request_uri)}"
         return (
             f"SIP/2.0/{transport.upper()} {format_host(str(realm.public_address))}:{self._port(realm, transport)}"
             f";branch={branch};rport"
@@ -300,18 +303,19 @@ class Core:
             self._reply(realm, txn_id, req, 405, now=now, extra=[("Allow", ALLOWED_METHODS)])
 
     def _own_via(self, req: Request) -> bool:
-        """A request carrying a Via we wrote came back to us: a routing loop (RFC 3261 §16.3 step 4)."""
-        vias = req.values("via")
-        if len(vias) < 2:
+        """A request we sent came back unchanged: a loop (RFC 3261 §16.3 item 4). It carries one of our
+        Vias whose branch fingerprint matches its Request-URI. A request that comes back to us with
+        another Request-URI (a hairpin through a PBX or proxy) is a spiral, and legitimate."""
+        if not any(BRANCH_PREFIX in line for line in req.get_all("via")):
             return False
-        for value in vias:
-            try:
-                via = tx_parse_via(value)
-            except RemoteProtocolError:
+        fingerprint = "." + _fingerprint(req.uri)
+        for value in req.values("via"):
+            start = value.find(BRANCH_PREFIX)
+            if start < 0:
                 continue
-            for realm in self.realms.values():
-                if via[0] == format_host(str(realm.public_address)) and via[1] == self._port(realm, "udp"):
-                    return True
+            branch = value[start:].split(";", 1)[0].split(",", 1)[0].strip()
+            if branch.endswith(fingerprint):
+                return True
         return False
 
     # ---- new calls -------------------------------------------------------------------------------
@@ -424,7 +428,7 @@ class Core:
             leg.local_cseq += 1
             cseq = leg.local_cseq
         headers = [
-            HeaderField("Via", self._via(realm, leg.transport)),
+            HeaderField("Via", self._via(realm, leg.transport, leg.remote_target)),
             HeaderField("Max-Forwards", "70"),
             HeaderField("From", leg.local_header()),
             HeaderField("To", leg.remote_header()),
@@ -816,7 +820,7 @@ class Core:
         call.state = CallState.ENDED
         call.ended_at = now
         call.end_reason = reason
-        stats = self.media.stats(call.media)
+        streams = self.media.report(call.media)
         self.media.release(call.media)
         self.calls.pop(call.call_ref, None)
         # Dialog entries stay a little for retransmitted BYE/ACK; they are swept with the call record.
@@ -838,19 +842,7 @@ class Core:
             "status": call.final_status,
             "reason": reason,
             "media_mode": call.media.mode.value,
-            "streams": [
-                {
-                    ("a" if leg == 0 else "b"): {
-                        "packets_in": s.packets_in,
-                        "packets_out": s.packets_out,
-                        "lost": s.rtp_lost,
-                        "jitter_ms": round(s.jitter_ms, 2),
-                        "dropped_spoofed": s.dropped_spoofed,
-                    }
-                    for leg, s in stream.items()
-                }
-                for stream in stats
-            ],
+            "streams": streams,
         }
         self._out.append(CallEnded(record))
         self._log("info", "call.end", call, reason=reason, status=call.final_status)
@@ -868,6 +860,8 @@ class Core:
                 continue
             if call.media.mode.value != "anchor" or call.answered_at is None:
                 continue
+            for index in self.media.observe(call.media, now):
+                self._log("warning", "media.one_way", call, stream=index)
             for stream in self.media.stats(call.media):
                 for leg_index, st in stream.items():
                     realm = self.realms[call.legs[leg_index].realm]
@@ -972,7 +966,6 @@ class Core:
     def snapshot_calls(self, now: float) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         for call in self.calls.values():
-            streams = self.media.stats(call.media)
             out.append(
                 {
                     **call.log_ids(),
@@ -983,19 +976,7 @@ class Core:
                     "age_s": round(now - call.created_at, 1),
                     "media_mode": call.media.mode.value,
                     "hairpin": any(s.hairpinned for s in call.media.streams),
-                    "streams": [
-                        {
-                            ("a" if leg == 0 else "b"): {
-                                "packets_in": s.packets_in,
-                                "packets_out": s.packets_out,
-                                "lost": s.rtp_lost,
-                                "jitter_ms": round(s.jitter_ms, 2),
-                                "in_kernel": s.in_kernel,
-                            }
-                            for leg, s in stream.items()
-                        }
-                        for stream in streams
-                    ],
+                    "streams": self.media.report(call.media),
                 }
             )
         return out
@@ -1033,6 +1014,10 @@ _REASONS = {
 
 def _reason(status: int) -> str:
     return _REASONS.get(status, "Error" if status >= 300 else "OK")
+
+
+def _fingerprint(request_uri: str) -> str:
+    return format(zlib.crc32(request_uri.encode("utf-8", "surrogateescape")), "08x")
 
 
 def _quote(text: str) -> str:
@@ -1075,13 +1060,6 @@ def _granted_expires(resp: Response, token: str) -> int:
     if header is not None and header.strip().isdigit():
         return int(header.strip())
     return 3600 if resp.contacts else 0
-
-
-def tx_parse_via(value: str) -> tuple[str, int]:
-    from sbc.sip.uri import Via
-
-    via = Via.parse(value)
-    return via.host, via.port or 5060
 
 
 def _salvage_request(data: bytes) -> Request | None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dataplane.api import AnchorPort, Dataplane, Endpoint, Latch, LegProgram, LegStats, PortsExhausted
+from dataplane.quality import OneWayAudioDetector, estimate_mos
 from sbc.config.model import LatchMode, MediaMode, Realm
 from sbc.sdp.endpoints import media_endpoints
 from sbc.sdp.errors import SdpError
@@ -25,6 +26,8 @@ from sbc.sdp.rewrite import MediaAnchor, anchor_sdp, hide_origin_only
 from sbc.sdp.session import SessionDescription
 
 __all__ = ["MediaError", "MediaSessions", "StreamAnchors"]
+
+ONE_WAY_WINDOW_S = 5.0  # media from one side only for this long: one-way audio
 
 
 class MediaError(Exception):
@@ -41,6 +44,7 @@ class StreamAnchors:
 
     anchors: dict[int, AnchorPort] = field(default_factory=dict)
     hairpinned: bool = False
+    flow: OneWayAudioDetector = field(default_factory=lambda: OneWayAudioDetector(ONE_WAY_WINDOW_S))
 
 
 @dataclass(slots=True)
@@ -172,3 +176,38 @@ class MediaSessions:
 
     def stats(self, media: CallMedia) -> list[dict[int, LegStats]]:
         return [{leg: self.dataplane.stats(a) for leg, a in s.anchors.items()} for s in media.streams]
+
+    def observe(self, media: CallMedia, now: float) -> list[int]:
+        """Feed the one-way-audio detectors; returns the indexes of streams that just turned one-way."""
+        turned: list[int] = []
+        for index, stream in enumerate(media.streams):
+            if len(stream.anchors) < 2:
+                continue
+            was = stream.flow.one_way
+            a, b = (self.dataplane.stats(stream.anchors[leg]) for leg in (0, 1))
+            if stream.flow.observe_stats(now, a, b).one_way and not was:
+                turned.append(index)
+        return turned
+
+    def report(self, media: CallMedia) -> list[dict[str, object]]:
+        """Per stream and leg: anchor, where media comes from, counters and quality (RFC 3550, G.107)."""
+        out: list[dict[str, object]] = []
+        for stream in media.streams:
+            entry: dict[str, object] = {"hairpin": stream.hairpinned, "flow": stream.flow.flow.value}
+            for leg, anchor in sorted(stream.anchors.items()):
+                st = self.dataplane.stats(anchor)
+                entry["a" if leg == 0 else "b"] = {
+                    "anchor": str(Endpoint(anchor.address, anchor.rtp_port)),
+                    "source": str(st.latched_source) if st.latched_source else None,
+                    "packets_in": st.packets_in,
+                    "packets_out": st.packets_out,
+                    "bytes_in": st.bytes_in,
+                    "lost": st.rtp_lost,
+                    "loss_pct": round(100 * st.loss_fraction, 2),
+                    "jitter_ms": round(st.jitter_ms, 2),
+                    "mos": round(estimate_mos(st.loss_fraction, st.jitter_ms), 2) if st.rtp_expected else None,
+                    "dropped_spoofed": st.dropped_spoofed,
+                    "in_kernel": st.in_kernel,
+                }
+            out.append(entry)
+        return out

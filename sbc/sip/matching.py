@@ -43,7 +43,7 @@ def is_rfc3261_branch(via: Via) -> bool:
     return branch is not None and branch.startswith(MAGIC_COOKIE)
 
 
-def server_key(request: Request, method: str) -> ServerKey:
+def server_key(request: Request, method: str, via: Via | None = None) -> ServerKey:
     """§17.2.3 key of the server transaction `request` belongs to, for transaction method `method`.
 
     `method` is INVITE for an ACK (and for the INVITE a CANCEL targets), else the request's own method.
@@ -51,7 +51,8 @@ def server_key(request: Request, method: str) -> ServerKey:
     Call-ID, CSeq number, method and the whole top Via. The To tag is checked by the caller, because an
     ACK carries the tag of our response, which the INVITE did not have.
     """
-    via = request.top_via
+    if via is None:
+        via = request.top_via
     if is_rfc3261_branch(via):
         port = via.port if via.port is not None else default_port(via.transport)
         return ("3261", via.branch or "", via.host.lower(), str(port), method)
@@ -59,7 +60,7 @@ def server_key(request: Request, method: str) -> ServerKey:
     return (
         "2543",
         request.uri,
-        request.from_.tag or "",
+        header_tag(request.get("from")),
         request.call_id,
         str(num),
         method,
@@ -67,8 +68,25 @@ def server_key(request: Request, method: str) -> ServerKey:
     )
 
 
+def header_tag(value: str | None) -> str:
+    """The tag parameter of a From or To value, "" if none; without a full name-addr parse (hot path).
+
+    Header parameters follow the closing '>' or, in the addr-spec form, the URI itself (§20.10)."""
+    if not value:
+        return ""
+    tail = value.rsplit(">", 1)[-1] if "<" in value else value
+    for param in tail.split(";")[1:]:
+        name, _, tag = param.partition("=")
+        if name.strip().lower() == "tag":
+            return tag.strip()
+    return ""
+
+
 def to_tag(message: Message) -> str:
-    return message.to.tag or ""
+    value = message.get("to")
+    if value is None:
+        raise RemoteProtocolError("missing To", 400)
+    return header_tag(value)
 
 
 def dialog_ack_key(message: Message) -> DialogAckKey:

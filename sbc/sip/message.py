@@ -439,6 +439,8 @@ def parse_head(head_bytes: bytes, nl: str) -> tuple[str, list[HeaderField]]:
         raise RemoteProtocolError("folded start line", 400)
     headers: list[HeaderField] = []
     for raw in lines:
+        if not raw:
+            continue  # only a caller's own slicing leaves one (a head split by split_head has none)
         name, colon, value = raw.partition(":")
         sname = name.strip(LWS)
         if not colon or not _TOKEN_RE.fullmatch(sname):
@@ -484,7 +486,7 @@ def _content_length(headers: list[HeaderField]) -> int | None:
     lengths = set()
     for value in values:
         digits = value.lstrip("0") or "0"
-        if not is_digits(digits) or len(digits) > 9:
+        if not is_digits(value) or len(digits) > 9:
             raise RemoteProtocolError(f"bad Content-Length {value[:20]!r}", 400)
         lengths.add(int(digits))
     if len(lengths) > 1:
@@ -580,7 +582,7 @@ def validate(msg: Request | Response) -> None:
         mf = msg.get("max-forwards")
         if mf is not None:
             digits = mf.lstrip("0") or "0"
-            if not is_digits(digits) or len(digits) > 3 or int(digits) > 255:
+            if not is_digits(mf) or len(digits) > 3 or int(digits) > 255:
                 raise RemoteProtocolError(f"bad Max-Forwards {mf[:20]!r}", 400)
         if msg.request_uri.headers is not None:
             # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).

@@ -51,12 +51,8 @@ class TimerConfig:
         return 64 * self.t1
 
 
-@dataclass(order=True, slots=True)
-class _Entry:
-    deadline: float
-    seq: int
-    owner: str = field(compare=False)
-    name: TimerName = field(compare=False)
+# (deadline, sequence number, owner, timer): plain tuples compare in C, which keeps heap operations cheap.
+_Entry = tuple[float, int, str, TimerName]
 
 
 @dataclass(slots=True)
@@ -74,7 +70,7 @@ class DeadlineHeap:
     def arm(self, owner: str, name: TimerName, deadline: float) -> None:
         seq = next(self._seq)
         self._armed[(owner, name)] = seq
-        heapq.heappush(self._heap, _Entry(deadline, seq, owner, name))
+        heapq.heappush(self._heap, (deadline, seq, owner, name))
 
     def disarm(self, owner: str, name: TimerName) -> None:
         self._armed.pop((owner, name), None)
@@ -85,22 +81,25 @@ class DeadlineHeap:
     def _drop_stale(self) -> None:
         heap = self._heap
         armed = self._armed
-        while heap and armed.get((heap[0].owner, heap[0].name)) != heap[0].seq:
+        while heap:
+            _, seq, owner, name = heap[0]
+            if armed.get((owner, name)) == seq:
+                return
             heapq.heappop(heap)
 
     def next_deadline(self) -> float | None:
         self._drop_stale()
-        return self._heap[0].deadline if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> tuple[str, TimerName] | None:
         """The earliest live timer whose deadline is <= now (disarmed as it is returned), or None."""
         self._drop_stale()
         heap = self._heap
-        if not heap or heap[0].deadline > now:
+        if not heap or heap[0][0] > now:
             return None
-        entry = heapq.heappop(heap)
-        del self._armed[(entry.owner, entry.name)]
-        return entry.owner, entry.name
+        _, _, owner, name = heapq.heappop(heap)
+        del self._armed[(owner, name)]
+        return owner, name
 
     def __len__(self) -> int:
         return len(self._armed)

@@ -454,7 +454,7 @@ class TransactionLayer:
         self._trying_delay = trying_delay
         self._symmetric = symmetric_responses
         self._by_id: dict[str, _Transaction] = {}
-        self._client: dict[ServerKey | ClientKey, _Transaction] = {}
+        self._client: dict[tuple[str, ...], _Transaction] = {}  # ClientKey
         self._server: dict[ServerKey, _Transaction] = {}
         self._ack_waits: dict[DialogAckKey, _AckWait] = {}
         self._ack_wait_owners: dict[str, _AckWait] = {}
@@ -535,10 +535,16 @@ class TransactionLayer:
             raise LocalProtocolError(f"no server transaction {txn_id!r}", 500)
         if not 100 <= response.status <= 699:
             raise LocalProtocolError(f"bad status {response.status}", 500)
+        ack_key: DialogAckKey | None = None
+        if retransmit_2xx and txn.kind is Kind.IST and 200 <= response.status < 300:
+            try:  # before anything is sent: a 2xx we could not match to its ACK is refused whole
+                ack_key = dialog_ack_key(response)
+            except RemoteProtocolError as exc:
+                raise LocalProtocolError(f"2xx cannot be matched to its ACK: {exc.reason}", 500) from exc
         out = _Out()
         self._fire(txn, _response_input(response.status, from_tu=True), now, out, response)
-        if retransmit_2xx and txn.kind is Kind.IST and 200 <= response.status < 300 and out.commands:
-            self._start_ack_wait(txn, response, out.commands[-1], now)
+        if ack_key is not None:
+            self._start_ack_wait(txn, ack_key, response.status, out.commands[-1], now)
         return out.commands
 
     def transport_failed(self, txn_id: str, now: float) -> tuple[list[Event], list[Command]]:
@@ -593,12 +599,13 @@ class TransactionLayer:
         self._fire(txn, _response_input(response.status, from_tu=False), now, out, response)
 
     def _receive_request(self, request: Request, source: PeerAddress, now: float, out: _Out) -> None:
-        key = server_key(request, request.method)
+        via = request.top_via
+        key = server_key(request, request.method, via)
         txn = self._server.get(key)
         if txn is not None:
             self._fire(txn, I.REQUEST, now, out, request)
             return
-        txn = self._start_server(request, key, source, now)
+        txn = self._start_server(request, via, key, source, now)
         out.events.append(RequestReceived(txn.id, request, source))
 
     def _receive_ack(self, ack: Request, source: PeerAddress, now: float, out: _Out) -> None:
@@ -611,13 +618,14 @@ class TransactionLayer:
         out.events.append(AckReceived(ack, source))
 
     def _receive_cancel(self, cancel: Request, source: PeerAddress, now: float, out: _Out) -> None:
-        key = server_key(cancel, "CANCEL")
+        via = cancel.top_via
+        key = server_key(cancel, "CANCEL", via)
         own = self._server.get(key)
         if own is not None:
             self._fire(own, I.REQUEST, now, out, cancel)
             return
-        target = self._server.get(server_key(cancel, "INVITE"))
-        txn = self._start_server(cancel, key, source, now)
+        target = self._server.get(server_key(cancel, "INVITE", via))
+        txn = self._start_server(cancel, via, key, source, now)
         # §9.2: 481 when nothing matches; else 200 with the To tag the INVITE's responses use.
         if target is None or target.kind is not Kind.IST:
             response = derive.local_response(cancel, 481, self._token())
@@ -658,10 +666,14 @@ class TransactionLayer:
         self._enter(txn, S.CALLING if kind is Kind.ICT else S.TRYING, now)
         return txn
 
-    def _start_server(self, request: Request, key: ServerKey, source: PeerAddress, now: float) -> _Transaction:
+    def _start_server(
+        self, request: Request, via: Via, key: ServerKey, source: PeerAddress, now: float
+    ) -> _Transaction:
         # What the TU and our own responses will need; the parser checked it, a hand-built request may not.
-        request.call_id, request.cseq, request.from_, request.to  # noqa: B018
-        destination = response_destination(request.top_via, source, self._symmetric)
+        if request.get("from") is None or request.get("to") is None:
+            raise RemoteProtocolError("missing From or To", 400)
+        request.call_id, request.cseq  # noqa: B018
+        destination = response_destination(via, source, self._symmetric)
         self._next_id += 1
         txn_id = f"s{self._next_id}"
         kind = Kind.IST if request.method == "INVITE" else Kind.NIST
@@ -827,16 +839,12 @@ class TransactionLayer:
             self._server.pop(txn.key, None)
 
     # ---- 2xx retransmission on behalf of the UAS core (§13.3.1.4) ---------------------------------
-    def _start_ack_wait(self, txn: _Transaction, response: Response, sent: Transmit, now: float) -> None:
-        try:
-            key = dialog_ack_key(response)
-        except RemoteProtocolError as exc:
-            raise LocalProtocolError(f"2xx cannot be matched to its ACK: {exc.reason}", 500) from exc
+    def _start_ack_wait(self, txn: _Transaction, key: DialogAckKey, status: int, sent: Transmit, now: float) -> None:
         existing = self._ack_waits.get(key)
         if existing is not None:
             existing.data = sent.data  # the TU re-sent it: keep the schedule, send the newest bytes
             return
-        wait = _AckWait(f"{txn.id}#2xx", txn.id, key, sent.data, sent.destination, self.timers.t1, response.status)
+        wait = _AckWait(f"{txn.id}#2xx", txn.id, key, sent.data, sent.destination, self.timers.t1, status)
         self._ack_waits[key] = wait
         self._ack_wait_owners[wait.owner] = wait
         self._heap.arm(wait.owner, T.RETRANSMIT_2XX, now + wait.interval)

@@ -21,6 +21,8 @@ LWS = " \t"
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-.]*)")
 _DOTTED_RE = re.compile(r"[0-9.]+")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 # A parameter name (pname / generic-param token): no LWS, quotes, brackets or separators.
 _PNAME_RE = re.compile(r"[^ \t\"<>,;=@\r\n]+")
 # RFC 3966 telephone-subscriber digits: global "+" digits, or local hex digits, "*", "#", separators.
@@ -89,6 +91,8 @@ def without_param(params: Params, name: str) -> Params:
 
 def split_quoted(text: str, sep: str) -> list[str]:
     """Split on `sep` outside double quotes and angle brackets (RFC 3261 §7.3.1 comma rule)."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)  # the common case, without the character walk
     parts: list[str] = []
     start = 0
     in_quote = False
@@ -236,7 +240,7 @@ def split_hostport(hostport: str) -> tuple[str, int | None]:
     host, colon, port = hostport.partition(":")
     if not _HOSTNAME_RE.fullmatch(host):
         raise RemoteProtocolError(f"bad host {hostport[:60]!r}", 400)
-    if _DOTTED_RE.fullmatch(host) and host.count(".") == 3 and host_address(host) is None:
+    if _DOTTED_RE.fullmatch(host) and host.count(".") == 3 and not _IPV4_RE.fullmatch(host):
         raise RemoteProtocolError(f"bad IPv4 address {host[:60]!r}", 400)
     return host, (_port(port) if colon else None)
 
@@ -281,11 +285,11 @@ class NameAddr:
             if rest and not rest.startswith(";"):
                 raise RemoteProtocolError(f"junk after <uri> in {text[:60]!r}", 400)
             return cls(display, uri, parse_params(rest[1:], strict=True), True)
-        if '"' in text:
-            # The only "<" is inside a quoted string that never ends (RFC 4475 §3.1.2.6).
-            raise RemoteProtocolError(f"unbalanced quotes in {text[:60]!r}", 400)
         # addr-spec form: parameters after the URI belong to the header, not the URI (§20.10).
         uri_text, _, ptext = text.partition(";")
+        if '"' in uri_text:
+            # Typically the only "<" sits inside a quoted string that never ends (RFC 4475 §3.1.2.6).
+            raise RemoteProtocolError(f"unbalanced quotes in {text[:60]!r}", 400)
         if "?" in uri_text or "," in uri_text:
             # §20.10: a URI with headers or a comma must be in <> (RFC 4475 §3.1.2.13).
             raise RemoteProtocolError(f"URI with headers must be enclosed in <> in {text[:60]!r}", 400)
