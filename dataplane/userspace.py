@@ -45,9 +45,9 @@ Policy details (the parts `dataplane.api` leaves open):
   programmed, so packets sent toward an endpoint carry that endpoint's leg's DSCP.
 * Addresses are compared as the kernel reports them; IPv6 link-local endpoints (with a zone) are not
   supported. IPv6 sockets are V6ONLY, so an IPv4 endpoint needs an IPv4 anchor (ValueError otherwise).
-* Quality statistics use the RTP clock rate of the static payload type, 8000 for dynamic types
-  (`quality.CLOCK_RATES`): the jitter of e.g. Opus/48000 is reported 6x too large until the
-  program carries the negotiated clock rate.
+* Quality statistics use the RTP clock rate of the static payload type (`quality.CLOCK_RATES`) and,
+  for dynamic payload types (96-127), the negotiated `LegProgram.clock_rate` of the leg the stream
+  arrives on (e.g. 48000 for Opus), so jitter in milliseconds is right for both.
 """
 
 from __future__ import annotations
@@ -262,6 +262,8 @@ class UserspaceRelay:
                 raise ValueError(f"endpoint {ep} is not reachable from anchor {a.host} (address family)")
         if not 0 <= leg.dscp <= 63:
             raise ValueError(f"bad DSCP {leg.dscp}")
+        if not 0 < leg.clock_rate <= 0xFFFFFFFF:
+            raise ValueError(f"bad RTP clock rate {leg.clock_rate}")
         old = a.leg
         if old is None or old.dscp != leg.dscp:
             _set_dscp(a, leg.dscp)
@@ -511,7 +513,8 @@ class UserspaceRelay:
             a.bytes_in += n
             a.last_in_s = now
             if not rtcp:
-                a.quality.observe(data, now, CLOCK_RATES[buf[1] & 0x7F])
+                pt = buf[1] & 0x7F
+                a.quality.observe(data, now, CLOCK_RATES[pt] if pt < 96 else leg.clock_rate)
                 if not partner.send_enabled:
                     partner.not_sent_hold += 1
                     totals.not_sent += 1

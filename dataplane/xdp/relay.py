@@ -1,0 +1,685 @@
+"""`XdpRelay`: the `Dataplane` whose steady-state media never leaves the kernel.
+
+Design: the userspace relay is the slow path, the XDP program the fast path.
+
+* Every anchor is allocated by an embedded `UserspaceRelay` (`_SlowPath`): it binds the RTP and RTCP
+  sockets, so the ports are reserved and whatever the XDP program passes up (first packets, unknown
+  sources, packets the kernel cannot relay) lands on a socket and is handled with the userspace
+  relay's exact rules (latching, RTP bleed protection, hold, DSCP, statistics).
+* Each connected direction is offloaded to the session map as soon as both of its ends are known:
+  the source the anchor accepts (the SDP endpoint for `Latch.SDP`; the latched source for
+  `Latch.LEARN`, i.e. after the slow path latched on the first packet: it calls back synchronously
+  from its latch) and the destination toward the partner (its latched source, or its SDP endpoint
+  for a `Latch.SDP` partner). Entry for packets arriving at anchor X from X's endpoint:
+  key (X address, X RTP port) [+ (X address, X RTCP port) unless rtcp-mux], expected source = the
+  endpoint, new source = partner Y's anchor, destination = Y's endpoint, DSCP = Y's leg DSCP,
+  egress = the route's output interface toward Y's endpoint, with its MAC and the next hop's MAC.
+* Not offloaded (the slow path relays, with identical results): directions toward a held endpoint
+  (`send_enabled=False`: the RTP-port entry is removed, RTCP keeps flowing in the kernel), an
+  rtcp-mux anchor whose partner is not muxed (the kernel cannot split one port's RTP and RTCP),
+  anchors of different address families, LEARN legs before they latched, and next hops whose MAC
+  the neighbour table does not know yet (the slow path's own packets make the kernel resolve it;
+  a 1 s tick offloads them afterwards). `relatch=True` legs get the LATCH_ALLOWED flag instead of
+  LATCHED, so a packet from a new source goes up to the slow path, which decides.
+* MACs are resolved here rather than by `bpf_fib_lookup` in the program: the helper refuses unless
+  IPv4/IPv6 forwarding is on for the ingress interface, and forwarding on would turn the SBC into a
+  router between its realms (topology hiding and the whole point of a border element gone).
+  The neighbour table is re-read every few seconds and changed MACs are rewritten in place.
+* `stats()` merges the slow path's counters with the kernel's per-entry counters (read with one
+  BPF_MAP_LOOKUP_BATCH per `stats_cache_s`) and the folded counters of entries removed earlier.
+* Restarts: the maps and the program are pinned (`loader`), and `close()` leaves the program
+  attached and every entry in place, so media of live calls keeps flowing while `sbc run` is down.
+  A new `XdpRelay` adopts the pinned maps and the attached program; the entries it finds are
+  *adopted*: `allocate_at` claims the entries of its two ports, and `program`/`connect` re-derive
+  them from the restored legs; the slow path's latches are seeded from the entries' expected
+  sources, so re-programming rewrites an entry in place (one atomic map update, no gap) or, when
+  nothing changed, does not touch it at all. Entries nobody claimed within `adopt_grace_s` are
+  deleted; `allocate` deletes an unclaimed entry on a port pair it hands out.
+* `shutdown(detach=True)` is the full stop: delete this relay's entries, detach the program.
+
+Thread model: like the userspace relay, everything runs on the event loop's thread; netlink requests
+go to a worker thread (`netlink.Netlink`) and are waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dataplane.api import AnchorPort, DataplaneMode, IPAddress, Latch, LegProgram, LegStats
+from dataplane.userspace import UserspaceRelay, _Anchor
+from dataplane.xdp import abi, attach, bpfsys, netlink
+from dataplane.xdp.attach import XdpMode
+from dataplane.xdp.loader import RelayObjects
+from dataplane.xdp.tables import RelayTables
+
+if TYPE_CHECKING:
+    from dataplane.api import Dataplane
+
+__all__ = ["AttachedInterface", "XdpRelay", "XdpStartError"]
+
+log = logging.getLogger("sbc.dataplane.xdp")
+
+Addr = tuple[str, int]
+_STATS_SIZE = ctypes.sizeof(abi.SessionStats)
+_STATS_OFFSET = abi.Session.stats.offset
+
+
+class XdpStartError(OSError):
+    """The XDP relay cannot run here (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedInterface:
+    name: str
+    index: int
+    mode: XdpMode
+    kind: str
+    attached_by_us: bool  # False: the program was already attached (adopted after a restart)
+
+
+@dataclass(slots=True)
+class _Installed:
+    """An entry this relay owns: which anchor receives on its key, whose endpoint it sends to."""
+
+    anchor_id: int
+    target_id: int | None  # None: adopted after a restart, not re-derived yet
+    config: bytes  # the value with zeroed statistics: what a rewrite compares against
+
+
+@dataclass(slots=True)
+class _Folded:
+    """Kernel counters of entries removed while their anchors lived (hold, latch reset, re-connect)."""
+
+    packets_in: int = 0
+    bytes_in: int = 0
+    dropped: int = 0
+    rtcp_in: int = 0
+    rtp_expected: int = 0
+    rtp_lost: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+
+
+@dataclass(slots=True)
+class _Seed:
+    rtp: Addr | None = None
+    rtcp: Addr | None = None
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    at: float = -1e9
+    entries: dict[bytes, abi.Session] = field(default_factory=dict)
+
+
+class _SlowPath(UserspaceRelay):
+    """The userspace relay, telling the XDP relay whenever a latch changes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_latch: Callable[[int], None]) -> None:
+        super().__init__(loop)
+        self._on_latch = on_latch
+        self._quiet = False
+
+    def _latch_rtp(self, a: _Anchor, host: str, port: int) -> None:
+        super()._latch_rtp(a, host, port)
+        if not self._quiet:
+            self._on_latch(a.port.anchor_id)
+
+    def _latch_rtcp(self, a: _Anchor, host: str, port: int) -> None:
+        super()._latch_rtcp(a, host, port)
+        if not self._quiet:
+            self._on_latch(a.port.anchor_id)
+
+    def anchor(self, anchor_id: int | None) -> _Anchor | None:
+        return None if anchor_id is None else self._anchors.get(anchor_id)
+
+    def anchors(self) -> list[_Anchor]:
+        return list(self._anchors.values())
+
+    def seed(self, anchor_id: int, rtp: Addr | None, rtcp: Addr | None) -> None:
+        """Restore latches learned before a restart (from the adopted entries), without a callback."""
+        a = self._anchors[anchor_id]
+        self._quiet = True
+        try:
+            if rtp is not None:
+                self._latch_rtp(a, *rtp)
+            if rtcp is not None:
+                self._latch_rtcp(a, *rtcp)
+        finally:
+            self._quiet = False
+
+
+def _key(address: IPAddress, port: int) -> bytes:
+    return bytes(abi.SessionKey.of(address, port))
+
+
+def _anchor_keys(anchor: AnchorPort) -> tuple[bytes, bytes]:
+    return _key(anchor.address, anchor.rtp_port), _key(anchor.address, anchor.rtcp_port)
+
+
+def _config_of(value: bytes) -> bytes:
+    return value[:_STATS_OFFSET] + bytes(_STATS_SIZE) + value[_STATS_OFFSET + _STATS_SIZE :]
+
+
+def _addr_of(ep: abi.Endpoint) -> Addr | None:
+    address = ep.address()
+    return None if address is None else (str(address), ep.host_port())
+
+
+def _detach(_ipr: Any, iface: AttachedInterface) -> None:
+    attach.detach(iface.name, iface.mode)
+
+
+def _egress_add(_ipr: Any, tables: RelayTables, ifindex: int) -> None:
+    tables.egress.add(ifindex)
+
+
+def _egress_remove(_ipr: Any, tables: RelayTables, ifindex: int) -> None:
+    tables.egress.remove(ifindex)
+
+
+class XdpRelay:
+    """`Dataplane` with the XDP fast path; see the module docstring. Construct it through
+    `dataplane.select.try_xdp` (or `XdpRelay.start`) from inside the running loop."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        objects: RelayObjects,
+        media_addresses: Iterable[IPAddress],
+        *,
+        xdp_mode: XdpMode | None = None,
+        adopt_grace_s: float = 60.0,
+        stats_cache_s: float = 0.2,
+        tick_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Attach the program (already loaded and pinned: `objects`) to every interface holding one of
+        `media_addresses` (native mode when the driver has it, else generic; `xdp_mode` forces one),
+        fill the egress devmap and adopt the entries already in the session map."""
+        self._loop = loop
+        self._objects = objects
+        self._tables = RelayTables(objects)
+        self._clock = clock
+        self._stats_cache_s = stats_cache_s
+        self._tick_s = tick_s
+        self._ticks = 0
+        self._closed = False
+        self._installed: dict[bytes, _Installed] = {}
+        self._by_anchor: dict[int, set[bytes]] = {}
+        self._by_target: dict[int, set[bytes]] = {}
+        self._folded: dict[int, _Folded] = {}
+        self._seeds: dict[int, _Seed] = {}
+        self._adopting: set[int] = set()
+        self._pending: set[int] = set()
+        self._egress: set[int] = set()
+        self._snapshot = _Snapshot()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._netlink = netlink.Netlink()
+        try:
+            self._hops = netlink.NextHops(self._netlink, clock=clock)
+            self.interfaces = self._attach_all(media_addresses, xdp_mode)
+            for iface in self.interfaces:
+                self._add_egress(iface.index)
+            self._adopted: dict[bytes, abi.Session] = {bytes(k): v for k, v in self._tables.sessions.items()}
+        except BaseException:
+            self._netlink.close()
+            raise
+        self._slow = _SlowPath(loop, self._on_latch)
+        if self._adopted:
+            log.info("xdp: adopting %d pinned session entries", len(self._adopted))
+            self._timers.append(loop.call_later(adopt_grace_s, self._sweep_unclaimed))
+        self._schedule_tick()
+
+    # -- construction helpers ----------------------------------------------------------------------
+
+    def _attach_all(self, addresses: Iterable[IPAddress], forced: XdpMode | None) -> list[AttachedInterface]:
+        prog_id = bpfsys.prog_info(self._objects.prog).id
+        found: dict[int, netlink.Interface] = {}
+        for address in addresses:
+            address = ipaddress.ip_address(address)
+            iface = self._netlink.call(netlink.interface_of, address)
+            if iface is None:
+                raise XdpStartError(f"media address {address} is on no interface")
+            if iface.kind == "loopback":
+                raise XdpStartError(f"media address {address} is on the loopback interface: XDP has nothing to offload")
+            found[iface.index] = iface
+        out: list[AttachedInterface] = []
+        for iface in found.values():
+            out.append(self._netlink.call(self._attach_one, iface, prog_id, forced))
+            if iface.kind == "veth":
+                log.warning(
+                    "xdp: %s is a veth: its peer needs an XDP program (or GRO on) or redirected frames vanish",
+                    iface.name,
+                )
+        return out
+
+    def _attach_one(
+        self, ipr: Any, iface: netlink.Interface, prog_id: int, forced: XdpMode | None
+    ) -> AttachedInterface:
+        """Runs on the netlink thread."""
+        mode_name, current = attach._xdp_state(ipr, iface.index)
+        if current == prog_id:
+            mode = XdpMode.NATIVE if mode_name == XdpMode.NATIVE.attached_name else XdpMode.GENERIC
+            return AttachedInterface(iface.name, iface.index, mode, iface.kind, False)
+        modes = [forced] if forced is not None else [XdpMode.NATIVE, XdpMode.GENERIC]
+        errors = []
+        for mode in modes:
+            try:
+                attach.attach(iface.name, self._objects.prog, mode)
+            except attach.AttachError as exc:
+                errors.append(str(exc))
+                continue
+            log.info("xdp: attached %s in %s mode", iface.name, mode)
+            return AttachedInterface(iface.name, iface.index, mode, iface.kind, True)
+        raise XdpStartError("; ".join(errors))
+
+    def _add_egress(self, ifindex: int) -> None:
+        if ifindex in self._egress:
+            return
+        # a DEVMAP resolves the ifindex in the updating thread's namespace: the netlink thread's
+        self._netlink.call(_egress_add, self._tables, ifindex)
+        self._egress.add(ifindex)
+
+    # -- Dataplane ---------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> DataplaneMode:
+        return DataplaneMode.XDP
+
+    def allocate(self, realm: str, address: IPAddress, port_min: int, port_max: int) -> AnchorPort:
+        anchor = self._slow.allocate(realm, address, port_min, port_max)
+        for key in _anchor_keys(anchor):
+            if self._adopted.pop(key, None) is not None:  # a stale entry of a call nobody re-adopted
+                self._tables.sessions.delete(abi.SessionKey.from_buffer_copy(key))
+        return anchor
+
+    def allocate_at(self, realm: str, address: IPAddress, rtp_port: int) -> AnchorPort:
+        anchor = self._slow.allocate_at(realm, address, rtp_port)
+        rtp_key, rtcp_key = _anchor_keys(anchor)
+        seed = _Seed()
+        for key in (rtp_key, rtcp_key):
+            entry = self._adopted.pop(key, None)
+            if entry is None:
+                continue
+            self._index(key, _Installed(anchor.anchor_id, None, _config_of(bytes(entry))))
+            if key == rtp_key:
+                seed.rtp = _addr_of(entry.expected_src)
+            else:
+                seed.rtcp = _addr_of(entry.expected_src)
+        if anchor.anchor_id in self._by_anchor:
+            self._adopting.add(anchor.anchor_id)
+            self._seeds[anchor.anchor_id] = seed
+        return anchor
+
+    def program(self, anchor: AnchorPort, leg: LegProgram) -> None:
+        self._slow.program(anchor, leg)
+        seed = self._seeds.pop(anchor.anchor_id, None)
+        a = self._slow.anchor(anchor.anchor_id)
+        assert a is not None
+        if seed is not None and leg.remote_rtp is not None:
+            learn = leg.latch is Latch.LEARN
+            rtp = seed.rtp if seed.rtp is not None and (learn or seed.rtp == a.sdp_rtp) else None
+            rtcp_ok = seed.rtcp is not None and not leg.rtcp_mux and (learn or seed.rtcp == a.sdp_rtcp)
+            rtcp = seed.rtcp if rtcp_ok else None
+            self._slow.seed(anchor.anchor_id, rtp, rtcp)
+        self._sync(anchor.anchor_id, a.partner.port.anchor_id if a.partner else None)
+
+    def connect(self, a: AnchorPort, b: AnchorPort) -> None:
+        x = self._slow.anchor(a.anchor_id)
+        y = self._slow.anchor(b.anchor_id)
+        previous = [p.port.anchor_id for p in (x.partner if x else None, y.partner if y else None) if p is not None]
+        self._slow.connect(a, b)
+        self._sync(a.anchor_id, b.anchor_id, *previous)
+
+    def disconnect(self, anchor: AnchorPort) -> None:
+        a = self._slow.anchor(anchor.anchor_id)
+        partner = a.partner.port.anchor_id if a is not None and a.partner is not None else None
+        self._slow.disconnect(anchor)
+        self._adopting.discard(anchor.anchor_id)
+        self._sync(anchor.anchor_id, partner)
+
+    def release(self, anchor: AnchorPort) -> None:
+        a = self._slow.anchor(anchor.anchor_id)
+        if a is None:
+            return
+        partner = a.partner.port.anchor_id if a.partner is not None else None
+        self._slow.release(anchor)
+        self._adopting.discard(anchor.anchor_id)
+        self._seeds.pop(anchor.anchor_id, None)
+        self._pending.discard(anchor.anchor_id)
+        for key in list(self._by_anchor.get(anchor.anchor_id, ())):
+            self._remove(key, fold=False)
+        self._folded.pop(anchor.anchor_id, None)
+        self._sync(partner)
+
+    def stats(self, anchor: AnchorPort) -> LegStats:
+        st = self._slow.stats(anchor)
+        aid = anchor.anchor_id
+        a = self._slow.anchor(aid)
+        assert a is not None
+        entries = self._read_entries()
+        overhead = 28 if anchor.address.version == 4 else 48  # the kernel counts IP bytes, userspace UDP payload
+        folded = self._folded.get(aid, _Folded())
+        k_in = folded.packets_in
+        k_in_bytes = folded.bytes_in
+        k_dropped = folded.dropped
+        k_rtcp = folded.rtcp_in
+        k_expected = folded.rtp_expected
+        k_lost = folded.rtp_lost
+        last_ns = 0
+        rtp_key = _key(anchor.address, anchor.rtp_port)
+        for key in self._by_anchor.get(aid, ()):
+            e = entries.get(key)
+            if e is None:
+                continue
+            k_in += e.stats.packets
+            k_in_bytes += max(0, e.stats.bytes - overhead * e.stats.packets)
+            k_dropped += e.stats.dropped
+            k_rtcp += e.stats.rtcp_packets
+            last_ns = max(last_ns, e.stats.last_seen_ns)
+            if key == rtp_key and e.stats.rtp.received:
+                rs = e.stats.rtp
+                k_expected += rs.expected()
+                k_lost += rs.lost()
+                rate = e.clock_rate or abi.DEFAULT_CLOCK_RATE
+                st.jitter_ms = rs.jitter_units() / rate * 1000.0
+                st.ssrc = rs.ssrc
+                st.payload_type = rs.payload_type
+        k_out = folded.packets_out
+        k_out_bytes = folded.bytes_out
+        for key in self._by_target.get(aid, ()):
+            e = entries.get(key)
+            if e is not None:
+                k_out += e.stats.packets
+                k_out_bytes += max(0, e.stats.bytes - overhead * e.stats.packets)
+        st.packets_in += k_in
+        st.bytes_in += k_in_bytes
+        st.packets_out += k_out
+        st.bytes_out += k_out_bytes
+        st.dropped_spoofed += k_dropped
+        st.rtp_expected += k_expected
+        st.rtp_lost += k_lost
+        if last_ns:
+            kernel_last = last_ns / 1e9
+            st.last_in_s = kernel_last if st.last_in_s is None else max(st.last_in_s, kernel_last)
+        st.in_kernel = bool(self._by_anchor.get(aid))
+        st.extra.update(
+            kernel_packets_in=k_in,
+            kernel_packets_out=k_out,
+            kernel_dropped_spoofed=k_dropped,
+            kernel_rtcp_packets=k_rtcp,
+        )
+        return st
+
+    def close(self) -> None:
+        """Stop the control side only: sockets closed, program attached, entries kept (restart)."""
+        if self._closed:
+            return
+        self._closed = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self._slow.close()
+        self._netlink.close()
+        self._objects.close()
+
+    def shutdown(self, detach: bool = True) -> None:
+        """Full stop: delete every entry this relay owns or adopted, detach what it attached (all
+        interfaces it runs on when `detach`), then `close()`."""
+        if self._closed:
+            return
+        for key in list(self._installed):
+            self._remove(key, fold=False)
+        for key in list(self._adopted):
+            self._tables.sessions.delete(abi.SessionKey.from_buffer_copy(key))
+        self._adopted.clear()
+        if detach:
+            for iface in self.interfaces:
+                try:
+                    self._netlink.call(_detach, iface)
+                except Exception as exc:  # keep going: the other interfaces still need detaching
+                    log.warning("xdp: detaching %s: %s", iface.name, exc)
+            for ifindex in list(self._egress):
+                self._netlink.call(_egress_remove, self._tables, ifindex)
+            self._egress.clear()
+        self.close()
+
+    # -- introspection (tests, `sbc status` later) -------------------------------------------------
+
+    def counters(self) -> dict[abi.Counter, int]:
+        return self._tables.counters.read()
+
+    def offloaded(self, anchor: AnchorPort) -> list[abi.Session]:
+        """The entries installed for packets arriving at `anchor` (RTP port first)."""
+        out = []
+        for key in _anchor_keys(anchor):
+            if key in self._installed:
+                s = self._tables.sessions.get(abi.SessionKey.from_buffer_copy(key))
+                if s is not None:
+                    out.append(s)
+        return out
+
+    @property
+    def adopted_unclaimed(self) -> int:
+        return len(self._adopted)
+
+    # -- synchronisation of the session map with the slow path's state -----------------------------
+
+    def _on_latch(self, anchor_id: int) -> None:
+        a = self._slow.anchor(anchor_id)
+        if a is not None:
+            self._sync(anchor_id, a.partner.port.anchor_id if a.partner else None)
+
+    def _sync(self, *anchor_ids: int | None) -> None:
+        if self._closed:
+            return
+        for aid in dict.fromkeys(i for i in anchor_ids if i is not None):
+            self._sync_one(aid)
+
+    def _sync_one(self, aid: int) -> None:
+        a = self._slow.anchor(aid)
+        current = set(self._by_anchor.get(aid, ()))
+        desired = self._desired(a) if a is not None else {}
+        pending = False
+        for key, want in desired.items():
+            if want is None:
+                pending = True  # next hop unknown: keep what is installed, offload later
+                continue
+            target, session = want
+            self._put(aid, key, target, session)
+        if pending:
+            self._pending.add(aid)
+        else:
+            self._pending.discard(aid)
+        stale = current - desired.keys()
+        if aid in self._adopting:
+            if not stale:
+                self._adopting.discard(aid)  # every adopted entry is re-derived: normal rules from now on
+            return
+        for key in stale:
+            self._remove(key)
+
+    def _desired(self, a: _Anchor) -> dict[bytes, tuple[int, abi.Session] | None]:
+        """Entries for packets arriving at `a`: key -> (target anchor id, value), None = next hop pending."""
+        leg = a.leg
+        b = a.partner
+        if leg is None or leg.remote_rtp is None or b is None or b.leg is None:
+            return {}
+        if a.port.address.version != b.port.address.version:
+            return {}  # IPv4 <-> IPv6: the slow path translates, the program cannot
+        out: dict[bytes, tuple[int, abi.Session] | None] = {}
+        sdp_a = leg.latch is Latch.SDP
+        sdp_b = b.leg.latch is Latch.SDP
+        flags = abi.SessionFlag.LATCH_ALLOWED if leg.latch is Latch.LEARN and leg.relatch else abi.SessionFlag.LATCHED
+        dst_rtp = b.dst_rtp if b.dst_rtp is not None and (b.latched_rtp is not None or sdp_b) else None
+        # RTP port (and RTCP with rtcp-mux, when the partner muxes too)
+        if b.send_enabled and not (leg.rtcp_mux and not b.leg.rtcp_mux):
+            src = a.latched_rtp or (a.sdp_rtp if sdp_a else None)
+            if src is not None and dst_rtp is not None:
+                out[_key(a.port.address, a.port.rtp_port)] = self._entry(a, b, src, dst_rtp, b.port.rtp_port, flags)
+        if not leg.rtcp_mux:
+            src = a.latched_rtcp or (a.sdp_rtcp if sdp_a else None)
+            if b.leg.rtcp_mux:
+                dst, port = dst_rtp, b.port.rtp_port
+            else:
+                ok = b.dst_rtcp is not None and (b.latched_rtcp is not None or sdp_b)
+                dst, port = (b.dst_rtcp if ok else None), b.port.rtcp_port
+            if src is not None and dst is not None:
+                out[_key(a.port.address, a.port.rtcp_port)] = self._entry(
+                    a, b, src, dst, port, flags | abi.SessionFlag.RTCP
+                )
+        return out
+
+    def _entry(
+        self, a: _Anchor, b: _Anchor, src: Addr, dst: Addr, new_port: int, flags: int
+    ) -> tuple[int, abi.Session] | None:
+        assert a.leg is not None and b.leg is not None
+        hop = self._hops.resolve(b.host, dst[0])
+        if hop is None:
+            return None
+        self._add_egress(hop.ifindex)
+        session = abi.Session(
+            flags=flags,
+            egress_ifindex=hop.ifindex,
+            expected_src=abi.Endpoint.of(*src),
+            dst=abi.Endpoint.of(*dst),
+            new_src=abi.Endpoint.of(b.port.address, new_port),
+            dscp=b.leg.dscp,
+            clock_rate=a.leg.clock_rate,
+        )
+        session.set_macs(hop.src_mac, hop.dst_mac)
+        return b.port.anchor_id, session
+
+    def _index(self, key: bytes, inst: _Installed) -> None:
+        old = self._installed.get(key)
+        if old is not None:
+            self._by_anchor.get(old.anchor_id, set()).discard(key)
+            if old.target_id is not None:
+                self._by_target.get(old.target_id, set()).discard(key)
+        self._installed[key] = inst
+        self._by_anchor.setdefault(inst.anchor_id, set()).add(key)
+        if inst.target_id is not None:
+            self._by_target.setdefault(inst.target_id, set()).add(key)
+
+    def _put(self, aid: int, key: bytes, target: int, session: abi.Session) -> None:
+        config = bytes(session)  # statistics are zero in a fresh value
+        inst = self._installed.get(key)
+        if inst is not None and inst.anchor_id == aid and inst.config == config:
+            if inst.target_id != target:
+                self._index(key, _Installed(aid, target, config))
+            return
+        ckey = abi.SessionKey.from_buffer_copy(key)
+        if inst is not None:
+            old = self._tables.sessions.get(ckey)
+            if old is not None:
+                if inst.anchor_id == aid and inst.target_id in (target, None):
+                    session.stats = old.stats  # rewritten in place: counters and RTP state go on
+                else:
+                    self._fold(inst, old)
+        self._tables.sessions.put(ckey, session)  # one atomic replace: no packet sees a missing entry
+        self._index(key, _Installed(aid, target, config))
+        self._snapshot.at = -1e9
+
+    def _remove(self, key: bytes, *, fold: bool = True) -> None:
+        inst = self._installed.pop(key, None)
+        if inst is None:
+            return
+        self._by_anchor.get(inst.anchor_id, set()).discard(key)
+        if inst.target_id is not None:
+            self._by_target.get(inst.target_id, set()).discard(key)
+        ckey = abi.SessionKey.from_buffer_copy(key)
+        if fold:
+            old = self._tables.sessions.get(ckey)
+            if old is not None:
+                self._fold(inst, old)
+        self._tables.sessions.delete(ckey)
+        self._snapshot.at = -1e9
+
+    def _fold(self, inst: _Installed, old: abi.Session) -> None:
+        family_overhead = 28 if old.new_src.family == abi.AF_INET else 48
+        s = old.stats
+        payload = max(0, s.bytes - family_overhead * s.packets)
+        if self._slow.anchor(inst.anchor_id) is not None:
+            f = self._folded.setdefault(inst.anchor_id, _Folded())
+            f.packets_in += s.packets
+            f.bytes_in += payload
+            f.dropped += s.dropped
+            f.rtcp_in += s.rtcp_packets
+            if not old.flags & abi.SessionFlag.RTCP and s.rtp.received:
+                f.rtp_expected += s.rtp.expected()
+                f.rtp_lost += s.rtp.lost()
+        if inst.target_id is not None and self._slow.anchor(inst.target_id) is not None:
+            t = self._folded.setdefault(inst.target_id, _Folded())
+            t.packets_out += s.packets
+            t.bytes_out += payload
+
+    def _read_entries(self) -> dict[bytes, abi.Session]:
+        now = self._clock()
+        if now - self._snapshot.at > self._stats_cache_s:
+            self._snapshot = _Snapshot(now, {bytes(k): v for k, v in self._tables.sessions.items()})
+        return self._snapshot.entries
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        if not self._closed:
+            self._timers = [t for t in self._timers if not t.cancelled()]
+            self._timers.append(self._loop.call_later(self._tick_s, self._tick))
+
+    def _tick(self) -> None:
+        """Offload what waited for a next hop; re-check every entry's MACs (cached lookups)."""
+        try:
+            self._ticks += 1
+            if self._ticks % 10 == 0:
+                self._sync(*(a.port.anchor_id for a in self._slow.anchors()))
+            elif self._pending:
+                self._sync(*list(self._pending))
+        except Exception:  # a failed lookup must not stop the ticks
+            log.exception("xdp: periodic synchronisation failed")
+        self._schedule_tick()
+
+    def _sweep_unclaimed(self) -> None:
+        """The grace period after a restart is over: entries no call re-adopted are stale."""
+        for key in list(self._adopted):
+            self._tables.sessions.delete(abi.SessionKey.from_buffer_copy(key))
+        if self._adopted:
+            log.info("xdp: removed %d pinned entries no call re-adopted", len(self._adopted))
+        self._adopted.clear()
+        adopting, self._adopting = self._adopting, set()
+        self._sync(*adopting)
+
+    @classmethod
+    def start(
+        cls,
+        loop: asyncio.AbstractEventLoop,
+        media_addresses: Sequence[IPAddress],
+        *,
+        pin_dir: str | None = None,
+        xdp_mode: XdpMode | None = None,
+        adopt_grace_s: float = 60.0,
+    ) -> XdpRelay:
+        """Load (or adopt) the pinned program and maps, then construct the relay."""
+        from pathlib import Path
+
+        from dataplane.xdp import loader
+
+        objects = loader.load(loader.OBJECT, Path(pin_dir or abi.PIN_DIR))
+        try:
+            return cls(loop, objects, media_addresses, xdp_mode=xdp_mode, adopt_grace_s=adopt_grace_s)
+        except BaseException:
+            objects.close()
+            raise
+
+
+if TYPE_CHECKING:
+
+    def _conforms(relay: XdpRelay) -> Dataplane:
+        return relay
