@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -19,6 +18,9 @@ from dataplane.api import Dataplane, DataplaneMode
 from sbc import __version__
 from sbc.b2bua.core import Core
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
+from sbc.config.changes import live_part, restart_required
+from sbc.config.errors import ConfigError
+from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
 from sbc.control.server import ControlServer
 from sbc.sip.errors import RemoteProtocolError
@@ -31,19 +33,13 @@ log = logging.getLogger("sbc")
 
 def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane, str]:
     """XDP when running as root on a kernel with BPF and the object is built; else the userspace relay."""
+    from dataplane.select import try_xdp
     from dataplane.userspace import UserspaceRelay
 
-    reason = "not root" if os.geteuid() != 0 else "XDP dataplane not configured"
-    try:
-        from dataplane.select import try_xdp  # type: ignore[import-not-found]
-
-        dp, why = try_xdp(config, loop)
-        if dp is not None:
-            return dp, why
-        reason = why
-    except ImportError:
-        pass
-    return UserspaceRelay(loop), reason
+    dp, why = try_xdp(config, loop)
+    if dp is not None:
+        return dp, why
+    return UserspaceRelay(loop), why
 
 
 class SbcApp:
@@ -114,6 +110,8 @@ class SbcApp:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
+        if self.config.source != EMBEDDED_SOURCE:
+            loop.add_signal_handler(signal.SIGHUP, self._reload_from_signal)
         await self.start()
         try:
             await self._stopping.wait()
@@ -174,9 +172,39 @@ class SbcApp:
         except OSError as exc:
             emit("warning", "cdr.write_failed", error=str(exc))
 
+    # ---- reload ----------------------------------------------------------------------------------
+    def reload(self, path: Path) -> dict[str, Any]:
+        """Re-read the config at `path`: a bad one changes nothing; the live parts of a good one apply
+        at once (live calls stay up); what needs a restart is named and waits for it."""
+        assert self.core is not None
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            problems = [str(p) for p in exc.problems]
+            emit("warning", "config.reload_refused", config=str(path), problems=problems)
+            return {"applied": False, "restart_required": [], "problems": problems}
+        pending = restart_required(self.config, new)
+        live = live_part(self.config, new)
+        if live is None:
+            emit("warning", "config.reload_needs_restart", config=str(path), restart_required=pending)
+            return {"applied": False, "restart_required": pending, "problems": []}
+        self.config = live
+        self.core.reconfigure(live)
+        logging.getLogger("sbc").setLevel(_LEVELS.get(live.log_level, logging.INFO))
+        emit("info", "config.reloaded", config=live.source, restart_required=pending)
+        return {"applied": True, "restart_required": pending, "problems": []}
+
+    def _reload_from_signal(self) -> None:
+        self.reload(Path(self.config.source))
+
     # ---- control API -----------------------------------------------------------------------------
     def _control(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
         assert self.core is not None
+        if command == "reload":
+            path = args.get("path") or (self.config.source if self.config.source != EMBEDDED_SOURCE else None)
+            if not isinstance(path, str):
+                raise ValueError("reload needs a `path` (the SBC runs on the embedded config)")
+            return self.reload(Path(path))
         now = self._now()
         if command == "status":
             c = self.core.counters

@@ -84,16 +84,13 @@ class Core:
         *,
         token: Callable[[int], str] = secrets.token_hex,
     ) -> None:
-        self.config = config
         self.token = token
         timers = TimerConfig(
             t1=config.timers.t1_ms / 1000, t2=config.timers.t2_ms / 1000, t4=config.timers.t4_ms / 1000
         )
-        self.realms: dict[str, Realm] = {r.name: r for r in config.realms}
-        self.layers: dict[str, TransactionLayer] = {name: TransactionLayer(timers) for name in self.realms}
-        self.header_policy = {r.name: HeaderPolicy.for_realm(r.pass_headers, r.strip_headers) for r in config.realms}
-        self.router = Router(config)
+        self.layers: dict[str, TransactionLayer] = {r.name: TransactionLayer(timers) for r in config.realms}
         self.media = MediaSessions(dataplane, config.realms)
+        self.reconfigure(config)
         self.registrations = RegistrationTable()
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[tuple[str, str, str], tuple[Call, Leg]] = {}
@@ -102,6 +99,16 @@ class Core:
         self.counters = Counters()
         self._out: list[Output] = []
         self._next_media_check = 0.0
+
+    def reconfigure(self, config: SbcConfig) -> None:
+        """Switch to `config` (its restart-bound parts equal to the running ones, see
+        `sbc.config.changes.live_part`). Live calls keep their legs, dialogs and anchors; routes,
+        header rules and policy of the new config apply from the next message on."""
+        self.config = config
+        self.realms: dict[str, Realm] = {r.name: r for r in config.realms}
+        self.header_policy = {r.name: HeaderPolicy.for_realm(r.pass_headers, r.strip_headers) for r in config.realms}
+        self.router = Router(config)
+        self.media.realms = dict(self.realms)
 
     # ---- entry points ----------------------------------------------------------------------------
     def datagram_received(self, realm: str, data: bytes, source: PeerAddress, now: float) -> list[Output]:

@@ -1,7 +1,9 @@
 """Run the real SBC and real SIPp peers on loopback addresses for integration tests.
 
-Addresses: the SBC listens on 127.0.1.1 (LAN realm) and 127.0.2.1 (WAN realm); SIPp phones use
-127.0.1.x, SIPp trunks/PBXs 127.0.2.x. Every process is bounded in time and killed at teardown.
+Addresses: the SBC listens on 127.N.1.1 (LAN realm) and 127.N.2.1 (WAN realm); SIPp phones use
+127.N.1.x, SIPp trunks/PBXs 127.N.2.x. N is 0 unless `SBC_TEST_NET` names another second octet, so
+two test runs on one machine (two worktrees) never meet on a port. Every process is bounded in time
+and killed at teardown.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SBC_BIN = Path(sys.executable).parent / "sbc"
 
-LAN_SBC = "127.0.1.1"
-WAN_SBC = "127.0.2.1"
+NET = int(os.environ.get("SBC_TEST_NET", "0"))
+if not 0 <= NET <= 254:
+    raise ValueError(f"SBC_TEST_NET={NET}: expected 0-254 (the second octet of 127.N.x.x)")
+LAN_NET = f"127.{NET}.1.0/24"
+WAN_NET = f"127.{NET}.2.0/24"
+LAN_SBC = f"127.{NET}.1.1"
+WAN_SBC = f"127.{NET}.2.1"
 SBC_PORT = 15060
-PHONE = "127.0.1.10"
-PHONE_B = "127.0.1.11"
-TRUNK = "127.0.2.10"
+PHONE = f"127.{NET}.1.10"
+PHONE_B = f"127.{NET}.1.11"
+TRUNK = f"127.{NET}.2.10"
 TRUNK_PORT = 5082
 
 
@@ -63,7 +70,7 @@ realms:
   - name: lan
     trusted: true
     address: {LAN_SBC}
-    networks: [127.0.1.0/24]
+    networks: [{LAN_NET}]
     listen:
       - {{transport: udp, port: {SBC_PORT}}}
       - {{transport: tcp, port: {SBC_PORT}}}
@@ -76,7 +83,7 @@ realms:
 {extra_realm_lan}
   - name: wan
     address: {WAN_SBC}
-    networks: [127.0.2.0/24]
+    networks: [{WAN_NET}]
     listen:
       - {{transport: udp, port: {SBC_PORT}}}
       - {{transport: tcp, port: {SBC_PORT}}}

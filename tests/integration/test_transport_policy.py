@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.integration.harness import (
     LAN_SBC,
+    NET,
     PHONE,
     SBC_BIN,
     SBC_PORT,
@@ -186,8 +187,9 @@ def test_dscp_of_sip_packets_per_realm(tmp_path: Path) -> None:
     """LAN realm af31 (26), WAN realm cs3 (24) in the test config: check the DS field on the wire."""
     capture = tmp_path / "sip.pcap"
     with running_sbc(tmp_path, sbc_config(tmp_path / "state")) as sbc:
+        capture_filter = f"udp port {SBC_PORT} and net 127.{NET}.0.0/16"  # only this run's addresses
         tshark = subprocess.Popen(
-            ["tshark", "-i", "lo", "-a", "duration:12", "-w", str(capture), "-f", f"udp port {SBC_PORT}"],
+            ["tshark", "-i", "lo", "-a", "duration:12", "-w", str(capture), "-f", capture_filter],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
