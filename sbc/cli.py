@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args.config)
+    if args.command == "mgmt":
+        from mgmt.app import run as run_mgmt
+
+        return run_mgmt(args.config)
     if args.command == "check-config":
         return _check(args.file)
     return _query(args.command, args)

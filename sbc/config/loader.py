@@ -22,18 +22,26 @@ from typing import Any
 from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
+    HttpSettings,
     IPAddress,
     LatchMode,
     Listener,
+    ManagementSettings,
     MediaMode,
     MediaSettings,
     Peer,
     Realm,
     Route,
     SbcConfig,
+    SnmpAuth,
+    SnmpPriv,
+    SnmpSettings,
+    SnmpV3User,
+    SnmpVersion,
     Timers,
     TlsSettings,
     Transport,
+    TrapTarget,
 )
 from sbc.config.yamltree import YamlTree, child_path, item_path, parse_yaml
 from sbc.policy.header_rules import RuleErrors, compile_rules
@@ -268,7 +276,9 @@ def _choice(options: tuple[str, ...]) -> Converter:
     return convert
 
 
-def _enum(cls: type[Transport] | type[LatchMode] | type[MediaMode]) -> Converter:
+def _enum(
+    cls: type[Transport] | type[LatchMode] | type[MediaMode] | type[SnmpAuth] | type[SnmpPriv] | type[SnmpVersion],
+) -> Converter:
     options = tuple(m.value for m in cls)
     pick = _choice(options)
 
@@ -560,6 +570,90 @@ def _header_rules(r: _Reader, value: Any, path: str) -> Any:
         raise _Reported from None
 
 
+# ---- management (sbc mgmt: REST API, web UI, SNMP) ----------------------------------------------
+def _bind_address(r: _Reader, value: Any, path: str) -> IPAddress:
+    """An address a management listener binds: unlike a realm's, `0.0.0.0` or `::` (every address) is fine."""
+    if not isinstance(value, str):
+        raise _Invalid(f"expected an IPv4 or IPv6 address, got {_kind(value)}")
+    try:
+        address = ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise _Invalid(f"{value!r} is not an IPv4 or IPv6 address") from None
+    if address.is_multicast:
+        raise _Invalid(f"{address} is a multicast address")
+    return address
+
+
+def _secret(minimum: int) -> Converter:
+    def convert(r: _Reader, value: Any, path: str) -> str:
+        # Never echo the value: it is a key or a community.
+        if not isinstance(value, str) or not value:
+            raise _Invalid(f"expected a string, got {_kind(value) if not isinstance(value, str) else 'an empty one'}")
+        if "\r" in value or "\n" in value:
+            raise _Invalid("may not contain a line break")
+        if len(value) < minimum:
+            raise _Invalid(f"must be at least {minimum} characters long")
+        return value
+
+    return convert
+
+
+def _http(r: _Reader, value: Any, path: str) -> HttpSettings:
+    http: HttpSettings = r.build(HttpSettings, value, path, _HTTP)
+    if (http.tls_certificate is None) != (http.tls_key is None):
+        missing = "tls_key" if http.tls_key is None else "tls_certificate"
+        r.problem(child_path(path, missing), "tls_certificate and tls_key go together (or neither: self-signed)")
+        raise _Reported
+    return http
+
+
+def _v3_user(r: _Reader, value: Any, path: str) -> SnmpV3User:
+    user: SnmpV3User = r.build(SnmpV3User, value, path, _SNMP_USER)
+    return user
+
+
+def _v3_users(r: _Reader, value: Any, path: str) -> tuple[SnmpV3User, ...]:
+    unique = _unique_names(r, value, path, "SNMPv3 user")
+    users: list[SnmpV3User] = r.items(value, path, _v3_user)
+    if not unique:
+        raise _Reported
+    return tuple(users)
+
+
+def _trap_target(r: _Reader, value: Any, path: str) -> TrapTarget:
+    target: TrapTarget = r.build(TrapTarget, value, path, _TRAP_TARGET)
+    if target.version == SnmpVersion.V3 and (target.user is None or target.community is not None):
+        raise _Invalid("a v3 trap target names `user:` (one of v3_users) and no community")
+    if target.version == SnmpVersion.V2C and (target.community is None or target.user is not None):
+        raise _Invalid("a v2c trap target gives `community:` and no user")
+    return target
+
+
+def _trap_targets(r: _Reader, value: Any, path: str) -> tuple[TrapTarget, ...]:
+    return tuple(r.items(value, path, _trap_target))
+
+
+def _snmp(r: _Reader, value: Any, path: str) -> SnmpSettings:
+    snmp: SnmpSettings = r.build(SnmpSettings, value, path, _SNMP)
+    names = {u.name for u in snmp.v3_users}
+    ok = True
+    for i, target in enumerate(snmp.trap_targets):
+        if target.user is not None and target.user not in names:
+            r.problem(
+                child_path(item_path(child_path(path, "trap_targets"), i), "user"),
+                f"unknown SNMPv3 user {target.user!r}; v3_users are: {', '.join(sorted(names)) or 'none'}",
+            )
+            ok = False
+    if not ok:
+        raise _Reported
+    return snmp
+
+
+def _management(r: _Reader, value: Any, path: str) -> ManagementSettings:
+    management: ManagementSettings = r.build(ManagementSettings, value, path, _MANAGEMENT)
+    return management
+
+
 # ---- the tables: YAML key -> model field -----------------------------------------------------------
 _PEER: dict[str, _Key] = {
     "host": _Key("host", _host, required=True),
@@ -628,12 +722,47 @@ _SBC: dict[str, _Key] = {
     "max_calls": _Key("max_calls", _positive),
     "log_level": _Key("log_level", _choice(LOG_LEVELS)),
 }
+_HTTP: dict[str, _Key] = {
+    "address": _Key("address", _bind_address),
+    "port": _Key("port", _port),
+    "tls_certificate": _Key("tls_certificate", _existing_file),
+    "tls_key": _Key("tls_key", _existing_file),
+}
+_SNMP_USER: dict[str, _Key] = {
+    "name": _Key("name", _name, required=True),
+    "auth": _Key("auth", _enum(SnmpAuth)),
+    "auth_key": _Key("auth_key", _secret(8), required=True),  # RFC 3414 §11.2: at least 8 characters
+    "priv": _Key("priv", _enum(SnmpPriv)),
+    "priv_key": _Key("priv_key", _secret(8), required=True),
+}
+_TRAP_TARGET: dict[str, _Key] = {
+    "host": _Key("host", _host, required=True),
+    "port": _Key("port", _port),
+    "version": _Key("version", _enum(SnmpVersion)),
+    "user": _Key("user", _name),
+    "community": _Key("community", _secret(1)),
+}
+_SNMP: dict[str, _Key] = {
+    "enabled": _Key("enabled", _bool),
+    "address": _Key("address", _bind_address),
+    "port": _Key("port", _port),
+    "v3_users": _Key("v3_users", _v3_users),
+    "v2c_community": _Key("v2c_community", _secret(1)),
+    "trap_targets": _Key("trap_targets", _trap_targets),
+}
+_MANAGEMENT: dict[str, _Key] = {
+    "http": _Key("http", _http),
+    "users_file": _Key("users_file", _path),
+    "confirm_timeout_s": _Key("confirm_timeout_s", _at_least(10)),
+    "snmp": _Key("snmp", _snmp),
+}
 _TOP: dict[str, _Key] = {
     "sbc": _Key(None, _sbc_section),
     "timers": _Key("timers", _timers),
     "realms": _Key("realms", _realms, required=True),
     "routes": _Key("routes", _routes),
     "header_rules": _Key("header_rules", _header_rules),
+    "management": _Key("management", _management),
 }
 
 # For the test that every model field can be set from YAML.
@@ -645,4 +774,9 @@ TABLES: dict[type, dict[str, _Key]] = {
     Realm: _REALM,
     Route: _ROUTE,
     Timers: _TIMERS,
+    HttpSettings: _HTTP,
+    SnmpV3User: _SNMP_USER,
+    TrapTarget: _TRAP_TARGET,
+    SnmpSettings: _SNMP,
+    ManagementSettings: _MANAGEMENT,
 }

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from sbc.policy.header_rules import HeaderRule
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+LOCALHOST = ipaddress.IPv4Address("127.0.0.1")  # management listeners bind only here unless configured
 
 # RFC 4594 class selectors: names an operator writes in the config, mapped to DSCP values.
 DSCP_NAMES: dict[str, int] = {
@@ -134,6 +135,78 @@ class Timers:
     min_se_s: int = 90
 
 
+class SnmpAuth(StrEnum):
+    """USM authentication (RFC 7860 HMAC-SHA-2): the SHA-1 and MD5 of RFC 3414 are not offered."""
+
+    SHA256 = "sha256"
+    SHA512 = "sha512"
+
+
+class SnmpPriv(StrEnum):
+    """USM privacy (RFC 3826 AES-CFB; 256-bit keys per the Blumenthal draft net-snmp implements)."""
+
+    AES128 = "aes128"
+    AES256 = "aes256"
+
+
+class SnmpVersion(StrEnum):
+    V3 = "v3"
+    V2C = "v2c"
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpV3User:
+    name: str
+    auth_key: str
+    priv_key: str
+    auth: SnmpAuth = SnmpAuth.SHA256
+    priv: SnmpPriv = SnmpPriv.AES128
+
+
+@dataclass(frozen=True, slots=True)
+class TrapTarget:
+    """A manager that receives notifications: v3 names one of `v3_users`, v2c gives a community."""
+
+    host: str
+    port: int = 162
+    version: SnmpVersion = SnmpVersion.V3
+    user: str | None = None
+    community: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpSettings:
+    """The SNMP agent of `sbc mgmt` (mgmt/snmp). v2c is read-only and off unless a community is set."""
+
+    enabled: bool = True
+    address: IPAddress = LOCALHOST
+    port: int = 16161
+    v3_users: tuple[SnmpV3User, ...] = ()
+    v2c_community: str | None = None
+    trap_targets: tuple[TrapTarget, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTPS listener of the REST API and web UI. No certificate given: a self-signed one is made."""
+
+    address: IPAddress = LOCALHOST
+    port: int = 8443
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementSettings:
+    http: HttpSettings = field(default_factory=HttpSettings)
+    users_file: Path | None = None  # None: <state_dir>/users.json
+    confirm_timeout_s: int = 300  # default of a commit-confirmed when the request names none
+    snmp: SnmpSettings = field(default_factory=SnmpSettings)
+
+    def users_path(self, state_dir: Path) -> Path:
+        return self.users_file or state_dir / "users.json"
+
+
 @dataclass(frozen=True, slots=True)
 class SbcConfig:
     realms: tuple[Realm, ...]
@@ -145,6 +218,7 @@ class SbcConfig:
     control_socket: Path | None = None
     max_calls: int = 2000
     log_level: str = "info"
+    management: ManagementSettings = field(default_factory=ManagementSettings)
     source: str = "<embedded>"
 
     def realm(self, name: str) -> Realm:

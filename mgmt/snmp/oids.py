@@ -1,0 +1,137 @@
+"""Object identifiers served by the agent: SNMPv2-MIB, IF-MIB and EDGE-SBC-MIB (mgmt/mibs/EDGE-SBC-MIB.txt).
+
+Keep this in step with the MIB file: tests/unit/mgmt/test_snmp_mib.py checks every OID here against
+what `snmptranslate` reads from it.
+"""
+
+from __future__ import annotations
+
+Oid = tuple[int, ...]
+
+# Placeholder: the project has no IANA Private Enterprise Number yet (see the MIB's DESCRIPTION).
+ENTERPRISE_NUMBER = 99999
+
+# SNMPv2-MIB (RFC 3418)
+SYSTEM: Oid = (1, 3, 6, 1, 2, 1, 1)
+SYS_DESCR: Oid = (*SYSTEM, 1, 0)
+SYS_OBJECT_ID: Oid = (*SYSTEM, 2, 0)
+SYS_UPTIME: Oid = (*SYSTEM, 3, 0)
+SYS_CONTACT: Oid = (*SYSTEM, 4, 0)
+SYS_NAME: Oid = (*SYSTEM, 5, 0)
+SYS_LOCATION: Oid = (*SYSTEM, 6, 0)
+SYS_SERVICES: Oid = (*SYSTEM, 7, 0)
+SNMP_TRAP_OID: Oid = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+COLD_START: Oid = (1, 3, 6, 1, 6, 3, 1, 1, 5, 1)
+
+# IF-MIB (RFC 2863)
+IF_NUMBER: Oid = (1, 3, 6, 1, 2, 1, 2, 1, 0)
+IF_ENTRY: Oid = (1, 3, 6, 1, 2, 1, 2, 2, 1)
+IF_INDEX, IF_DESCR, IF_TYPE, IF_MTU, IF_SPEED, IF_PHYS_ADDRESS = 1, 2, 3, 4, 5, 6
+IF_ADMIN_STATUS, IF_OPER_STATUS, IF_IN_OCTETS, IF_OUT_OCTETS = 7, 8, 10, 16
+
+# EDGE-SBC-MIB
+EDGE_SBC: Oid = (1, 3, 6, 1, 4, 1, ENTERPRISE_NUMBER)
+NOTIFICATIONS: Oid = (*EDGE_SBC, 0)
+APPLIANCE_PRODUCT: Oid = (*EDGE_SBC, 1, 1)  # sysObjectID
+OBJECTS: Oid = (*EDGE_SBC, 2)
+
+SBC_SYSTEM: Oid = (*OBJECTS, 1)
+SBC_VERSION: Oid = (*SBC_SYSTEM, 1)
+SBC_UPTIME: Oid = (*SBC_SYSTEM, 2)
+SBC_DATAPLANE_MODE: Oid = (*SBC_SYSTEM, 3)
+SBC_DATAPLANE_NOTE: Oid = (*SBC_SYSTEM, 4)
+SBC_CONTROL_REACHABLE: Oid = (*SBC_SYSTEM, 5)
+SBC_SNAPSHOT_AGE: Oid = (*SBC_SYSTEM, 6)
+SBC_MAX_CALLS: Oid = (*SBC_SYSTEM, 7)
+
+SBC_CALLS: Oid = (*OBJECTS, 2)
+SBC_ACTIVE_CALLS: Oid = (*SBC_CALLS, 1)
+SBC_CALLS_PER_SECOND: Oid = (*SBC_CALLS, 2)
+SBC_CALLS_TOTAL: Oid = (*SBC_CALLS, 3)
+SBC_CALLS_ANSWERED: Oid = (*SBC_CALLS, 4)
+SBC_CALLS_FAILED: Oid = (*SBC_CALLS, 5)
+SBC_CALLS_CANCELLED: Oid = (*SBC_CALLS, 6)
+SBC_REGISTRATIONS: Oid = (*SBC_CALLS, 7)
+SBC_MESSAGES_RECEIVED: Oid = (*SBC_CALLS, 8)
+SBC_MALFORMED_ANSWERED: Oid = (*SBC_CALLS, 9)
+SBC_MALFORMED_DROPPED: Oid = (*SBC_CALLS, 10)
+
+SBC_MEDIA: Oid = (*OBJECTS, 3)
+SBC_MEDIA_XDP: Oid = (*SBC_MEDIA, 1)
+SBC_MEDIA_USERSPACE: Oid = (*SBC_MEDIA, 2)
+SBC_MEDIA_DIRECT: Oid = (*SBC_MEDIA, 3)
+SBC_RELAYED_PACKETS: Oid = (*SBC_MEDIA, 4)
+SBC_DROPPED_PACKETS: Oid = (*SBC_MEDIA, 5)
+SBC_MEAN_MOS: Oid = (*SBC_MEDIA, 6)
+SBC_HAIRPINNED_CALLS: Oid = (*SBC_MEDIA, 7)
+
+REALM_ENTRY: Oid = (*OBJECTS, 4, 1)
+REALM_NAME, REALM_ADDRESS, REALM_LISTEN, REALM_MEDIA_PORTS = 2, 3, 4, 5
+REALM_ACTIVE_CALLS, REALM_CALLS_IN, REALM_CALLS_OUT = 6, 7, 8
+
+TRUNK_ENTRY: Oid = (*OBJECTS, 5, 1)
+TRUNK_NAME, TRUNK_ADDRESS, TRUNK_STATE, TRUNK_REALM = 2, 3, 4, 5
+
+SBC_ALARMS: Oid = (*OBJECTS, 6)
+SBC_ALARMS_ACTIVE: Oid = (*SBC_ALARMS, 1)
+ALARM_ENTRY: Oid = (*SBC_ALARMS, 2, 1)
+ALARM_NAME, ALARM_SEVERITY, ALARM_TEXT, ALARM_RAISED_TIME = 2, 3, 4, 5
+
+SBC_ALARM_RAISED: Oid = (*NOTIFICATIONS, 1)
+SBC_ALARM_CLEARED: Oid = (*NOTIFICATIONS, 2)
+SBC_TRUNK_DOWN: Oid = (*NOTIFICATIONS, 3)
+SBC_TRUNK_UP: Oid = (*NOTIFICATIONS, 4)
+
+# Named for the MIB cross-check test: MIB name -> OID without instance suffix.
+MIB_NAMES: dict[str, Oid] = {
+    "edgeSbcMIB": EDGE_SBC,
+    "sbcApplianceProduct": APPLIANCE_PRODUCT,
+    "sbcVersion": SBC_VERSION,
+    "sbcUptime": SBC_UPTIME,
+    "sbcDataplaneMode": SBC_DATAPLANE_MODE,
+    "sbcDataplaneNote": SBC_DATAPLANE_NOTE,
+    "sbcControlReachable": SBC_CONTROL_REACHABLE,
+    "sbcSnapshotAge": SBC_SNAPSHOT_AGE,
+    "sbcMaxCalls": SBC_MAX_CALLS,
+    "sbcActiveCalls": SBC_ACTIVE_CALLS,
+    "sbcCallsPerSecond": SBC_CALLS_PER_SECOND,
+    "sbcCallsTotal": SBC_CALLS_TOTAL,
+    "sbcCallsAnswered": SBC_CALLS_ANSWERED,
+    "sbcCallsFailed": SBC_CALLS_FAILED,
+    "sbcCallsCancelled": SBC_CALLS_CANCELLED,
+    "sbcRegistrations": SBC_REGISTRATIONS,
+    "sbcMessagesReceived": SBC_MESSAGES_RECEIVED,
+    "sbcMalformedAnswered": SBC_MALFORMED_ANSWERED,
+    "sbcMalformedDropped": SBC_MALFORMED_DROPPED,
+    "sbcMediaSessionsXdp": SBC_MEDIA_XDP,
+    "sbcMediaSessionsUserspace": SBC_MEDIA_USERSPACE,
+    "sbcMediaSessionsDirect": SBC_MEDIA_DIRECT,
+    "sbcRelayedPackets": SBC_RELAYED_PACKETS,
+    "sbcDroppedPackets": SBC_DROPPED_PACKETS,
+    "sbcMeanMos": SBC_MEAN_MOS,
+    "sbcHairpinnedCalls": SBC_HAIRPINNED_CALLS,
+    "sbcRealmName": (*REALM_ENTRY, REALM_NAME),
+    "sbcRealmAddress": (*REALM_ENTRY, REALM_ADDRESS),
+    "sbcRealmListen": (*REALM_ENTRY, REALM_LISTEN),
+    "sbcRealmMediaPorts": (*REALM_ENTRY, REALM_MEDIA_PORTS),
+    "sbcRealmActiveCalls": (*REALM_ENTRY, REALM_ACTIVE_CALLS),
+    "sbcRealmCallsIn": (*REALM_ENTRY, REALM_CALLS_IN),
+    "sbcRealmCallsOut": (*REALM_ENTRY, REALM_CALLS_OUT),
+    "sbcTrunkName": (*TRUNK_ENTRY, TRUNK_NAME),
+    "sbcTrunkAddress": (*TRUNK_ENTRY, TRUNK_ADDRESS),
+    "sbcTrunkState": (*TRUNK_ENTRY, TRUNK_STATE),
+    "sbcTrunkRealm": (*TRUNK_ENTRY, TRUNK_REALM),
+    "sbcAlarmsActive": SBC_ALARMS_ACTIVE,
+    "sbcAlarmName": (*ALARM_ENTRY, ALARM_NAME),
+    "sbcAlarmSeverity": (*ALARM_ENTRY, ALARM_SEVERITY),
+    "sbcAlarmText": (*ALARM_ENTRY, ALARM_TEXT),
+    "sbcAlarmRaisedTime": (*ALARM_ENTRY, ALARM_RAISED_TIME),
+    "sbcAlarmRaised": SBC_ALARM_RAISED,
+    "sbcAlarmCleared": SBC_ALARM_CLEARED,
+    "sbcTrunkDown": SBC_TRUNK_DOWN,
+    "sbcTrunkUp": SBC_TRUNK_UP,
+}
+
+
+def dotted(oid: Oid) -> str:
+    return ".".join(str(n) for n in oid)
