@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Build the firmware image: wheels and BPF object for the target architecture, then mkosi.
+
+    image/build.py                 # x86-64, into build/
+    image/build.py --arch arm64    # ARM64 (needs qemu-user-static and binfmt_misc)
+    image/build.py --if-needed     # skip when build/ is newer than every input (the tests use this)
+    image/build.py --version 0.1.1 # another version of the same image (update tests)
+
+Every external tool runs through `run(argv)`: no shell, the command line is logged so it can be
+pasted, and a failure names the tool and a hint. The mkosi caches live outside the repository
+(SBC_MKOSI_CACHE, default /var/cache/sbc-mkosi) so a second build reuses the downloaded packages and
+the incremental image and takes about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build"
+CACHE = Path(os.environ.get("SBC_MKOSI_CACHE", "/var/cache/sbc-mkosi"))
+
+# Debian architecture names mkosi uses -> wheel platform tags (bookworm: glibc 2.36, CPython 3.11).
+PLATFORMS = {"x86-64": "x86_64", "arm64": "aarch64"}
+PYTHON_VERSION = "3.11"
+# manylinux tags a bookworm system (glibc 2.36) accepts; pip does not widen a single --platform.
+MANYLINUX = ("manylinux_2_36", "manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux2014")
+
+# Everything the image is made of: newer than the image means it must be rebuilt.
+INPUTS = (
+    "mkosi.conf",
+    "mkosi.conf.d",
+    "mkosi.pkgmngr",
+    "rootfs",
+    "image/repart",
+    "image/mkosi",
+    "image/requirements-image.txt",
+    "pyproject.toml",
+    "sbc",
+    "dataplane",
+    "mgmt",
+    "hw",
+)
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def run(argv: list[str], *, hint: str = "", cwd: Path = ROOT, capture: bool = False) -> str:
+    """Run one tool without a shell; log it copy-pasteable; turn a failure into a readable error."""
+    print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(argv, cwd=cwd, check=False, text=True, stdout=subprocess.PIPE if capture else None)
+    except FileNotFoundError:
+        raise BuildError(f"{argv[0]} is not installed" + (f": {hint}" if hint else "")) from None
+    if done.returncode != 0:
+        raise BuildError(f"{argv[0]} failed with exit status {done.returncode}" + (f"; {hint}" if hint else ""))
+    return done.stdout or ""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    arch: str  # mkosi's name: x86-64, arm64
+    version: str
+    output_dir: Path
+
+    @property
+    def inputs_dir(self) -> Path:
+        return BUILD / "image-inputs" / self.arch
+
+    @property
+    def image(self) -> Path:
+        return self.output_dir / "image.raw"
+
+
+def project() -> dict[str, object]:
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        return tomllib.load(fh)["project"]  # type: ignore[no-any-return]
+
+
+def requirements() -> list[str]:
+    """The pinned runtime dependencies: pyproject's, plus the image's own (hw: pyudev, dbus-fast)."""
+    deps = [str(d) for d in project()["dependencies"]]  # type: ignore[attr-defined]
+    extra = ROOT / "image/requirements-image.txt"
+    if extra.exists():
+        for line in extra.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not any(d.split("==")[0].lower() == line.split("==")[0].lower() for d in deps):
+                deps.append(line)
+    return deps
+
+
+def prepare_wheels(target: Target) -> None:
+    """Project wheel + binary wheels of every pinned dependency for the target, and requirements.txt."""
+    wheels = target.inputs_dir / "wheels"
+    if wheels.exists():
+        shutil.rmtree(wheels)
+    wheels.mkdir(parents=True)
+    pip = [sys.executable, "-m", "pip"]
+    # setuptools builds in ROOT/build/{lib,bdist.*}: clear them so a removed module never lingers in the wheel.
+    _clear_setuptools_build()
+    run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)], hint="building the SBC wheel")
+    _clear_setuptools_build()
+    deps = requirements()
+    unpinned = [d for d in deps if "==" not in d]
+    if unpinned:
+        raise BuildError(f"the image installs pinned versions only; pin {', '.join(unpinned)}")
+    run(
+        [
+            *pip, "download", "--quiet", "--dest", str(wheels), "--only-binary=:all:",
+            "--implementation", "cp", "--python-version", PYTHON_VERSION,
+            *(arg for tag in MANYLINUX for arg in ("--platform", f"{tag}_{PLATFORMS[target.arch]}")),
+            *deps,
+        ],
+        hint="downloading the pinned wheels needs PyPI (or a wheel mirror) on the build host",
+    )  # fmt: skip
+    name = str(project()["name"])
+    version = str(project()["version"])
+    (wheels / "requirements.txt").write_text("\n".join([f"{name}=={version}", *deps]) + "\n")
+
+
+def _clear_setuptools_build() -> None:
+    for leftover in [BUILD / "lib", *BUILD.glob("bdist.*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def build_bpf(target: Target) -> None:
+    """The XDP object, compiled on the build host: BPF bytecode is the same for both little-endian
+    targets, so one clang serves x86-64 and ARM64 and the image needs no compiler."""
+    src = ROOT / "dataplane/bpf/relay.c"
+    out = target.inputs_dir / "relay.o"
+    if not src.exists():
+        print(f"note: {src.relative_to(ROOT)} is missing; the image falls back to the userspace relay", file=sys.stderr)
+        out.unlink(missing_ok=True)
+        return
+    host_include = Path(f"/usr/include/{os.uname().machine}-linux-gnu")
+    run(
+        ["clang", "-target", "bpfel", "-g", "-O2", "-Wall", "-I", str(ROOT / "dataplane/include"),
+         "-I", str(host_include), "-c", str(src), "-o", str(out)],
+        hint="install clang (and libbpf-dev for the bpf headers)",
+    )  # fmt: skip
+
+
+def mkosi(target: Target, *, clean: bool) -> None:
+    cache = CACHE / target.arch
+    (cache / "incremental").mkdir(parents=True, exist_ok=True)
+    (cache / "packages").mkdir(parents=True, exist_ok=True)
+    target.output_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "mkosi",
+        "--directory", str(ROOT),
+        "--architecture", target.arch,
+        "--image-version", target.version,
+        "--output-dir", str(target.output_dir),
+        "--cache-dir", str(cache / "incremental"),
+        "--package-cache-dir", str(cache / "packages"),
+        "--incremental=yes",
+        "--force",
+    ]  # fmt: skip
+    if clean:
+        argv.append("--force")  # twice: drop the incremental image too
+    argv.append("build")
+    run(argv, hint="mkosi 24 from bookworm-backports is needed (see image/README.md); rerun with --clean after "
+                   "changing the package list if the incremental cache is stale")
+
+
+def newest_input() -> float:
+    newest = 0.0
+    for name in INPUTS:
+        path = ROOT / name
+        if path.is_file():
+            newest = max(newest, path.stat().st_mtime)
+        elif path.is_dir():
+            for f in path.rglob("*"):
+                if f.is_file() and "__pycache__" not in f.parts:
+                    newest = max(newest, f.stat().st_mtime)
+    return newest
+
+
+def up_to_date(target: Target) -> bool:
+    return target.image.exists() and target.image.stat().st_mtime >= newest_input()
+
+
+def report(target: Target, seconds: float | None) -> dict[str, object]:
+    """Sizes of the image (apparent and allocated: it is sparse) and of the update artifacts."""
+    st = target.image.stat()
+    artifacts = {
+        p.name: p.stat().st_size
+        for p in sorted(target.output_dir.iterdir())
+        if p.is_file() and p.name.startswith("image") and p.name != "image.raw"
+    }
+    info: dict[str, object] = {
+        "version": target.version,
+        "arch": target.arch,
+        "image": str(target.image),
+        "size_bytes": st.st_size,
+        "allocated_bytes": st.st_blocks * 512,
+        "artifacts": artifacts,
+        "build_seconds": None if seconds is None else round(seconds, 1),
+    }
+    (target.output_dir / "image.json").write_text(json.dumps(info, indent=2) + "\n")
+    mib = 1 << 20
+    print(
+        f"image {target.image}: {st.st_size / mib:.0f} MiB disk, {st.st_blocks * 512 / mib:.0f} MiB allocated"
+        + (f", built in {seconds:.0f} s" if seconds is not None else " (up to date)")
+    )
+    for name, size in artifacts.items():
+        print(f"  {name}: {size / mib:.1f} MiB")
+    return info
+
+
+def build(target: Target, *, clean: bool = False, if_needed: bool = False) -> dict[str, object]:
+    if if_needed and up_to_date(target):
+        return report(target, None)
+    started = time.monotonic()
+    target.inputs_dir.mkdir(parents=True, exist_ok=True)
+    prepare_wheels(target)
+    build_bpf(target)
+    mkosi(target, clean=clean)
+    return report(target, time.monotonic() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default=os.environ.get("ARCH", "x86-64"), help="x86-64 (default) or arm64")
+    parser.add_argument("--version", help="image version (default: the project's version)")
+    parser.add_argument("--output-dir", type=Path, help="default: build/ (x86-64) or build/arm64/")
+    parser.add_argument("--clean", action="store_true", help="rebuild the incremental cache image too")
+    parser.add_argument("--if-needed", action="store_true", help="do nothing when the image is newer than its inputs")
+    args = parser.parse_args(argv)
+    arch = {"amd64": "x86-64", "x86_64": "x86-64", "aarch64": "arm64"}.get(args.arch, args.arch)
+    if arch not in PLATFORMS:
+        parser.error(f"unknown architecture {args.arch!r}: x86-64 or arm64")
+    version = args.version or str(project()["version"])
+    out = args.output_dir or (BUILD if arch == "x86-64" else BUILD / arch)
+    try:
+        build(Target(arch, version, out.resolve()), clean=args.clean, if_needed=args.if_needed)
+    except BuildError as exc:
+        print(f"image build failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
