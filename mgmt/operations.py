@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mgmt import api
+from mgmt import api, firmware
 from mgmt.auth import Role
 from mgmt.routes import Operation, Response
 from mgmt.store import MAX_CONFIG_BYTES
@@ -534,4 +534,6 @@ OPERATIONS: tuple[Operation, ...] = (
         body=CONFIG_TEXT,
         body_media="text/plain",
     ),
+    # Firmware updates: their own module (image helper), registered here.
+    *firmware.OPERATIONS,
 )
