@@ -280,7 +280,7 @@ def up_to_date(target: Target) -> bool:
     return (
         target.image.exists()
         and target.bundle.exists()
-        and target.image.stat().st_mtime >= max(newest_input(), *(newest_in(t) for t in target.extra_trees))
+        and target.image.stat().st_mtime >= max([newest_input(), *(newest_in(t) for t in target.extra_trees)])
     )
 
 
