@@ -208,6 +208,7 @@ class SbcApp:
         now = self._now()
         if command == "status":
             c = self.core.counters
+            relay = self.dataplane.counters()
             return {
                 "version": __version__,
                 "uptime_s": round(time.time() - self.started_at, 1),
@@ -234,7 +235,10 @@ class SbcApp:
                     "malformed_dropped": c.malformed_dropped,
                     "messages_received": c.received,
                     "hairpins": self.core.media.hairpins,
+                    "relayed_packets": relay.relayed_packets,
+                    "dropped_packets": relay.dropped_packets,
                 },
+                "dataplane_counters": relay.as_dict(),
             }
         if command == "calls":
             return {"calls": self.core.snapshot_calls(now)}

@@ -117,6 +117,15 @@ def _format(command: str, result: dict[str, Any]) -> str:
         for r in result["realms"]:
             lines.append(f"  {r['name']:<10} {r['address']:<16} {', '.join(r['listen'])}  media {r['media']}")
         lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in result["counters"].items()))
+        relay = result.get("dataplane_counters")
+        if isinstance(relay, dict):
+            slow = relay.get("slow_path", {}).get("relayed_packets", 0)
+            kernel = relay.get("kernel", {}).get("relayed", 0)
+            drops = ", ".join(f"{k}={v}" for k, v in relay.get("dropped", {}).items() if v) or "none"
+            lines.append(
+                f"relay: {relay.get('relayed_packets', 0)} packets relayed (kernel {kernel}, userspace {slow}), "
+                f"dropped: {drops}"
+            )
         return "\n".join(lines)
     if command == "calls":
         calls = result["calls"]
