@@ -99,6 +99,8 @@ class Core:
         self.counters = Counters()
         self._out: list[Output] = []
         self._next_media_check = 0.0
+        # Sees every transaction-layer event before it is handled (sbc.b2bua.persistence); None: nobody.
+        self.observer: Callable[[str, tx.Event], None] | None = None
 
     def reconfigure(self, config: SbcConfig) -> None:
         """Switch to `config` (its restart-bound parts equal to the running ones, see
@@ -238,6 +240,8 @@ class Core:
 
     # ---- events ----------------------------------------------------------------------------------
     def _handle_event(self, realm: str, event: tx.Event, now: float) -> None:
+        if self.observer is not None:
+            self.observer(realm, event)
         if isinstance(event, tx.RequestReceived):
             self._on_request(realm, event.txn_id, event.request, event.source, now)
         elif isinstance(event, tx.ResponseReceived):

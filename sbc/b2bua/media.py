@@ -167,6 +167,12 @@ class MediaSessions:
             return
         self.dataplane.connect(stream.anchors[0], stream.anchors[1])
 
+    def adopt(self, media: CallMedia) -> None:
+        """Know the anchors of a call re-created after a restart (`sbc.b2bua.persistence`), for hairpins."""
+        for index, stream in enumerate(media.streams):
+            for leg, anchor in stream.anchors.items():
+                self._by_endpoint[(str(anchor.address), anchor.rtp_port)] = AnchorOwner(media, index, leg)
+
     def release(self, media: CallMedia) -> None:
         for stream in media.streams:
             for anchor in stream.anchors.values():
