@@ -234,6 +234,7 @@ class SbcApp:
                     "malformed_dropped": c.malformed_dropped,
                     "messages_received": c.received,
                     "hairpins": self.core.media.hairpins,
+                    "anchors_allocated": self.core.media.anchors_allocated,
                 },
             }
         if command == "calls":

@@ -71,6 +71,7 @@ class MediaSessions:
         self.origin_user = origin_user
         self._by_endpoint: dict[tuple[str, int], AnchorOwner] = {}
         self.hairpins = 0
+        self.anchors_allocated = 0  # since start: a direct call never adds to it
 
     def new_call(self, mode: MediaMode, caller_realm: str, callee_realm: str) -> CallMedia:
         return CallMedia(mode, (caller_realm, callee_realm))
@@ -141,6 +142,7 @@ class MediaSessions:
         except PortsExhausted as exc:
             raise MediaError(f"no free media port in realm {realm.name}", 503) from exc
         stream.anchors[leg] = anchor
+        self.anchors_allocated += 1
         self._by_endpoint[(str(anchor.address), anchor.rtp_port)] = AnchorOwner(media, index, leg)
         return anchor
 
@@ -200,6 +202,7 @@ class MediaSessions:
                     "anchor": str(Endpoint(anchor.address, anchor.rtp_port)),
                     "source": str(st.latched_source) if st.latched_source else None,
                     "packets_in": st.packets_in,
+                    "rtp_in": st.extra.get("rtp_packets", st.packets_in),
                     "packets_out": st.packets_out,
                     "bytes_in": st.bytes_in,
                     "lost": st.rtp_lost,
@@ -207,6 +210,7 @@ class MediaSessions:
                     "jitter_ms": round(st.jitter_ms, 2),
                     "mos": round(estimate_mos(st.loss_fraction, st.jitter_ms), 2) if st.rtp_expected else None,
                     "dropped_spoofed": st.dropped_spoofed,
+                    "not_sent_hold": st.extra.get("not_sent_hold", 0),
                     "in_kernel": st.in_kernel,
                 }
             out.append(entry)
