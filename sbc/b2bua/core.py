@@ -867,19 +867,25 @@ class Core:
                 continue
             if call.media.mode.value != "anchor" or call.answered_at is None:
                 continue
-            for index in self.media.observe(call.media, now):
-                self._log("warning", "media.one_way", call, stream=index)
-            for stream in self.media.stats(call.media):
-                for leg_index, st in stream.items():
-                    realm = self.realms[call.legs[leg_index].realm]
-                    timeout = realm.media.timeout_s
-                    last = st.last_in_s if st.last_in_s is not None else call.answered_at
-                    if timeout and now - last > timeout and now - call.answered_at > timeout:
-                        self._log("warning", "media.timeout", call, leg=leg_index, idle_s=round(now - last, 1))
-                        if realm.media.hangup_on_timeout and call.state is CallState.CONFIRMED:
-                            self._send_bye(call, call.caller, now)
-                            self._send_bye(call, call.callee, now)
-                            self._end_call(call, now, "media timeout")
+            self._check_media(call, now)
+
+    def _check_media(self, call: Call, now: float) -> None:
+        """One-way audio is logged; a media timeout is logged and, by its realm's policy, ends the call."""
+        assert call.answered_at is not None
+        timeouts = {leg.index: float(self.realms[leg.realm].media.timeout_s) for leg in call.legs}
+        for finding in self.media.check(call.media, now, call.answered_at, timeouts):
+            if finding.leg is None:
+                self._log("warning", "media.one_way", call, stream=finding.stream, flow=finding.flow)
+                continue
+            leg = call.legs[finding.leg]
+            self._log(
+                "warning", "media.timeout", call, stream=finding.stream, leg="ab"[leg.index], idle_s=finding.idle_s
+            )
+            if self.realms[leg.realm].media.hangup_on_timeout and call.state is CallState.CONFIRMED:
+                self._send_bye(call, call.caller, now)
+                self._send_bye(call, call.callee, now)
+                self._end_call(call, now, f"media timeout ({'caller' if leg.index == 0 else 'callee'} side)")
+                return
 
     # ---- REGISTER relay --------------------------------------------------------------------------
     def _register(self, realm_name: str, txn_id: str, req: Request, source: PeerAddress, now: float) -> None:
