@@ -22,6 +22,7 @@ from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
+from sbc.control.figures import status_figures
 from sbc.control.server import ControlServer
 from sbc.sip.errors import RemoteProtocolError
 from sbc.sip.message import Request, Response
@@ -235,6 +236,7 @@ class SbcApp:
                     "messages_received": c.received,
                     "hairpins": self.core.media.hairpins,
                 },
+                **status_figures(self.core, self.dataplane, self.fallback_reason, now),
             }
         if command == "calls":
             return {"calls": self.core.snapshot_calls(now)}
