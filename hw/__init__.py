@@ -1,0 +1,8 @@
+"""Hardware integration of the appliance: NICs and their roles, link alarms, watchdog, systemd over D-Bus,
+reset button and factory reset. Each part is an interface (a `typing.Protocol`) with a real
+implementation and an in-memory fake for unit tests:
+
+- `hw.nics.NicInventory` (real: `hw.udev_nics.UdevNicInventory`, pyudev over /sys), roles from a
+  hardware profile (`hw.profile`, `hw.machine`, `hw.roles`), `.link` files for networkd (`hw.networkd`).
+- `hw.watchdog`: sd_notify (READY, STATUS, WATCHDOG) over $NOTIFY_SOCKET, used by `sbc run`.
+"""

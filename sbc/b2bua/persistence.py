@@ -9,9 +9,10 @@ Saved, per confirmed call (a call still being set up cannot be resumed: its tran
 process): both legs' dialog state (RFC 3261 §12.1: Call-ID, local and remote tag, local and remote
 CSeq, route set, remote target, our Contact, where requests go and over which transport), route,
 timestamps, session timer, header-rule store, and its media: each stream's anchors (realm, address,
-RTP port), the leg program last given to each anchor and the anchor it is connected to, and the o=
-state of each leg (sess-id kept; sess-version moved on by one, so whatever SDP is sent next is newer
-than the last one the peer saw: RFC 3264 §8).
+RTP port), the leg program last given to each anchor, the anchor it is connected to, the SDP endpoints
+last seen (hold, rtcp-mux, clock rates), hairpin links, and the o= state of each leg (sess-id kept;
+sess-version moved on by one, so whatever SDP is sent next is newer than the last one the peer saw:
+RFC 3264 §8).
 
 The file, `<state_dir>/dialogs.json` (mode 0600), is rewritten atomically (a temporary file in the
 same directory, renamed over the old one) whenever a confirmed call appears, changes or ends. Writes
@@ -51,6 +52,8 @@ from sbc.b2bua.call import Call, CallState, Leg
 from sbc.b2bua.media import CallMedia, StreamAnchors
 from sbc.b2bua.media_ledger import MediaLedger
 from sbc.config.model import MediaMode
+from sbc.sdp.endpoints import MediaEndpoint
+from sbc.sdp.fields import Direction
 from sbc.sdp.origin import OriginRewriter
 from sbc.sip import transaction as tx
 from sbc.sip.transaction import PeerAddress
@@ -156,7 +159,38 @@ def _anchor_key(anchor: AnchorPort) -> AnchorKey:
     return (str(anchor.address), anchor.rtp_port)
 
 
-def media_record(media: CallMedia, ledger: MediaLedger) -> dict[str, object]:
+def _media_endpoint(ep: MediaEndpoint) -> dict[str, object]:
+    return {
+        "address": str(ep.address),
+        "rtp_port": ep.rtp_port,
+        "rtcp_address": str(ep.rtcp_address),
+        "rtcp_port": ep.rtcp_port,
+        "rtcp_mux": ep.rtcp_mux,
+        "direction": ep.direction.value,
+        "rejected": ep.rejected,
+    }
+
+
+def _media_endpoint_of(d: dict[str, Any]) -> MediaEndpoint:
+    return MediaEndpoint(
+        address=ipaddress.ip_address(str(d["address"])),
+        rtp_port=int(d["rtp_port"]),
+        rtcp_address=ipaddress.ip_address(str(d["rtcp_address"])),
+        rtcp_port=int(d["rtcp_port"]),
+        rtcp_mux=bool(d["rtcp_mux"]),
+        direction=Direction(d["direction"]),
+        rejected=bool(d["rejected"]),
+    )
+
+
+def _legs(d: dict[str, Any] | None) -> dict[int, Any]:
+    return {int(k): v for k, v in (d or {}).items()}
+
+
+def media_record(
+    media: CallMedia, ledger: MediaLedger, owner_of: Callable[[CallMedia], str | None] = lambda m: None
+) -> dict[str, object]:
+    """`owner_of` names the call of another call's media (a hairpin partner)."""
     streams = []
     for stream in media.streams:
         anchors: dict[str, object] = {}
@@ -170,7 +204,23 @@ def media_record(media: CallMedia, ledger: MediaLedger) -> dict[str, object]:
                 "program": program_record(program) if program is not None else None,
                 "partner": list(_anchor_key(partner)) if partner is not None else None,
             }
-        streams.append({"hairpinned": stream.hairpinned, "anchors": anchors})
+        peer = None
+        if stream.hairpin_peer is not None:
+            peer_ref = owner_of(stream.hairpin_peer[0])
+            peer = [peer_ref, stream.hairpin_peer[1]] if peer_ref is not None else None
+        streams.append(
+            {
+                "anchors": anchors,
+                "endpoints": {str(k): _media_endpoint(ep) for k, ep in sorted(stream.endpoints.items())},
+                "muxed": {str(k): v for k, v in sorted(stream.muxed.items())},
+                "clock_rates": {str(k): v for k, v in sorted(stream.clock_rates.items())},
+                "hairpinned": stream.hairpinned,
+                "hairpin_leg": stream.hairpin_leg,
+                "hairpin_peer": peer,
+                "hairpin_events": stream.hairpin_events,
+                "one_way_events": stream.one_way_events,
+            }
+        )
     return {
         "mode": media.mode.value,
         "realms": list(media.realms),
@@ -179,7 +229,9 @@ def media_record(media: CallMedia, ledger: MediaLedger) -> dict[str, object]:
     }
 
 
-def call_record(call: Call, ledger: MediaLedger) -> dict[str, object]:
+def call_record(
+    call: Call, ledger: MediaLedger, owner_of: Callable[[CallMedia], str | None] = lambda m: None
+) -> dict[str, object]:
     return {
         "call_ref": call.call_ref,
         "route": call.route,
@@ -190,7 +242,7 @@ def call_record(call: Call, ledger: MediaLedger) -> dict[str, object]:
         "session_refreshed_at": call.session_refreshed_at,
         "store": dict(call.store),
         "legs": [leg_record(leg) for leg in call.legs],
-        "media": media_record(call.media, ledger),
+        "media": media_record(call.media, ledger, owner_of),
     }
 
 
@@ -247,6 +299,7 @@ class _Plan:
 
     call: Call
     programs: list[tuple[AnchorPort, LegProgram]] = field(default_factory=list)
+    hairpin_peers: list[tuple[StreamAnchors, str, int]] = field(default_factory=list)  # stream, call, index
     partners: list[tuple[AnchorPort, AnchorKey]] = field(default_factory=list)
 
 
@@ -323,12 +376,18 @@ class DialogPersistence:
                 self._dirty = True
                 self._owner = {a: r for a, r in self._owner.items() if r != ref}
             return
-        record = call_record(call, self.ledger)
+        record = call_record(call, self.ledger, self._owner_of)
         if self._saved.get(ref) != record:
             self._saved[ref] = record
             self._dirty = True
             for anchor in _anchors_of(call):
                 self._owner[anchor.anchor_id] = ref
+
+    def _owner_of(self, media: CallMedia) -> str | None:
+        for ref, call in self.core.calls.items():  # hairpins only: rare
+            if call.media is media:
+                return ref
+        return None
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -400,6 +459,12 @@ class DialogPersistence:
                     continue
                 self.ledger.connect(anchor, partner)
                 connected.add(pair)
+        by_ref = {plan.call.call_ref: plan.call for plan in kept}
+        for plan in kept:
+            for stream, peer_ref, peer_index in plan.hairpin_peers:
+                peer = by_ref.get(peer_ref)
+                if peer is not None and peer_index < len(peer.media.streams):
+                    stream.hairpin_peer = (peer.media, peer_index)
         for plan in kept:
             call = plan.call
             self.core.calls[call.call_ref] = call
@@ -454,7 +519,17 @@ class DialogPersistence:
         plan = _Plan(call)
         try:
             for s in m["streams"]:
-                stream = StreamAnchors(hairpinned=bool(s.get("hairpinned")))
+                stream = StreamAnchors(
+                    endpoints={k: _media_endpoint_of(v) for k, v in _legs(s.get("endpoints")).items()},
+                    muxed={k: bool(v) for k, v in _legs(s.get("muxed")).items()},
+                    clock_rates={k: int(v) for k, v in _legs(s.get("clock_rates")).items()},
+                    hairpinned=bool(s.get("hairpinned")),
+                    hairpin_leg=s.get("hairpin_leg"),
+                    hairpin_events=int(s.get("hairpin_events") or 0),
+                    one_way_events=int(s.get("one_way_events") or 0),
+                )
+                if s.get("hairpin_peer"):
+                    plan.hairpin_peers.append((stream, str(s["hairpin_peer"][0]), int(s["hairpin_peer"][1])))
                 media.streams.append(stream)
                 for leg_text, a in s["anchors"].items():
                     address = ipaddress.ip_address(str(a["address"]))
