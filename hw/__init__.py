@@ -5,4 +5,7 @@ implementation and an in-memory fake for unit tests:
 - `hw.nics.NicInventory` (real: `hw.udev_nics.UdevNicInventory`, pyudev over /sys), roles from a
   hardware profile (`hw.profile`, `hw.machine`, `hw.roles`), `.link` files for networkd (`hw.networkd`).
 - `hw.watchdog`: sd_notify (READY, STATUS, WATCHDOG) over $NOTIFY_SOCKET, used by `sbc run`.
+- `hw.system`: `UnitControl` (start/stop/restart units, reboot, power off, firmware update trigger),
+  `HostnameControl`, `TimeControl`; real over D-Bus (`hw.dbus_client.SystemBus` shared by
+  `hw.systemd_units`, `hw.hostnamed`, `hw.timedated`), fakes in `hw.fakes`.
 """
