@@ -101,6 +101,8 @@ class Core:
         self.counters = Counters()
         self._out: list[Output] = []
         self._next_media_check = 0.0
+        # Sees every transaction-layer event before it is handled (sbc.b2bua.persistence); None: nobody.
+        self.observer: Callable[[str, tx.Event], None] | None = None
 
     def reconfigure(self, config: SbcConfig) -> None:
         """Switch to `config` (its restart-bound parts equal to the running ones, see
@@ -245,6 +247,8 @@ class Core:
 
     # ---- events ----------------------------------------------------------------------------------
     def _handle_event(self, realm: str, event: tx.Event, now: float) -> None:
+        if self.observer is not None:
+            self.observer(realm, event)
         if isinstance(event, tx.RequestReceived):
             self._on_request(realm, event.txn_id, event.request, event.source, now)
         elif isinstance(event, tx.ResponseReceived):
@@ -881,19 +885,25 @@ class Core:
                 continue
             if call.media.mode.value != "anchor" or call.answered_at is None:
                 continue
-            for index in self.media.observe(call.media, now):
-                self._log("warning", "media.one_way", call, stream=index)
-            for stream in self.media.stats(call.media):
-                for leg_index, st in stream.items():
-                    realm = self.realms[call.legs[leg_index].realm]
-                    timeout = realm.media.timeout_s
-                    last = st.last_in_s if st.last_in_s is not None else call.answered_at
-                    if timeout and now - last > timeout and now - call.answered_at > timeout:
-                        self._log("warning", "media.timeout", call, leg=leg_index, idle_s=round(now - last, 1))
-                        if realm.media.hangup_on_timeout and call.state is CallState.CONFIRMED:
-                            self._send_bye(call, call.caller, now)
-                            self._send_bye(call, call.callee, now)
-                            self._end_call(call, now, "media timeout")
+            self._check_media(call, now)
+
+    def _check_media(self, call: Call, now: float) -> None:
+        """One-way audio is logged; a media timeout is logged and, by its realm's policy, ends the call."""
+        assert call.answered_at is not None
+        timeouts = {leg.index: float(self.realms[leg.realm].media.timeout_s) for leg in call.legs}
+        for finding in self.media.check(call.media, now, call.answered_at, timeouts):
+            if finding.leg is None:
+                self._log("warning", "media.one_way", call, stream=finding.stream, flow=finding.flow)
+                continue
+            leg = call.legs[finding.leg]
+            self._log(
+                "warning", "media.timeout", call, stream=finding.stream, leg="ab"[leg.index], idle_s=finding.idle_s
+            )
+            if self.realms[leg.realm].media.hangup_on_timeout and call.state is CallState.CONFIRMED:
+                self._send_bye(call, call.caller, now)
+                self._send_bye(call, call.callee, now)
+                self._end_call(call, now, f"media timeout ({'caller' if leg.index == 0 else 'callee'} side)")
+                return
 
     # ---- trunk keepalives (sbc.b2bua.keepalive) ----------------------------------------------------
     def _probe_trunks(self, now: float) -> None:
