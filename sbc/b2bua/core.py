@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from dataplane.api import Dataplane
 from sbc import __version__
 from sbc.b2bua.call import Call, CallState, Leg, PendingAck
+from sbc.b2bua.keepalive import TrunkChanged, TrunkMonitor, options_probe
 from sbc.b2bua.media import MediaError, MediaSessions
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
 from sbc.b2bua.registrations import Binding, RegistrationTable
@@ -96,6 +97,7 @@ class Core:
         )
         self.layers: dict[str, TransactionLayer] = {r.name: TransactionLayer(timers) for r in config.realms}
         self.media = MediaSessions(dataplane, config.realms)
+        self.trunks = TrunkMonitor()
         self.reconfigure(config)
         self.registrations = RegistrationTable()
         self.calls: dict[str, Call] = {}
@@ -105,6 +107,8 @@ class Core:
         self.counters = Counters()
         self._out: list[Output] = []
         self._next_media_check = 0.0
+        # Sees every transaction-layer event before it is handled (sbc.b2bua.persistence); None: nobody.
+        self.observer: Callable[[str, tx.Event], None] | None = None
 
     def reconfigure(self, config: SbcConfig) -> None:
         """Switch to `config` (its restart-bound parts equal to the running ones, see
@@ -115,6 +119,7 @@ class Core:
         self.header_policy = {r.name: HeaderPolicy.for_realm(r.pass_headers, r.strip_headers) for r in config.realms}
         self.router = Router(config)
         self.media.realms = dict(self.realms)
+        self.trunks.configure(config.realms)
 
     # ---- entry points ----------------------------------------------------------------------------
     def datagram_received(self, realm: str, data: bytes, source: PeerAddress, now: float) -> list[Output]:
@@ -142,6 +147,7 @@ class Core:
             self._transmit(realm, commands)
             for event in events:
                 self._handle_event(realm, event, now)
+        self._probe_trunks(now)
         if now >= self._next_media_check:
             self._next_media_check = now + MEDIA_CHECK_INTERVAL_S
             self._check_calls(now)
@@ -152,6 +158,9 @@ class Core:
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (layer.next_deadline() for layer in self.layers.values()) if d is not None]
         deadlines.append(self._next_media_check)
+        trunk_deadline = self.trunks.next_deadline()
+        if trunk_deadline is not None:
+            deadlines.append(trunk_deadline)
         return min(deadlines)
 
     # ---- plumbing --------------------------------------------------------------------------------
@@ -244,6 +253,8 @@ class Core:
 
     # ---- events ----------------------------------------------------------------------------------
     def _handle_event(self, realm: str, event: tx.Event, now: float) -> None:
+        if self.observer is not None:
+            self.observer(realm, event)
         if isinstance(event, tx.RequestReceived):
             self._on_request(realm, event.txn_id, event.request, event.source, now)
         elif isinstance(event, tx.ResponseReceived):
@@ -629,6 +640,10 @@ class Core:
         if ctx.purpose == "register":
             self._register_response(ctx, resp, now)
             return
+        if ctx.purpose == "keepalive":
+            if resp.status >= 200:
+                self._trunk_changed(self.trunks.answered(realm, txn_id, resp.status, now))
+            return
         call, leg = ctx.call, ctx.leg
         if call is None or leg is None:
             return
@@ -893,6 +908,9 @@ class Core:
         ctx = self.client_ctx.pop((realm, txn_id), None)
         if ctx is None:
             return
+        if ctx.purpose == "keepalive":
+            self._trunk_changed(self.trunks.failed(realm, txn_id, now, "no answer (transaction timeout)"))
+            return
         if ctx.purpose == "register" and ctx.peer is not None and ctx.peer_request is not None:
             self._reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, 408, now=now)
             return
@@ -979,19 +997,52 @@ class Core:
                 continue
             if call.media.mode.value != "anchor" or call.answered_at is None:
                 continue
-            for index in self.media.observe(call.media, now):
-                self._log("warning", "media.one_way", call, stream=index)
-            for stream in self.media.stats(call.media):
-                for leg_index, st in stream.items():
-                    realm = self.realms[call.legs[leg_index].realm]
-                    timeout = realm.media.timeout_s
-                    last = st.last_in_s if st.last_in_s is not None else call.answered_at
-                    if timeout and now - last > timeout and now - call.answered_at > timeout:
-                        self._log("warning", "media.timeout", call, leg=leg_index, idle_s=round(now - last, 1))
-                        if realm.media.hangup_on_timeout and call.state is CallState.CONFIRMED:
-                            self._send_bye(call, call.caller, now)
-                            self._send_bye(call, call.callee, now)
-                            self._end_call(call, now, "media timeout")
+            self._check_media(call, now)
+
+    def _check_media(self, call: Call, now: float) -> None:
+        """One-way audio is logged; a media timeout is logged and, by its realm's policy, ends the call."""
+        assert call.answered_at is not None
+        timeouts = {leg.index: float(self.realms[leg.realm].media.timeout_s) for leg in call.legs}
+        for finding in self.media.check(call.media, now, call.answered_at, timeouts):
+            if finding.leg is None:
+                self._log("warning", "media.one_way", call, stream=finding.stream, flow=finding.flow)
+                continue
+            leg = call.legs[finding.leg]
+            self._log(
+                "warning", "media.timeout", call, stream=finding.stream, leg="ab"[leg.index], idle_s=finding.idle_s
+            )
+            if self.realms[leg.realm].media.hangup_on_timeout and call.state is CallState.CONFIRMED:
+                self._send_bye(call, call.caller, now)
+                self._send_bye(call, call.callee, now)
+                self._end_call(call, now, f"media timeout ({'caller' if leg.index == 0 else 'callee'} side)")
+                return
+
+    # ---- trunk keepalives (sbc.b2bua.keepalive) ----------------------------------------------------
+    def _probe_trunks(self, now: float) -> None:
+        for change in self.trunks.expire(now):
+            self._trunk_changed(change)
+        for trunk in self.trunks.due(now):
+            realm = self.realms[trunk.name]
+            transport = trunk.peer.transport.value
+            probe = options_probe(
+                trunk,
+                via=self._via(realm, transport),
+                local_host=self._realm_host(realm.name),
+                call_id=self.token(10),
+                tag=self.token(5),
+                user_agent=self._user_agent(realm.name),
+            )
+            destination = PeerAddress(transport, trunk.peer.host, trunk.peer.port)
+            txn_id, commands = self.layers[realm.name].send_request(probe, destination, now)
+            self._transmit(realm.name, commands)
+            self.client_ctx[(realm.name, txn_id)] = ClientContext("keepalive", None, None, method="OPTIONS", cseq=1)
+            self.trunks.probe_sent(trunk, txn_id, now)
+
+    def _trunk_changed(self, change: TrunkChanged | None) -> None:
+        if change is not None:
+            level = "warning" if change.state.value == "down" else "info"
+            peer = self.trunks.trunks[change.trunk].address
+            self._log(level, f"trunk.{change.state.value}", trunk=change.trunk, peer=peer, reason=change.reason)
 
     # ---- REGISTER relay --------------------------------------------------------------------------
     def _register(self, realm_name: str, txn_id: str, req: Request, source: PeerAddress, now: float) -> None:
