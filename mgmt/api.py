@@ -18,10 +18,12 @@ import yaml
 from aiohttp import web
 
 from mgmt import totp
-from mgmt.alarm_source import AlarmSource, alarm_json
+from mgmt.alarm_rules import CONFIG_ROLLBACK
+from mgmt.alarms import Alarm, AlarmTable
 from mgmt.audit import AuditLog
 from mgmt.auth import Authenticator, AuthError, Role, UserStore, check_password_policy, csrf_ok, valid_user_name
 from mgmt.host import HostStats
+from mgmt.monitor import Monitoring
 from mgmt.problems import Problem
 from mgmt.routes import JSON, Call, Principal
 from mgmt.sbc_link import SbcLink, SbcUnavailable
@@ -41,7 +43,8 @@ class MgmtState:
     auth: Authenticator
     audit: AuditLog
     sbc: SbcLink
-    alarms: AlarmSource
+    alarms: AlarmTable
+    monitor: Monitoring | None = None  # the SBC poll, alarm rules and SNMP agent (None in unit tests)
     host: HostStats = field(default_factory=HostStats)
     default_confirm_timeout_s: int = 300
     clock: Callable[[], float] = time.time
@@ -473,8 +476,25 @@ async def get_header_rules(call: Call) -> web.StreamResponse:
     return reply({"header_rules": _active_section(call, "header_rules")})
 
 
+def alarm_json(alarm: Alarm) -> dict[str, Any]:
+    return {"id": str(alarm.id), "name": alarm.name, "severity": alarm.severity.value, "text": alarm.text,
+            "raised_at": alarm.raised_at, "cleared_at": alarm.cleared_at}  # fmt: skip
+
+
 async def get_alarms(call: Call) -> web.StreamResponse:
     return reply({"alarms": [alarm_json(a) for a in call.state.alarms.active()]})
+
+
+async def clear_alarm(call: Call) -> web.StreamResponse:
+    """Acknowledge an alarm: it leaves the table (and sbcAlarmCleared goes out). An alarm whose condition
+    still holds is raised again by its rule at the next poll, with a new id."""
+    raw = call.request.match_info["id"]
+    found = next((a for a in call.state.alarms.active() if str(a.id) == raw), None)
+    if found is None:
+        raise Problem(404, f"there is no active alarm {raw!r}", kind="not-found", field="id")
+    call.state.alarms.clear(found.name)
+    audit(call, "alarms.clear", target=found.name, id=found.id)
+    return no_content()
 
 
 async def get_logs(call: Call) -> web.StreamResponse:
@@ -563,6 +583,8 @@ async def commit(call: Call) -> web.StreamResponse:
         audit(call, "config.commit", outcome="refused", reason=exc.detail)
         raise
     state.config_changed.set()
+    if result.pending is None:  # a change that stands: an earlier rollback alarm is over
+        state.alarms.clear(CONFIG_ROLLBACK)
     audit(call, "config.commit", target=f"r{result.revision.number}", comment=comment, confirm_timeout_s=timeout,
           reload=result.reload.as_dict())  # fmt: skip
     return reply(commit_json(result))
@@ -571,6 +593,7 @@ async def commit(call: Call) -> web.StreamResponse:
 async def confirm(call: Call) -> web.StreamResponse:
     revision: Revision = await locked(call, call.state.store.confirm)
     call.state.config_changed.set()
+    call.state.alarms.clear(CONFIG_ROLLBACK)
     audit(call, "config.confirm", target=f"r{revision.number}")
     return reply({"confirmed": revision.number})
 

@@ -20,10 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
-from mgmt.alarm_source import AlarmSource, default_alarm_source
+from mgmt.alarm_rules import raise_config_rollback
+from mgmt.alarms import AlarmTable
 from mgmt.api import MgmtState, authenticate
 from mgmt.audit import AuditLog
 from mgmt.auth import Authenticator, LoginLimiter, SessionTable, UserStore, first_run
+from mgmt.monitor import Monitoring
 from mgmt.openapi import build_document
 from mgmt.operations import OPERATIONS
 from mgmt.problems import Problem
@@ -38,7 +40,6 @@ from sbc.config.model import SbcConfig
 log = logging.getLogger("mgmt")
 STATE = web.AppKey("state", MgmtState)
 WEB_DIR = Path(__file__).resolve().parent / "web"
-ROLLBACK_ALARM = "config-rollback"
 # The UI loads only its own files; no inline script, no framing, no third-party anything.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -124,7 +125,17 @@ def build_app(state: MgmtState, operations: tuple[Operation, ...] = OPERATIONS) 
     if WEB_DIR.is_dir():
         app.router.add_static("/ui/", WEB_DIR, name="ui-static")
     app.cleanup_ctx.append(_confirm_timer)
+    app.cleanup_ctx.append(_monitoring)
     return app
+
+
+async def _monitoring(app: web.Application) -> AsyncIterator[None]:
+    monitor = app[STATE].monitor
+    if monitor is not None:
+        await monitor.start()
+    yield
+    if monitor is not None:
+        await monitor.close()
 
 
 # ---- commit-confirmed --------------------------------------------------------------------------
@@ -154,13 +165,11 @@ async def watch_confirm_deadline(state: MgmtState, max_sleep: float = 3600.0) ->
                     await asyncio.sleep(5)
 
 
-def _on_auto_rollback(audit: AuditLog, alarms: AlarmSource) -> Callable[[Revision, PendingConfirm], None]:
+def _on_auto_rollback(audit: AuditLog, alarms: AlarmTable) -> Callable[[Revision, PendingConfirm], None]:
     def handle(revision: Revision, pending: PendingConfirm) -> None:
         audit.write("system", None, "config.auto-rollback", target=f"r{pending.revision}",
                     new_revision=revision.number, restored=pending.previous, reason=revision.comment)  # fmt: skip
-        raise_alarm = getattr(alarms, "raise_alarm", None)
-        if callable(raise_alarm):
-            raise_alarm(ROLLBACK_ALARM, "major", revision.comment)
+        raise_config_rollback(alarms, pending.previous, revision.comment)
         log.warning("%s", revision.comment)
 
     return handle
@@ -171,7 +180,8 @@ def make_state(
     config: SbcConfig,
     config_path: Path,
     *,
-    alarms: AlarmSource | None = None,
+    alarms: AlarmTable | None = None,
+    monitoring: bool = True,
     scrypt_n: int | None = None,
     env: dict[str, str] | None = None,
     clock: Callable[[], float] = time.time,
@@ -179,7 +189,7 @@ def make_state(
     state_dir = config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     audit = AuditLog(state_dir / "audit.log")
-    alarms = alarms if alarms is not None else default_alarm_source()
+    alarms = alarms if alarms is not None else AlarmTable()
     users = UserStore(config.management.users_path(state_dir), **({"scrypt_n": scrypt_n} if scrypt_n else {}))
     how = first_run(users, clock(), env=env)
     if how is not None:
@@ -190,7 +200,8 @@ def make_state(
     )
     store.open(clock())
     auth = Authenticator(users, SessionTable(), LoginLimiter())
-    return MgmtState(store=store, users=users, auth=auth, audit=audit, sbc=link, alarms=alarms,
+    monitor = Monitoring(config, config_path, alarms) if monitoring else None
+    return MgmtState(store=store, users=users, auth=auth, audit=audit, sbc=link, alarms=alarms, monitor=monitor,
                      default_confirm_timeout_s=config.management.confirm_timeout_s, clock=clock)  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mgmt import api, firmware
+from mgmt.alarms import Severity
 from mgmt.auth import Role
 from mgmt.routes import Operation, Response
 from mgmt.store import MAX_CONFIG_BYTES
@@ -54,7 +55,8 @@ COMMIT_RESULT = obj({"revision": REVISION, "reload": RELOAD, "pending": PENDING}
 SUMMARY = obj({"realms": INT, "routes": INT, "header_rules": INT})
 STAGED = obj({"staged": BOOL, "summary": SUMMARY}, ("staged", "summary"))
 CONFIG_ERROR = obj({"field": STR, "line": INT, "message": STR}, ("field", "line", "message"))
-ALARM = obj({"id": STR, "name": STR, "severity": STR, "text": STR, "raised_at": NULLABLE_NUM},
+SEVERITY = {"type": "string", "enum": [s.value for s in Severity]}
+ALARM = obj({"id": STR, "name": STR, "severity": SEVERITY, "text": STR, "raised_at": NUM, "cleared_at": NULLABLE_NUM},
             ("id", "name", "severity", "text"))  # fmt: skip
 CONFIG_TEXT = {"type": "string", "maxLength": MAX_CONFIG_BYTES}
 
@@ -326,6 +328,17 @@ OPERATIONS: tuple[Operation, ...] = (
         RO,
         api.get_alarms,
         ok(obj({"alarms": {"type": "array", "items": ALARM}}, ("alarms",))),
+    ),
+    Operation(
+        DELETE,
+        "/alarms/{id}",
+        "clearAlarm",
+        "Acknowledge (clear) an active alarm; one whose condition holds is raised again at the next poll",
+        "status",
+        OP,
+        api.clear_alarm,
+        NO_CONTENT,
+        params=({"name": "id", "in": "path", "required": True, "schema": STR},),
     ),
     Operation(
         GET,

@@ -9,26 +9,36 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import time
 from pathlib import Path
 from typing import Any, assert_never
 
 from dataplane.api import Dataplane, DataplaneMode
+from hw.watchdog import Health
 from sbc import __version__
 from sbc.b2bua.core import Core
+from sbc.b2bua.media_ledger import MediaLedger
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
+from sbc.b2bua.persistence import STATE_FILE, DialogPersistence
 from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
+from sbc.control.figures import status_figures
 from sbc.control.server import ControlServer
 from sbc.sip.errors import RemoteProtocolError
 from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
+from sbc.supervision import Supervision
 from sbc.transport.sockets import RealmSockets
 
 log = logging.getLogger("sbc")
+# The core's timers this late mean its dispatch is stuck although the loop runs: stop petting systemd.
+CORE_OVERDUE_S = 5.0
+# SBC_DEBUG_HOOKS=1 adds control commands that hang the loop or stall the core (watchdog tests only).
+DEBUG_HOOKS_ENV = "SBC_DEBUG_HOOKS"
 
 
 def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane, str]:
@@ -50,11 +60,16 @@ class SbcApp:
         self.started_at = time.time()
         self.sockets: dict[str, RealmSockets] = {}
         self.core: Core | None = None
+        self.persistence: DialogPersistence | None = None
         self.control: ControlServer | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._cdr_path = config.state_dir / "cdr.jsonl"
+        self.supervision = Supervision(self.health, self._status_line, emit)
+        self._debug_hooks = os.environ.get(DEBUG_HOOKS_ENV) == "1"
+        self._core_stalled = False
+        self._started_at_loop = 0.0
 
     @property
     def dataplane(self) -> Dataplane:
@@ -63,11 +78,15 @@ class SbcApp:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._started_at_loop = self._loop.time()
         self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._dataplane is None:
             self._dataplane, self.fallback_reason = make_dataplane(self.config, self._loop)
-        self.core = Core(self.config, self._dataplane)
+        ledger = MediaLedger(self._dataplane)
+        self.core = Core(self.config, ledger)
+        self.persistence = DialogPersistence(self.core, ledger, self.config.state_dir / STATE_FILE, self._loop, emit)
         try:
+            restored = self.persistence.restore()  # before any SIP socket opens: re-takes the anchors
             for realm in self.config.realms:
                 rs = RealmSockets(realm, self._on_datagram, self._on_message, self._on_stream_error)
                 await rs.start()
@@ -85,6 +104,7 @@ class SbcApp:
             config=self.config.source,
             dataplane=self._dataplane.mode.value,
             dataplane_note=self.fallback_reason,
+            restored_calls=restored,
             realms=[
                 {
                     "name": r.name,
@@ -95,10 +115,14 @@ class SbcApp:
             ],
             control=str(self.config.control_path),
         )
+        self.supervision.started(self._loop)
 
     async def stop(self) -> None:
+        self.supervision.stopping()
         if self._timer is not None:
             self._timer.cancel()
+        if self.persistence is not None:
+            self.persistence.flush()
         if self.control is not None:
             await self.control.close()
         for rs in self.sockets.values():
@@ -138,10 +162,15 @@ class SbcApp:
     def _on_timer(self) -> None:
         assert self.core is not None
         self._timer = None
-        self._dispatch(self.core.tick(self._now()))
+        outputs = self.core.tick(self._now())
+        if self.persistence is not None:
+            self.persistence.check_ended()
+        self._dispatch(outputs)
 
     def _reschedule(self) -> None:
         assert self.core is not None and self._loop is not None
+        if self._core_stalled:
+            return
         deadline = self.core.next_deadline()
         if deadline is None:
             return
@@ -162,6 +191,8 @@ class SbcApp:
                 self._write_cdr(out.record)
             else:
                 assert_never(out)
+        if self.persistence is not None:
+            self.persistence.after_input()
         self._reschedule()
 
     def _write_cdr(self, record: dict[str, object]) -> None:
@@ -197,6 +228,38 @@ class SbcApp:
     def _reload_from_signal(self) -> None:
         self.reload(Path(self.config.source))
 
+    # ---- health (systemd watchdog) ---------------------------------------------------------------
+    def health(self) -> Health:
+        """Called from the event loop by the watchdog pet: the loop runs; are the core and control API alive?"""
+        if self.core is None or self._loop is None:
+            return Health(False, "not started")
+        deadline = self.core.next_deadline()
+        if deadline is not None:
+            late = self._now() - max(deadline, self._started_at_loop)  # the core's first tick is due "at 0"
+            if late > CORE_OVERDUE_S:
+                return Health(False, f"core timers {late:.1f} s overdue")
+        if self.control is None or not self.control.serving:
+            return Health(False, "control socket closed")
+        return Health(True)
+
+    def _status_line(self) -> str:
+        calls = len(self.core.calls) if self.core is not None else 0
+        mode = self._dataplane.mode.value if self._dataplane is not None else "?"
+        return f"{calls} active calls, media relay {mode}, realms {', '.join(r.name for r in self.config.realms)}"
+
+    def _debug(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
+        if command == "debug.block-loop":  # a hung control plane: nothing else runs meanwhile
+            seconds = min(float(args.get("seconds", 1.0)), 120.0)
+            time.sleep(seconds)
+            return {"blocked_s": seconds}
+        if command == "debug.stall-core":  # the loop runs, the core's timers never fire again
+            self._core_stalled = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return {"stalled": True}
+        raise KeyError(command)
+
     # ---- control API -----------------------------------------------------------------------------
     def _control(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
         assert self.core is not None
@@ -205,6 +268,8 @@ class SbcApp:
             if not isinstance(path, str):
                 raise ValueError("reload needs a `path` (the SBC runs on the embedded config)")
             return self.reload(Path(path))
+        if command.startswith("debug.") and self._debug_hooks:
+            return self._debug(command, args)
         now = self._now()
         if command == "status":
             c = self.core.counters
@@ -232,9 +297,14 @@ class SbcApp:
                     "calls_cancelled": c.calls_cancelled,
                     "malformed_answered": c.malformed_answered,
                     "malformed_dropped": c.malformed_dropped,
+                    "loops_detected": c.loops_detected,
+                    "options_answered": c.options_answered,
+                    "registrations_relayed": c.registrations_relayed,
                     "messages_received": c.received,
                     "hairpins": self.core.media.hairpins,
+                    "anchors_allocated": self.core.media.anchors_allocated,
                 },
+                **status_figures(self.core, self.dataplane, self.fallback_reason, now),
             }
         if command == "calls":
             return {"calls": self.core.snapshot_calls(now)}

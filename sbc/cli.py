@@ -116,6 +116,19 @@ def _format(command: str, result: dict[str, Any]) -> str:
         ]
         for r in result["realms"]:
             lines.append(f"  {r['name']:<10} {r['address']:<16} {', '.join(r['listen'])}  media {r['media']}")
+        for t in result.get("trunks") or []:
+            rtt = f" rtt {t['last_rtt_ms']} ms" if t.get("last_rtt_ms") is not None else ""
+            lines.append(f"trunk {t['name']:<10} {t['address']:<24} {t['state']}{rtt}")
+        relay = result.get("relay") or {}
+        if relay:
+            relayed, dropped = relay.get("relayed_packets", 0), relay.get("dropped_packets", 0)
+            kernel = (relay.get("kernel") or {}).get("relayed")
+            slow = (relay.get("slow_path") or {}).get("relayed_packets")
+            split = f" (kernel {kernel}, userspace {slow})" if kernel is not None else ""
+            reasons = ", ".join(f"{k} {v}" for k, v in (relay.get("dropped") or {}).items() if v)
+            lines.append(
+                f"media: relayed {relayed} packets{split}, dropped {dropped}" + (f" ({reasons})" if reasons else "")
+            )
         lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in result["counters"].items()))
         return "\n".join(lines)
     if command == "calls":

@@ -22,13 +22,21 @@ struct {
 	__type(value, struct sbc_block);
 } sbc_blocklist SEC(".maps");
 
-/* Per-CPU so the hot path never contends on a shared cache line; userspace sums. */
+/* Per-CPU so the hot path never contends on a shared cache line; userspace sums. One element
+ * holding every counter: the program looks it up once per packet. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SBC_CNT_MAX);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct sbc_counters);
 } sbc_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sbc_config);
+} sbc_config SEC(".maps");
 
 /* Keyed by ifindex (DEVMAP_HASH), so large ifindexes need no sparse array. */
 struct {
@@ -38,22 +46,14 @@ struct {
 	__type(value, __u32);
 } sbc_egress SEC(".maps");
 
-static __always_inline void count(enum sbc_counter idx)
+static __always_inline void count(struct sbc_counters *cnt, enum sbc_counter idx)
 {
-	__u32 key = idx;
-	__u64 *slot = bpf_map_lookup_elem(&sbc_counters, &key);
-
-	if (slot)
-		*slot += 1;
+	cnt->count[idx] += 1;
 }
 
-static __always_inline void count_n(enum sbc_counter idx, __u64 n)
+static __always_inline void count_n(struct sbc_counters *cnt, enum sbc_counter idx, __u64 n)
 {
-	__u32 key = idx;
-	__u64 *slot = bpf_map_lookup_elem(&sbc_counters, &key);
-
-	if (slot)
-		*slot += n;
+	cnt->count[idx] += n;
 }
 
 #endif /* SBC_BPF_MAPS_H */

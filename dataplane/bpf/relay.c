@@ -52,6 +52,12 @@ static __always_inline int endpoint_eq(const struct sbc_endpoint *a, const struc
 		(wa[4] ^ wb[4])) == 0;
 }
 
+/* Bytes from `p` to the end of the frame. */
+static __always_inline __u32 frame_left(const void *p, const void *end)
+{
+	return (__u32)((long)end - (long)p);
+}
+
 static __always_inline int macs_unset(const struct sbc_session *s)
 {
 	__u32 w[3];
@@ -78,20 +84,21 @@ static __always_inline int source_blocked(const struct sbc_block_key *key)
  * -1 to go on relaying. Symmetric RTP (RFC 4961) latching is done by userspace: a
  * not yet latched entry that allows learning hands unexpected sources to the stack.
  */
-static __always_inline int admit_source(struct sbc_session *s, const struct sbc_endpoint *src)
+static __always_inline int admit_source(struct sbc_counters *cnt, struct sbc_session *s,
+					const struct sbc_endpoint *src)
 {
 	if (s->flags & SBC_F_DROP) {
-		count(SBC_CNT_DROPPED_SESSION);
+		count(cnt, SBC_CNT_DROPPED_SESSION);
 		return XDP_DROP;
 	}
 	if (endpoint_eq(&s->expected_src, src))
 		return -1;
 	if ((s->flags & (SBC_F_LATCH_ALLOWED | SBC_F_LATCHED)) == SBC_F_LATCH_ALLOWED) {
-		count(SBC_CNT_PASSED_LEARNING);
+		count(cnt, SBC_CNT_PASSED_LEARNING);
 		return XDP_PASS;
 	}
 	__sync_fetch_and_add(&s->stats.dropped, 1);
-	count(SBC_CNT_DROPPED_SPOOFED);
+	count(cnt, SBC_CNT_DROPPED_SPOOFED);
 	return XDP_DROP;
 }
 
@@ -110,11 +117,14 @@ static __always_inline __u8 new_tos(const struct sbc_session *s, __u8 tos)
 }
 
 /* Common tail: MACs, statistics, verdict. */
-static __always_inline int relay_out(struct xdp_md *ctx, struct sbc_session *s, struct ethhdr *eth,
-				     const struct egress *eg, struct cursor *payload, __u64 ip_bytes)
+static __always_inline int relay_out(struct xdp_md *ctx, struct sbc_counters *cnt, struct sbc_session *s,
+				     struct ethhdr *eth,
+				     const struct egress *eg, struct cursor *payload, __u64 ip_bytes,
+				     __u32 udp_len)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = 0;
 	struct rtp_hdr *rtp;
+	__u8 *head;
 	enum rtp_kind kind = RTP_KIND_RTCP;
 
 	__builtin_memcpy(eth->h_dest, eg->dmac, ETH_ALEN);
@@ -122,30 +132,45 @@ static __always_inline int relay_out(struct xdp_md *ctx, struct sbc_session *s, 
 
 	__sync_fetch_and_add(&s->stats.packets, 1);
 	__sync_fetch_and_add(&s->stats.bytes, ip_bytes);
-	s->stats.last_seen_ns = now;
 
 	if (!(s->flags & SBC_F_RTCP)) {
-		rtp = CURSOR_TAKE(payload, struct rtp_hdr);
-		kind = rtp ? rtp_classify(rtp) : RTP_KIND_OTHER;
-		if (kind == RTP_KIND_RTP && rtp)
-			rtp_update(&s->stats.rtp, rtp, now, s->clock_rate);
+		/* What is read must be inside the datagram, not in the frame's padding. Two bytes tell
+		 * RTCP (its smallest packet is 8 bytes) from RTP, which needs its 12-byte header. */
+		kind = RTP_KIND_OTHER;
+		head = payload->pos;
+		if (udp_len >= sizeof(struct udphdr) + 2 && (void *)(head + 2) <= payload->end)
+			kind = rtp_classify(head[0], head[1]);
+		if (kind == RTP_KIND_RTP) {
+			rtp = udp_len >= sizeof(struct udphdr) + sizeof(struct rtp_hdr) ?
+				CURSOR_TAKE(payload, struct rtp_hdr) : NULL;
+			if (rtp)
+				now = rtp_update(&s->stats.rtp, rtp, s->clock_rate);
+			else
+				kind = RTP_KIND_OTHER;
+		}
 	}
+	/* RTP reads the clock on sampled packets only (SBC_RTP_JITTER_SAMPLE); the rest is rare */
+	if (kind != RTP_KIND_RTP)
+		now = bpf_ktime_get_ns();
+	if (now)
+		s->stats.last_seen_ns = now;
 	if (kind == RTP_KIND_RTCP) {
 		__sync_fetch_and_add(&s->stats.rtcp_packets, 1);
-		count(SBC_CNT_RTCP);
+		count(cnt, SBC_CNT_RTCP);
 	}
 
-	count(SBC_CNT_RELAYED);
-	count_n(SBC_CNT_RELAYED_BYTES, ip_bytes);
+	count(cnt, SBC_CNT_RELAYED);
+	count_n(cnt, SBC_CNT_RELAYED_BYTES, udp_len - sizeof(struct udphdr));
 	if (eg->ifindex == ctx->ingress_ifindex) {
-		count(SBC_CNT_TX);
+		count(cnt, SBC_CNT_TX);
 		return XDP_TX;
 	}
-	count(SBC_CNT_REDIRECTED);
+	count(cnt, SBC_CNT_REDIRECTED);
 	return bpf_redirect_map(&sbc_egress, eg->ifindex, 0);
 }
 
-static __always_inline int relay_ipv4(struct xdp_md *ctx, struct cursor *c, struct ethhdr *eth)
+static __always_inline int relay_ipv4(struct xdp_md *ctx, struct sbc_counters *cnt, int blocklist,
+				      struct cursor *c, struct ethhdr *eth)
 {
 	struct sbc_session_key key = {};
 	struct sbc_endpoint src = {};
@@ -155,6 +180,7 @@ static __always_inline int relay_ipv4(struct xdp_md *ctx, struct cursor *c, stru
 	struct udphdr *udp;
 	struct iphdr *iph;
 	__be32 saddr, daddr;
+	__u32 ip_len, udp_len;
 	__u32 addr_delta = 0, ip_delta, l4_delta;
 	__u16 old_word, new_word;
 	__u8 tos;
@@ -162,30 +188,40 @@ static __always_inline int relay_ipv4(struct xdp_md *ctx, struct cursor *c, stru
 
 	iph = CURSOR_TAKE(c, struct iphdr);
 	if (!iph || iph->version != 4 || iph->ihl < 5) {
-		count(SBC_CNT_MALFORMED);
+		count(cnt, SBC_CNT_MALFORMED);
 		return XDP_PASS;
 	}
 	__builtin_memcpy(bkey.addr, &iph->saddr, 4);
 	bkey.family = SBC_AF_INET;
-	if (source_blocked(&bkey)) {
-		count(SBC_CNT_DROPPED_BLOCKED);
+	if (blocklist && source_blocked(&bkey)) {
+		count(cnt, SBC_CNT_DROPPED_BLOCKED);
 		return XDP_DROP;
 	}
 	if (iph->ihl != 5) {
-		count(SBC_CNT_IP_OPTIONS);
+		count(cnt, SBC_CNT_IP_OPTIONS);
 		return XDP_PASS;
 	}
 	if (iph->protocol != IPPROTO_UDP) {
-		count(SBC_CNT_NOT_UDP);
+		count(cnt, SBC_CNT_NOT_UDP);
 		return XDP_PASS;
 	}
 	if (iph->frag_off & bpf_htons(0x3fff)) {  /* MF or a fragment offset */
-		count(SBC_CNT_FRAGMENT);
+		count(cnt, SBC_CNT_FRAGMENT);
 		return XDP_PASS;
 	}
 	udp = CURSOR_TAKE(c, struct udphdr);
-	if (!udp || bpf_ntohs(udp->len) < sizeof(*udp) || bpf_ntohs(iph->tot_len) < 20 + sizeof(*udp)) {
-		count(SBC_CNT_MALFORMED);
+	if (!udp) {
+		count(cnt, SBC_CNT_MALFORMED);
+		return XDP_PASS;
+	}
+	/* The lengths must agree: the datagram fits in the IP packet, the IP packet in the frame
+	 * (Ethernet may pad beyond it). A truncated packet is left to the stack, which drops and
+	 * counts it, instead of being relayed as a frame the far end would discard. */
+	ip_len = bpf_ntohs(iph->tot_len);
+	udp_len = bpf_ntohs(udp->len);
+	if (ip_len < sizeof(*iph) + sizeof(*udp) || ip_len > frame_left(iph, c->end) ||
+	    udp_len < sizeof(*udp) || udp_len > ip_len - sizeof(*iph)) {
+		count(cnt, SBC_CNT_MALFORMED);
 		return XDP_PASS;
 	}
 
@@ -194,22 +230,22 @@ static __always_inline int relay_ipv4(struct xdp_md *ctx, struct cursor *c, stru
 	key.local.family = SBC_AF_INET;
 	s = bpf_map_lookup_elem(&sbc_sessions, &key);
 	if (!s) {
-		count(SBC_CNT_PASSED_UNKNOWN);
+		count(cnt, SBC_CNT_PASSED_UNKNOWN);
 		return XDP_PASS;
 	}
 	__builtin_memcpy(src.addr, &iph->saddr, 4);
 	src.port = udp->source;
 	src.family = SBC_AF_INET;
-	verdict = admit_source(s, &src);
+	verdict = admit_source(cnt, s, &src);
 	if (verdict >= 0)
 		return verdict;
 
 	if (s->dst.family != SBC_AF_INET || s->new_src.family != SBC_AF_INET) {
-		count(SBC_CNT_FAMILY_MISMATCH);
+		count(cnt, SBC_CNT_FAMILY_MISMATCH);
 		return XDP_PASS;
 	}
 	if ((s->flags & SBC_F_DEC_TTL) && iph->ttl <= 1) {
-		count(SBC_CNT_TTL_EXPIRED);
+		count(cnt, SBC_CNT_TTL_EXPIRED);
 		return XDP_PASS;
 	}
 	__builtin_memcpy(&saddr, s->new_src.addr, 4);
@@ -229,7 +265,7 @@ static __always_inline int relay_ipv4(struct xdp_md *ctx, struct cursor *c, stru
 		fib.ipv4_src = saddr;
 		fib.ipv4_dst = daddr;
 		if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) {
-			count(SBC_CNT_FIB_FAILED);
+			count(cnt, SBC_CNT_FIB_FAILED);
 			return XDP_PASS;
 		}
 		eg.ifindex = fib.ifindex;
@@ -241,7 +277,7 @@ static __always_inline int relay_ipv4(struct xdp_md *ctx, struct cursor *c, stru
 		__builtin_memcpy(eg.dmac, s->dst_mac, ETH_ALEN);
 	}
 	if (!egress_usable(ctx, eg.ifindex)) {
-		count(SBC_CNT_NO_EGRESS);
+		count(cnt, SBC_CNT_NO_EGRESS);
 		return XDP_PASS;
 	}
 
@@ -272,10 +308,11 @@ static __always_inline int relay_ipv4(struct xdp_md *ctx, struct cursor *c, stru
 	udp->source = s->new_src.port;
 	udp->dest = s->dst.port;
 
-	return relay_out(ctx, s, eth, &eg, c, (__u64)((long)ctx->data_end - (long)iph));
+	return relay_out(ctx, cnt, s, eth, &eg, c, ip_len, udp_len);
 }
 
-static __always_inline int relay_ipv6(struct xdp_md *ctx, struct cursor *c, struct ethhdr *eth)
+static __always_inline int relay_ipv6(struct xdp_md *ctx, struct sbc_counters *cnt, int blocklist,
+				      struct cursor *c, struct ethhdr *eth)
 {
 	struct sbc_session_key key = {};
 	struct sbc_endpoint src = {};
@@ -285,31 +322,39 @@ static __always_inline int relay_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 	struct sbc_session *s;
 	struct ipv6hdr *ip6;
 	struct udphdr *udp;
-	__u32 l4_delta = 0;
+	__u32 l4_delta = 0, payload_len, udp_len;
 	__u8 *first;
 	__u8 tc;
 	int verdict, i;
 
 	ip6 = CURSOR_TAKE(c, struct ipv6hdr);
 	if (!ip6 || ip6->version != 6) {
-		count(SBC_CNT_MALFORMED);
+		count(cnt, SBC_CNT_MALFORMED);
 		return XDP_PASS;
 	}
 	__builtin_memcpy(bkey.addr, &ip6->saddr, 16);
 	bkey.family = SBC_AF_INET6;
-	if (source_blocked(&bkey)) {
-		count(SBC_CNT_DROPPED_BLOCKED);
+	if (blocklist && source_blocked(&bkey)) {
+		count(cnt, SBC_CNT_DROPPED_BLOCKED);
 		return XDP_DROP;
 	}
 	/* extension headers (fragments included) are left to the stack */
 	if (ip6->nexthdr != IPPROTO_UDP) {
-		count(SBC_CNT_NOT_UDP);
+		count(cnt, SBC_CNT_NOT_UDP);
 		return XDP_PASS;
 	}
 	udp = CURSOR_TAKE(c, struct udphdr);
-	/* a zero UDP checksum is invalid over IPv6 (RFC 8200 section 8.1): the stack drops it */
-	if (!udp || bpf_ntohs(udp->len) < sizeof(*udp) || udp->check == 0) {
-		count(SBC_CNT_MALFORMED);
+	if (!udp) {
+		count(cnt, SBC_CNT_MALFORMED);
+		return XDP_PASS;
+	}
+	/* lengths as for IPv4; a zero UDP checksum is invalid over IPv6 (RFC 8200 section 8.1): the
+	 * stack drops it */
+	payload_len = bpf_ntohs(ip6->payload_len);
+	udp_len = bpf_ntohs(udp->len);
+	if (payload_len < sizeof(*udp) || sizeof(*ip6) + payload_len > frame_left(ip6, c->end) ||
+	    udp_len < sizeof(*udp) || udp_len > payload_len || udp->check == 0) {
+		count(cnt, SBC_CNT_MALFORMED);
 		return XDP_PASS;
 	}
 
@@ -318,22 +363,22 @@ static __always_inline int relay_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 	key.local.family = SBC_AF_INET6;
 	s = bpf_map_lookup_elem(&sbc_sessions, &key);
 	if (!s) {
-		count(SBC_CNT_PASSED_UNKNOWN);
+		count(cnt, SBC_CNT_PASSED_UNKNOWN);
 		return XDP_PASS;
 	}
 	__builtin_memcpy(src.addr, &ip6->saddr, 16);
 	src.port = udp->source;
 	src.family = SBC_AF_INET6;
-	verdict = admit_source(s, &src);
+	verdict = admit_source(cnt, s, &src);
 	if (verdict >= 0)
 		return verdict;
 
 	if (s->dst.family != SBC_AF_INET6 || s->new_src.family != SBC_AF_INET6) {
-		count(SBC_CNT_FAMILY_MISMATCH);
+		count(cnt, SBC_CNT_FAMILY_MISMATCH);
 		return XDP_PASS;
 	}
 	if ((s->flags & SBC_F_DEC_TTL) && ip6->hop_limit <= 1) {
-		count(SBC_CNT_TTL_EXPIRED);
+		count(cnt, SBC_CNT_TTL_EXPIRED);
 		return XDP_PASS;
 	}
 	__builtin_memcpy(&saddr, s->new_src.addr, 16);
@@ -354,7 +399,7 @@ static __always_inline int relay_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 		__builtin_memcpy(fib.ipv6_src, &saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, &daddr, 16);
 		if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) {
-			count(SBC_CNT_FIB_FAILED);
+			count(cnt, SBC_CNT_FIB_FAILED);
 			return XDP_PASS;
 		}
 		eg.ifindex = fib.ifindex;
@@ -366,7 +411,7 @@ static __always_inline int relay_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 		__builtin_memcpy(eg.dmac, s->dst_mac, ETH_ALEN);
 	}
 	if (!egress_usable(ctx, eg.ifindex)) {
-		count(SBC_CNT_NO_EGRESS);
+		count(cnt, SBC_CNT_NO_EGRESS);
 		return XDP_PASS;
 	}
 
@@ -389,7 +434,7 @@ static __always_inline int relay_ipv6(struct xdp_md *ctx, struct cursor *c, stru
 	udp->source = s->new_src.port;
 	udp->dest = s->dst.port;
 
-	return relay_out(ctx, s, eth, &eg, c, (__u64)((long)ctx->data_end - (long)ip6));
+	return relay_out(ctx, cnt, s, eth, &eg, c, sizeof(*ip6) + payload_len, udp_len);
 }
 
 SEC("xdp")
@@ -399,27 +444,35 @@ int sbc_relay(struct xdp_md *ctx)
 		.pos = (void *)(long)ctx->data,
 		.end = (void *)(long)ctx->data_end,
 	};
+	struct sbc_counters *cnt;
+	struct sbc_config *cfg;
 	struct ethhdr *eth;
+	__u32 zero = 0;
 	__be16 proto;
-	int tagged;
+	int tagged, blocklist;
 
-	count(SBC_CNT_RX);
+	cnt = bpf_map_lookup_elem(&sbc_counters, &zero);
+	cfg = bpf_map_lookup_elem(&sbc_config, &zero);
+	if (!cnt || !cfg)  /* never: arrays of one element always have it */
+		return XDP_PASS;
+	blocklist = cfg->blocklist_in_use;
+	count(cnt, SBC_CNT_RX);
 	proto = parse_ethernet(&c, &eth, &tagged);
 	if (!proto) {
-		count(SBC_CNT_MALFORMED);
+		count(cnt, SBC_CNT_MALFORMED);
 		return XDP_PASS;
 	}
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6)) {
-		count(SBC_CNT_NOT_IP);
+		count(cnt, SBC_CNT_NOT_IP);
 		return XDP_PASS;
 	}
 	/* Relaying would need the tag rewritten for the egress VLAN: leave tagged frames to
 	 * the stack (VLAN sub-interfaces get the untagged frame there). */
 	if (tagged) {
-		count(SBC_CNT_VLAN);
+		count(cnt, SBC_CNT_VLAN);
 		return XDP_PASS;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
-		return relay_ipv4(ctx, &c, eth);
-	return relay_ipv6(ctx, &c, eth);
+		return relay_ipv4(ctx, cnt, blocklist, &c, eth);
+	return relay_ipv6(ctx, cnt, blocklist, &c, eth);
 }

@@ -19,17 +19,17 @@ enum rtp_kind {
  * apart; RTCP packet types 200..204 are what RTP marker=1 + PT 72..76 would look
  * like, which is why those RTP payload types are never used.
  */
-static __always_inline enum rtp_kind rtp_classify(const struct rtp_hdr *h)
+static __always_inline enum rtp_kind rtp_classify(__u8 first, __u8 second)
 {
-	if ((h->vpxcc & 0xc0) != 0x80)     /* version 2: first byte 0x80..0xbf */
+	if ((first & 0xc0) != 0x80)     /* version 2: first byte 0x80..0xbf */
 		return RTP_KIND_OTHER;
-	if (h->mpt >= 200 && h->mpt <= 204)
+	if (second >= 200 && second <= 204)
 		return RTP_KIND_RTCP;
 	return RTP_KIND_RTP;
 }
 
 /* RFC 3550 A.1 init_seq: a new source (or a confirmed restart after a jump). */
-static __always_inline void rtp_init_seq(struct sbc_rtp_state *r, const struct rtp_hdr *h, __u32 transit)
+static __always_inline void rtp_init_seq(struct sbc_rtp_state *r, const struct rtp_hdr *h)
 {
 	__u16 seq = bpf_ntohs(h->seq);
 
@@ -41,7 +41,7 @@ static __always_inline void rtp_init_seq(struct sbc_rtp_state *r, const struct r
 	r->bad_seq = 0;
 	r->received = 1;
 	r->jitter = 0;
-	r->last_transit = transit;
+	r->last_transit = 0;
 }
 
 /*
@@ -68,21 +68,38 @@ static __always_inline __u64 rtp_tick_mult(__u32 rate)
 	}
 }
 
-/* RFC 3550 A.1 update_seq (without the initial probation) and A.8 jitter. */
-static __always_inline void rtp_update(struct sbc_rtp_state *r, const struct rtp_hdr *h,
-				       __u64 now_ns, __u32 clock_rate)
+/* A.8 transit time of a packet that arrived at now_ns, in RTP timestamp units. */
+static __always_inline __u32 rtp_transit(const struct rtp_hdr *h, __u64 now_ns, __u32 clock_rate)
 {
+	__u32 arrival = (__u32)(((now_ns >> 10) * rtp_tick_mult(clock_rate)) >> 22);
+
+	return arrival - bpf_ntohl(h->ts);
+}
+
+/*
+ * RFC 3550 A.1 update_seq (without the initial probation) and A.8 jitter, the latter on
+ * sampled pairs (see SBC_RTP_JITTER_SAMPLE): packet k*N stores its transit time, packet
+ * k*N + 1 arriving right after it (in order, nothing lost between) updates J with their D.
+ * Returns the precise clock when it was read for this packet (always for a new source), else 0.
+ */
+static __always_inline __u64 rtp_update(struct sbc_rtp_state *r, const struct rtp_hdr *h, __u32 clock_rate)
+{
+	_Static_assert((SBC_RTP_JITTER_SAMPLE & (SBC_RTP_JITTER_SAMPLE - 1)) == 0, "a power of two");
 	__u16 seq = bpf_ntohs(h->seq);
 	__u32 ssrc = bpf_ntohl(h->ssrc);
-	__u32 arrival = (__u32)(((now_ns >> 10) * rtp_tick_mult(clock_rate)) >> 22);
-	__u32 transit = arrival - bpf_ntohl(h->ts);
 	__u16 max_seq = (__u16)r->max_seq_ext;
 	__u16 udelta = seq - max_seq;
+	__u16 phase = seq & (SBC_RTP_JITTER_SAMPLE - 1);
+	__u16 prev = r->last_seq;
+	__u64 now = 0;
 	__s32 d;
 
 	if (r->received == 0 || r->ssrc != ssrc) {
-		rtp_init_seq(r, h, transit);
-		return;
+		now = bpf_ktime_get_ns();
+		rtp_init_seq(r, h);
+		if (phase == 0)
+			r->last_transit = rtp_transit(h, now, clock_rate);
+		return now;
 	}
 	if (udelta < SBC_RTP_MAX_DROPOUT) {
 		/* in order, with a permissible gap; a smaller number means a wrap */
@@ -92,23 +109,32 @@ static __always_inline void rtp_update(struct sbc_rtp_state *r, const struct rtp
 	} else if (udelta <= 65536 - SBC_RTP_MAX_MISORDER) {
 		/* a very large jump: believe it only if the next packet follows it */
 		if (r->bad_seq && seq == (__u16)r->bad_seq) {
-			rtp_init_seq(r, h, transit);
-			return;
+			now = bpf_ktime_get_ns();
+			rtp_init_seq(r, h);
+			if (phase == 0)
+				r->last_transit = rtp_transit(h, now, clock_rate);
+			return now;
 		}
 		r->bad_seq = (__u32)seq + 1;  /* 1..65536, so 0 keeps meaning "none" */
-		return;
+		return 0;
 	}
 	/* in order, duplicate or slightly reordered (max_seq kept): all count as received */
 	r->received += 1;
 	r->last_seq = seq;
 	r->payload_type = h->mpt & 0x7f;
 
-	/* A.8: J += (|D| - J) / 16, with J kept scaled by 16 */
-	d = (__s32)(transit - r->last_transit);
-	if (d < 0)
-		d = -d;
-	r->jitter += (__u32)d - ((r->jitter + 8) >> 4);
-	r->last_transit = transit;
+	if (phase == 0) {
+		now = bpf_ktime_get_ns();
+		r->last_transit = rtp_transit(h, now, clock_rate);
+	} else if (phase == 1 && prev == (__u16)(seq - 1)) {
+		/* A.8: J += (|D| - J) / 16, with J kept scaled by 16 */
+		now = bpf_ktime_get_ns();
+		d = (__s32)(rtp_transit(h, now, clock_rate) - r->last_transit);
+		if (d < 0)
+			d = -d;
+		r->jitter += (__u32)d - ((r->jitter + 8) >> 4);
+	}
+	return now;
 }
 
 #endif /* SBC_BPF_RTP_H */

@@ -26,6 +26,7 @@
 #define SBC_MAP_BLOCKLIST "sbc_blocklist"
 #define SBC_MAP_COUNTERS "sbc_counters"
 #define SBC_MAP_EGRESS "sbc_egress"
+#define SBC_MAP_CONFIG "sbc_config"
 
 #define SBC_MAX_SESSIONS 65536
 #define SBC_MAX_BLOCKED 16384
@@ -39,6 +40,16 @@
 #define SBC_DSCP_KEEP 0xff
 /* Used when sbc_session.clock_rate is 0 (G.711, G.729: RFC 3551 section 6). */
 #define SBC_DEFAULT_CLOCK_RATE 8000
+
+/*
+ * Interarrival jitter (RFC 3550 A.8) needs a precise arrival time, and bpf_ktime_get_ns() is the
+ * most expensive step of the relay path (about a quarter of it). So the jitter estimate is fed
+ * with one consecutive pair out of every SBC_RTP_JITTER_SAMPLE packets (sequence numbers
+ * k * N and k * N + 1): the same estimator of the same mean |D|, smoothed over N times more
+ * packets. sbc_session_stats.last_seen_ns is taken from the same reads (and from every packet
+ * that is not RTP): it lags the last RTP packet by at most N - 1 packets.
+ */
+#define SBC_RTP_JITTER_SAMPLE 8
 
 /* RFC 3550 appendix A.1 sequence number validation constants. */
 #define SBC_RTP_MAX_DROPOUT 3000
@@ -59,11 +70,11 @@ enum sbc_session_flag {
 	SBC_F_DEC_TTL = 1u << 4,
 };
 
-/* Indexes into the per-CPU SBC_MAP_COUNTERS array (each slot a __u64). */
+/* Indexes into struct sbc_counters (SBC_MAP_COUNTERS: one per-CPU value, userspace sums the CPUs). */
 enum sbc_counter {
 	SBC_CNT_RX = 0,            /* every frame the program saw */
 	SBC_CNT_RELAYED,           /* rewritten and sent (TX + REDIRECTED) */
-	SBC_CNT_RELAYED_BYTES,     /* IP bytes of relayed packets */
+	SBC_CNT_RELAYED_BYTES,     /* UDP payload bytes of relayed packets (what userspace counts) */
 	SBC_CNT_TX,                /* XDP_TX: egress == ingress interface */
 	SBC_CNT_REDIRECTED,        /* XDP_REDIRECT through SBC_MAP_EGRESS */
 	SBC_CNT_PASSED_UNKNOWN,    /* UDP to a (local address, port) without a session */
@@ -83,6 +94,17 @@ enum sbc_counter {
 	SBC_CNT_MALFORMED,         /* truncated or inconsistent headers */
 	SBC_CNT_RTCP,              /* relayed packets recognised as RTCP */
 	SBC_CNT_MAX,
+};
+
+/* The value of SBC_MAP_COUNTERS (a per-CPU array of one element): one lookup per packet. */
+struct sbc_counters {
+	__u64 count[SBC_CNT_MAX];
+};
+
+/* SBC_MAP_CONFIG (an array of one element): settings userspace writes, the program reads. */
+struct sbc_config {
+	__u32 blocklist_in_use;    /* 1 while SBC_MAP_BLOCKLIST has entries; 0 skips its lookup */
+	__u32 pad;                 /* zero */
 };
 
 /*
@@ -108,7 +130,7 @@ struct sbc_rtp_state {
 	__u32 max_seq_ext;         /* extended highest sequence: cycles << 16 | max_seq */
 	__u32 received;            /* RTP packets counted (A.3: lost = expected - received) */
 	__u32 jitter;              /* A.8 interarrival jitter * 16, in timestamp units */
-	__u32 last_transit;        /* A.8 transit time of the previous packet */
+	__u32 last_transit;        /* A.8 transit time of the last sampled packet (SBC_RTP_JITTER_SAMPLE) */
 	__u16 last_seq;            /* sequence number of the last packet */
 	__u8 payload_type;         /* RTP payload type of the last packet */
 	__u8 pad;                  /* zero */
@@ -124,7 +146,7 @@ struct sbc_rtp_state {
 struct sbc_session_stats {
 	__u64 packets;             /* relayed packets */
 	__u64 bytes;               /* relayed IP bytes (IP header to end of frame) */
-	__u64 last_seen_ns;        /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last relayed packet */
+	__u64 last_seen_ns;        /* CLOCK_MONOTONIC of a recent relayed packet (SBC_RTP_JITTER_SAMPLE) */
 	__u64 rtcp_packets;        /* relayed packets recognised as RTCP */
 	__u64 dropped;             /* dropped as spoofed */
 	struct sbc_rtp_state rtp;
@@ -145,7 +167,8 @@ struct sbc_session {
 	struct sbc_session_stats stats;    /* written by the kernel; write zeros when installing */
 };                                         /* 160 bytes */
 
-/* SBC_MAP_BLOCKLIST key: a source address (port ignored). Checked before anything else. */
+/* SBC_MAP_BLOCKLIST key: a source address (port ignored). Checked before anything else whenever
+ * sbc_config.blocklist_in_use is set (an empty blocklist costs nothing per packet). */
 struct sbc_block_key {
 	__u8 addr[16];             /* network byte order, IPv4 in addr[0..3] */
 	__u8 family;               /* SBC_AF_INET / SBC_AF_INET6 */

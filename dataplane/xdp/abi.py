@@ -26,6 +26,7 @@ MAP_SESSIONS: Final = "sbc_sessions"
 MAP_BLOCKLIST: Final = "sbc_blocklist"
 MAP_COUNTERS: Final = "sbc_counters"
 MAP_EGRESS: Final = "sbc_egress"
+MAP_CONFIG: Final = "sbc_config"
 MAX_SESSIONS: Final = 65536
 MAX_BLOCKED: Final = 16384
 MAX_EGRESS: Final = 64
@@ -35,6 +36,7 @@ DSCP_KEEP: Final = 0xFF
 DEFAULT_CLOCK_RATE: Final = 8000
 RTP_MAX_DROPOUT: Final = 3000
 RTP_MAX_MISORDER: Final = 100
+RTP_JITTER_SAMPLE: Final = 8
 
 # Name in the header -> value here; the ABI test compares them with `clang -dM -E`.
 DEFINES: Final[dict[str, int | str]] = {
@@ -45,6 +47,7 @@ DEFINES: Final[dict[str, int | str]] = {
     "SBC_MAP_BLOCKLIST": MAP_BLOCKLIST,
     "SBC_MAP_COUNTERS": MAP_COUNTERS,
     "SBC_MAP_EGRESS": MAP_EGRESS,
+    "SBC_MAP_CONFIG": MAP_CONFIG,
     "SBC_MAX_SESSIONS": MAX_SESSIONS,
     "SBC_MAX_BLOCKED": MAX_BLOCKED,
     "SBC_MAX_EGRESS": MAX_EGRESS,
@@ -54,6 +57,7 @@ DEFINES: Final[dict[str, int | str]] = {
     "SBC_DEFAULT_CLOCK_RATE": DEFAULT_CLOCK_RATE,
     "SBC_RTP_MAX_DROPOUT": RTP_MAX_DROPOUT,
     "SBC_RTP_MAX_MISORDER": RTP_MAX_MISORDER,
+    "SBC_RTP_JITTER_SAMPLE": RTP_JITTER_SAMPLE,
 }
 
 
@@ -68,7 +72,7 @@ class SessionFlag(IntFlag):
 
 
 class Counter(IntEnum):
-    """enum sbc_counter: slots of the per-CPU counters array."""
+    """enum sbc_counter: indexes into `CounterSet.count` (one per-CPU value)."""
 
     RX = 0
     RELAYED = 1
@@ -99,6 +103,24 @@ ENUMS: Final[dict[str, tuple[type[IntEnum] | type[IntFlag], str]]] = {
     "sbc_session_flag": (SessionFlag, "SBC_F_"),
     "sbc_counter": (Counter, "SBC_CNT_"),
 }
+
+
+class CounterSet(ctypes.Structure):
+    """struct sbc_counters: the value of the per-CPU counters map (one per CPU)."""
+
+    _fields_ = (("count", ctypes.c_uint64 * Counter.MAX),)
+    count: ctypes.Array[ctypes.c_uint64]
+
+
+class Config(ctypes.Structure):
+    """struct sbc_config: settings the program reads (one element)."""
+
+    _fields_ = (
+        ("blocklist_in_use", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    )
+    blocklist_in_use: int
+    pad: int
 
 
 def _family_of(address: IPAddress) -> int:
@@ -282,6 +304,8 @@ class Block(ctypes.Structure):
 
 # C struct name -> mirror; used by the ABI test.
 STRUCTS: Final[dict[str, type[ctypes.Structure]]] = {
+    "sbc_counters": CounterSet,
+    "sbc_config": Config,
     "sbc_endpoint": Endpoint,
     "sbc_session_key": SessionKey,
     "sbc_rtp_state": RtpState,

@@ -21,14 +21,15 @@ BPF_DIR: Final = Path(__file__).resolve().parents[1] / "bpf"
 OBJECT: Final = BPF_DIR / "relay.o"
 BPFFS_ROOT: Final = Path("/sys/fs/bpf")
 
-MAP_NAMES: Final = (abi.MAP_SESSIONS, abi.MAP_BLOCKLIST, abi.MAP_COUNTERS, abi.MAP_EGRESS)
+MAP_NAMES: Final = (abi.MAP_SESSIONS, abi.MAP_BLOCKLIST, abi.MAP_COUNTERS, abi.MAP_EGRESS, abi.MAP_CONFIG)
 
 # What each pinned map must look like; a pin left by another ABI version fails loudly.
 _EXPECTED_MAPS: Final[dict[str, tuple[bpfsys.MapType, int, int]]] = {
     abi.MAP_SESSIONS: (bpfsys.MapType.HASH, ctypes.sizeof(abi.SessionKey), ctypes.sizeof(abi.Session)),
     abi.MAP_BLOCKLIST: (bpfsys.MapType.HASH, ctypes.sizeof(abi.BlockKey), ctypes.sizeof(abi.Block)),
-    abi.MAP_COUNTERS: (bpfsys.MapType.PERCPU_ARRAY, 4, 8),
+    abi.MAP_COUNTERS: (bpfsys.MapType.PERCPU_ARRAY, 4, ctypes.sizeof(abi.CounterSet)),
     abi.MAP_EGRESS: (bpfsys.MapType.DEVMAP_HASH, 4, 4),
+    abi.MAP_CONFIG: (bpfsys.MapType.ARRAY, 4, ctypes.sizeof(abi.Config)),
 }
 
 # bpffs refuses names with dots (reserved by the kernel), so no ".staging".
@@ -49,9 +50,10 @@ class RelayObjects:
     blocklist: bpfsys.BpfFd
     counters: bpfsys.BpfFd
     egress: bpfsys.BpfFd
+    config: bpfsys.BpfFd
 
     def close(self) -> None:
-        for obj in (self.prog, self.sessions, self.blocklist, self.counters, self.egress):
+        for obj in (self.prog, self.sessions, self.blocklist, self.counters, self.egress, self.config):
             obj.close()
 
     def __enter__(self) -> RelayObjects:
@@ -158,6 +160,7 @@ def open_pinned(pin_dir: Path = Path(abi.PIN_DIR)) -> RelayObjects:
         blocklist=fds[abi.MAP_BLOCKLIST],
         counters=fds[abi.MAP_COUNTERS],
         egress=fds[abi.MAP_EGRESS],
+        config=fds[abi.MAP_CONFIG],
     )
 
 

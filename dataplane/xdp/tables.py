@@ -62,49 +62,77 @@ class SessionTable:
 
 
 class Blocklist:
-    """SBC_MAP_BLOCKLIST: sources dropped before anything else."""
+    """SBC_MAP_BLOCKLIST: sources dropped before anything else. SBC_MAP_CONFIG tells the program
+    whether the map has entries, so an empty blocklist costs no lookup per packet."""
 
-    def __init__(self, fd: BpfFd) -> None:
+    def __init__(self, fd: BpfFd, config: BpfFd) -> None:
         self._fd = fd
+        self._config = config
 
     def add(self, address: str | abi.IPAddress, expires_ns: int = 0) -> None:
         bpfsys.map_update(self._fd, bytes(abi.BlockKey.of(address)), bytes(abi.Block(expires_ns=expires_ns)))
+        self._set_in_use(True)
 
     def remove(self, address: str | abi.IPAddress) -> bool:
-        return bpfsys.map_delete(self._fd, bytes(abi.BlockKey.of(address)))
+        removed = bpfsys.map_delete(self._fd, bytes(abi.BlockKey.of(address)))
+        self._set_in_use(self.in_use())
+        return removed
 
     def clear(self) -> None:
         for key in _all_keys(self._fd, ctypes.sizeof(abi.BlockKey), abi.MAX_BLOCKED):
             bpfsys.map_delete(self._fd, key)
+        self._set_in_use(self.in_use())
+
+    def in_use(self) -> bool:
+        """Whether the map holds any entry (one GET_NEXT_KEY)."""
+        return bpfsys.map_next_key(self._fd, None, ctypes.sizeof(abi.BlockKey)) is not None
+
+    def flag(self) -> bool:
+        """What the program currently believes (SBC_MAP_CONFIG)."""
+        return self._read_config().blocklist_in_use != 0
 
     def get(self, address: str | abi.IPAddress) -> abi.Block | None:
         raw = bpfsys.map_lookup(self._fd, bytes(abi.BlockKey.of(address)), ctypes.sizeof(abi.Block))
         return None if raw is None else abi.Block.from_buffer_copy(raw)
 
+    def items(self) -> list[tuple[abi.BlockKey, abi.Block]]:
+        out = []
+        for key in _all_keys(self._fd, ctypes.sizeof(abi.BlockKey), abi.MAX_BLOCKED):
+            raw = bpfsys.map_lookup(self._fd, key, ctypes.sizeof(abi.Block))
+            if raw is not None:
+                out.append((abi.BlockKey.from_buffer_copy(key), abi.Block.from_buffer_copy(raw)))
+        return out
+
+    def _read_config(self) -> abi.Config:
+        raw = bpfsys.map_lookup(self._config, _u32(0), ctypes.sizeof(abi.Config))
+        return abi.Config() if raw is None else abi.Config.from_buffer_copy(raw)
+
+    def _set_in_use(self, in_use: bool) -> None:
+        config = self._read_config()
+        config.blocklist_in_use = int(in_use)
+        bpfsys.map_update(self._config, _u32(0), bytes(config))
+
 
 class Counters:
-    """SBC_MAP_COUNTERS: per-CPU __u64 slots, summed here."""
+    """SBC_MAP_COUNTERS: one per-CPU `CounterSet`, summed here over the CPUs."""
 
     def __init__(self, fd: BpfFd) -> None:
         self._fd = fd
         self._cpus = bpfsys.possible_cpus()
+        self._size = ctypes.sizeof(abi.CounterSet)  # a multiple of 8: per-CPU slots need no padding
 
     def read(self) -> dict[abi.Counter, int]:
-        out: dict[abi.Counter, int] = {}
-        # a per-CPU value is one 8-byte-aligned slot per possible CPU
-        slots = ctypes.c_uint64 * self._cpus
-        for counter in abi.Counter:
-            if counter is abi.Counter.MAX:
-                continue
-            raw = bpfsys.map_lookup(self._fd, _u32(counter), ctypes.sizeof(slots))
-            out[counter] = sum(slots.from_buffer_copy(raw)) if raw is not None else 0
-        return out
+        raw = bpfsys.map_lookup(self._fd, _u32(0), self._size * self._cpus)
+        totals = [0] * abi.Counter.MAX
+        if raw is not None:
+            for cpu in range(self._cpus):
+                values = abi.CounterSet.from_buffer_copy(raw, cpu * self._size).count
+                for i in range(abi.Counter.MAX):
+                    totals[i] += values[i]
+        return {counter: totals[counter] for counter in abi.Counter if counter is not abi.Counter.MAX}
 
     def reset(self) -> None:
-        zero = bytes(8 * self._cpus)
-        for counter in abi.Counter:
-            if counter is not abi.Counter.MAX:
-                bpfsys.map_update(self._fd, _u32(counter), zero)
+        bpfsys.map_update(self._fd, _u32(0), bytes(self._size * self._cpus))
 
 
 class EgressPorts:
@@ -121,10 +149,10 @@ class EgressPorts:
 
 
 class RelayTables:
-    """All four maps of one loaded relay."""
+    """All maps of one loaded relay."""
 
     def __init__(self, objects: RelayObjects) -> None:
         self.sessions = SessionTable(objects.sessions)
-        self.blocklist = Blocklist(objects.blocklist)
+        self.blocklist = Blocklist(objects.blocklist, objects.config)
         self.counters = Counters(objects.counters)
         self.egress = EgressPorts(objects.egress)

@@ -179,6 +179,17 @@ def interface_objects(interfaces: Sequence[Interface]) -> list[tuple[o.Oid, Valu
             col(o.IF_IN_OCTETS, counter32(i.in_octets)),
             col(o.IF_OUT_OCTETS, counter32(i.out_octets)),
         ]
+    for i in interfaces:  # ifXTable after ifTable: the map is sorted anyway, this keeps the list readable
+
+        def xcol(column: int, value: Value, index: int = i.index) -> tuple[o.Oid, Value]:
+            return (*o.IF_X_ENTRY, column, index), value
+
+        out += [
+            xcol(o.IF_NAME, octets(i.name)),
+            xcol(o.IF_HC_IN_OCTETS, counter64(i.in_octets)),
+            xcol(o.IF_HC_OUT_OCTETS, counter64(i.out_octets)),
+            xcol(o.IF_HIGH_SPEED, gauge(i.speed_bps // 1_000_000)),
+        ]
     return out
 
 
@@ -208,8 +219,8 @@ def sbc_objects(snapshot: SbcSnapshot, now: float) -> list[tuple[o.Oid, Value]]:
         ((*o.SBC_MEDIA_XDP, 0), gauge(media.xdp)),
         ((*o.SBC_MEDIA_USERSPACE, 0), gauge(media.userspace)),
         ((*o.SBC_MEDIA_DIRECT, 0), gauge(media.direct)),
-        ((*o.SBC_RELAYED_PACKETS, 0), counter64(figures.counter(snapshot, "relayed_packets"))),
-        ((*o.SBC_DROPPED_PACKETS, 0), counter64(figures.counter(snapshot, "dropped_packets"))),
+        ((*o.SBC_RELAYED_PACKETS, 0), counter64(number(status, "relay", "relayed_packets"))),
+        ((*o.SBC_DROPPED_PACKETS, 0), counter64(number(status, "relay", "dropped_packets"))),
         ((*o.SBC_MEAN_MOS, 0), hundredths(mos or 0.0)),
         ((*o.SBC_HAIRPINNED_CALLS, 0), counter64(figures.counter(snapshot, "hairpins"))),
     ]

@@ -28,6 +28,8 @@ IF_NUMBER: Oid = (1, 3, 6, 1, 2, 1, 2, 1, 0)
 IF_ENTRY: Oid = (1, 3, 6, 1, 2, 1, 2, 2, 1)
 IF_INDEX, IF_DESCR, IF_TYPE, IF_MTU, IF_SPEED, IF_PHYS_ADDRESS = 1, 2, 3, 4, 5, 6
 IF_ADMIN_STATUS, IF_OPER_STATUS, IF_IN_OCTETS, IF_OUT_OCTETS = 7, 8, 10, 16
+IF_X_ENTRY: Oid = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1)
+IF_NAME, IF_HC_IN_OCTETS, IF_HC_OUT_OCTETS, IF_HIGH_SPEED = 1, 6, 10, 15
 
 # EDGE-SBC-MIB
 EDGE_SBC: Oid = (1, 3, 6, 1, 4, 1, ENTERPRISE_NUMBER)
@@ -82,7 +84,33 @@ SBC_ALARM_CLEARED: Oid = (*NOTIFICATIONS, 2)
 SBC_TRUNK_DOWN: Oid = (*NOTIFICATIONS, 3)
 SBC_TRUNK_UP: Oid = (*NOTIFICATIONS, 4)
 
-# Named for the MIB cross-check test: MIB name -> OID without instance suffix.
+# Named for the MIB cross-check test: MODULE::name -> OID without instance suffix.
+STANDARD_NAMES: dict[str, Oid] = {
+    "SNMPv2-MIB::sysDescr": SYS_DESCR[:-1],
+    "SNMPv2-MIB::sysObjectID": SYS_OBJECT_ID[:-1],
+    "SNMPv2-MIB::sysUpTime": SYS_UPTIME[:-1],
+    "SNMPv2-MIB::sysContact": SYS_CONTACT[:-1],
+    "SNMPv2-MIB::sysName": SYS_NAME[:-1],
+    "SNMPv2-MIB::sysLocation": SYS_LOCATION[:-1],
+    "SNMPv2-MIB::sysServices": SYS_SERVICES[:-1],
+    "SNMPv2-MIB::snmpTrapOID": SNMP_TRAP_OID[:-1],
+    "SNMPv2-MIB::coldStart": COLD_START,
+    "IF-MIB::ifNumber": IF_NUMBER[:-1],
+    "IF-MIB::ifIndex": (*IF_ENTRY, IF_INDEX),
+    "IF-MIB::ifDescr": (*IF_ENTRY, IF_DESCR),
+    "IF-MIB::ifType": (*IF_ENTRY, IF_TYPE),
+    "IF-MIB::ifMtu": (*IF_ENTRY, IF_MTU),
+    "IF-MIB::ifSpeed": (*IF_ENTRY, IF_SPEED),
+    "IF-MIB::ifPhysAddress": (*IF_ENTRY, IF_PHYS_ADDRESS),
+    "IF-MIB::ifAdminStatus": (*IF_ENTRY, IF_ADMIN_STATUS),
+    "IF-MIB::ifOperStatus": (*IF_ENTRY, IF_OPER_STATUS),
+    "IF-MIB::ifInOctets": (*IF_ENTRY, IF_IN_OCTETS),
+    "IF-MIB::ifOutOctets": (*IF_ENTRY, IF_OUT_OCTETS),
+    "IF-MIB::ifName": (*IF_X_ENTRY, IF_NAME),
+    "IF-MIB::ifHCInOctets": (*IF_X_ENTRY, IF_HC_IN_OCTETS),
+    "IF-MIB::ifHCOutOctets": (*IF_X_ENTRY, IF_HC_OUT_OCTETS),
+    "IF-MIB::ifHighSpeed": (*IF_X_ENTRY, IF_HIGH_SPEED),
+}
 MIB_NAMES: dict[str, Oid] = {
     "edgeSbcMIB": EDGE_SBC,
     "sbcApplianceProduct": APPLIANCE_PRODUCT,

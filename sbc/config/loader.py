@@ -633,6 +633,17 @@ def _trap_targets(r: _Reader, value: Any, path: str) -> tuple[TrapTarget, ...]:
     return tuple(r.items(value, path, _trap_target))
 
 
+def _engine_id(r: _Reader, value: Any, path: str) -> str:
+    text = _string(r, value, path).strip().lower().removeprefix("0x")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise _Invalid("expected hexadecimal digits (an SNMP engine ID)") from None
+    if not 5 <= len(raw) <= 32:  # RFC 3411 SnmpEngineID
+        raise _Invalid(f"an SNMP engine ID has 5 to 32 octets, this one {len(raw)}")
+    return text
+
+
 def _snmp(r: _Reader, value: Any, path: str) -> SnmpSettings:
     snmp: SnmpSettings = r.build(SnmpSettings, value, path, _SNMP)
     names = {u.name for u in snmp.v3_users}
@@ -659,6 +670,7 @@ _PEER: dict[str, _Key] = {
     "host": _Key("host", _host, required=True),
     "port": _Key("port", _port),
     "transport": _Key("transport", _enum(Transport)),
+    "keepalive_s": _Key("keepalive_s", _at_least(0)),
 }
 _TLS: dict[str, _Key] = {
     "certificate": _Key("certificate", _existing_file, required=True),
@@ -749,12 +761,17 @@ _SNMP: dict[str, _Key] = {
     "v3_users": _Key("v3_users", _v3_users),
     "v2c_community": _Key("v2c_community", _secret(1)),
     "trap_targets": _Key("trap_targets", _trap_targets),
+    "engine_id": _Key("engine_id", _engine_id),
+    "sys_name": _Key("sys_name", _string),
+    "sys_contact": _Key("sys_contact", _string),
+    "sys_location": _Key("sys_location", _string),
 }
 _MANAGEMENT: dict[str, _Key] = {
     "http": _Key("http", _http),
     "users_file": _Key("users_file", _path),
     "confirm_timeout_s": _Key("confirm_timeout_s", _at_least(10)),
     "snmp": _Key("snmp", _snmp),
+    "poll_interval_s": _Key("poll_interval_s", _positive),
 }
 _TOP: dict[str, _Key] = {
     "sbc": _Key(None, _sbc_section),

@@ -68,6 +68,9 @@ class Peer:
     host: str
     port: int = 5060
     transport: Transport = Transport.UDP
+    # Seconds between OPTIONS keepalives (sbc.b2bua.keepalive); 0: not monitored. Only a realm's `peer`
+    # (its trunk) is monitored; on a registrar or a route target the value is ignored.
+    keepalive_s: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,10 @@ class SnmpSettings:
     v3_users: tuple[SnmpV3User, ...] = ()
     v2c_community: str | None = None
     trap_targets: tuple[TrapTarget, ...] = ()
+    engine_id: str | None = None  # hex, 5-32 octets; None: derived from /etc/machine-id (stable per box)
+    sys_name: str = ""  # SNMPv2-MIB sysName; empty: the host name
+    sys_contact: str = ""
+    sys_location: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +209,7 @@ class ManagementSettings:
     users_file: Path | None = None  # None: <state_dir>/users.json
     confirm_timeout_s: int = 300  # default of a commit-confirmed when the request names none
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
+    poll_interval_s: int = 5  # how often sbc mgmt reads the SBC's figures (SNMP, alarms)
 
     def users_path(self, state_dir: Path) -> Path:
         return self.users_file or state_dir / "users.json"

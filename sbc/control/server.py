@@ -61,6 +61,10 @@ class ControlServer:
         except Exception as exc:  # the control API must never take the SBC down
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
+    @property
+    def serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -47,20 +47,31 @@ def _anchor_rtcp(section: MediaSection, anchor: MediaAnchor, address: Address) -
     return section.with_rtcp(RtcpAttribute(port, address if keep_address else None))
 
 
-def anchor_sdp(sd: SessionDescription, anchors: Sequence[MediaAnchor | None], origin: OriginRewriter) -> bytes:
+def anchor_sdp(
+    sd: SessionDescription,
+    anchors: Sequence[MediaAnchor | None],
+    origin: OriginRewriter,
+    *,
+    hide: Address | None = None,
+) -> bytes:
     """Point every anchored stream at the SBC: c= (IN IP4 or IN IP6), m= port, a=rtcp; drop ICE; hide o=.
 
     `anchors` has one entry per m= line in order; None leaves that stream's address and port alone, and
-    a rejected stream (port 0) is never anchored whatever its entry says. A stream on old-style hold
-    (c=0.0.0.0, RFC 3264 §8.4) stays on hold: it gets the unspecified address of the anchor's family.
-    All other lines (a=crypto included) go out byte for byte and in order.
+    a rejected stream (port 0) is never anchored whatever its entry says. A rejected stream stays in
+    its place with port 0, but with `hide` (the SBC's address in the realm the SDP goes to) an address
+    of its own (c=, a=rtcp) is replaced too, so not even a dead stream shows the other side's address.
+    A stream on old-style hold (c=0.0.0.0, RFC 3264 §8.4) stays on hold: it gets the unspecified
+    address of the anchor's family. All other lines (a=crypto included) go out byte for byte and in order.
     """
     if len(anchors) != len(sd.media):
         raise ValueError(f"{len(anchors)} anchors given for {len(sd.media)} media sections")
     used: list[MediaAnchor | None] = []
     targets: list[Address | None] = []
     for index, (section, anchor) in enumerate(zip(sd.media, anchors, strict=True)):
-        if anchor is None or section.rejected:
+        if section.rejected and hide is not None and section.connection is not None:
+            used.append(None)
+            targets.append(hide)
+        elif anchor is None or section.rejected:
             used.append(None)
             targets.append(None)
         else:
@@ -71,6 +82,8 @@ def anchor_sdp(sd: SessionDescription, anchors: Sequence[MediaAnchor | None], or
     for section, anchor, target in zip(anchored.media, used, targets, strict=True):
         if anchor is not None and target is not None:
             section = _anchor_rtcp(section.with_port(anchor.rtp_port), anchor, target)
+        elif section.rejected and hide is not None and section.rtcp is not None and section.rtcp.address is not None:
+            section = section.with_rtcp(RtcpAttribute(section.rtcp.port, hide))
         media.append(section)
     return bytes(origin.rewrite(anchored.with_media(media).without_ice()))
 

@@ -301,6 +301,24 @@ def test_expired_block_no_longer_drops(xdp_relay: RelayObjects, xdp_tables: Rela
     assert run_packet(xdp_relay.prog, udp4()).retval == XDP_TX
 
 
+def test_blocklist_lookup_runs_only_while_the_map_has_entries(xdp_relay: RelayObjects, xdp_tables: RelayTables) -> None:
+    """sbc_config.blocklist_in_use follows the map: an empty blocklist costs no lookup per packet, and
+    the first entry turns the check on before the next packet."""
+    install(xdp_tables, session())
+    assert not xdp_tables.blocklist.flag()
+    xdp_tables.blocklist.add("198.18.0.66")
+    assert xdp_tables.blocklist.flag()
+    assert run_packet(xdp_relay.prog, udp4()).retval == XDP_TX, "a source not in the list is relayed"
+    xdp_tables.blocklist.add(PHONE[0])
+    assert run_packet(xdp_relay.prog, udp4()).retval == XDP_DROP
+    xdp_tables.blocklist.remove("198.18.0.66")
+    assert xdp_tables.blocklist.flag(), "one entry is left"
+    xdp_tables.blocklist.remove(PHONE[0])
+    assert not xdp_tables.blocklist.flag()
+    assert run_packet(xdp_relay.prog, udp4()).retval == XDP_TX
+    assert xdp_tables.counters.read()[abi.Counter.DROPPED_BLOCKED] == 1
+
+
 def test_blocked_ipv6_source(xdp_relay: RelayObjects, xdp_tables: RelayTables) -> None:
     xdp_tables.blocklist.add(PHONE6[0])
     assert run_packet(xdp_relay.prog, udp6()).retval == XDP_DROP
@@ -386,7 +404,7 @@ def test_per_entry_counters_and_rtp_loss(xdp_relay: RelayObjects, xdp_tables: Re
     assert s.rtp.payload_type == 8
     counters = xdp_tables.counters.read()
     assert (counters[abi.Counter.RELAYED], counters[abi.Counter.TX]) == (3, 3)
-    assert counters[abi.Counter.RELAYED_BYTES] == sum(sizes)
+    assert counters[abi.Counter.RELAYED_BYTES] == sum(size - 28 for size in sizes), "UDP payload bytes"
 
 
 def test_sequence_wrap_extends_the_maximum(xdp_relay: RelayObjects, xdp_tables: RelayTables) -> None:
@@ -457,15 +475,193 @@ def test_cost_helper_measures_the_full_relay_path(xdp_relay: RelayObjects, xdp_t
 @pytest.mark.parametrize("clock_rate", [0, 8000, 48000, 44100])
 def test_jitter_follows_rfc3550_a8(xdp_relay: RelayObjects, xdp_tables: RelayTables, clock_rate: int) -> None:
     """Two packets arriving together whose timestamps are one second apart: D = one
-    second of ticks, so J = D / 16 after the second packet (A.8, J starts at 0)."""
+    second of ticks, so J = D / 16 after the second packet (A.8, J starts at 0). They are a
+    sampled pair (sequence numbers k * SBC_RTP_JITTER_SAMPLE and the next one)."""
     entry = session()
     entry.clock_rate = clock_rate
     install(xdp_tables, entry)
     ticks = clock_rate or abi.DEFAULT_CLOCK_RATE
-    first = udp4(payload=rtp(seq=1, ts=100_000))
-    second = udp4(payload=rtp(seq=2, ts=100_000 + ticks))
+    n = abi.RTP_JITTER_SAMPLE
+    first = udp4(payload=rtp(seq=3 * n, ts=100_000))
+    second = udp4(payload=rtp(seq=3 * n + 1, ts=100_000 + ticks))
     start = time.monotonic_ns()
     run_packet(xdp_relay.prog, first)
     run_packet(xdp_relay.prog, second)
     elapsed_ticks = (time.monotonic_ns() - start) * ticks / 1e9  # the real arrival gap shrinks D
     assert stats(xdp_tables).rtp.jitter_units() == pytest.approx(ticks / 16, abs=elapsed_ticks / 16 + 0.5)
+
+
+def test_jitter_is_fed_by_sampled_consecutive_pairs_only(xdp_relay: RelayObjects, xdp_tables: RelayTables) -> None:
+    """Pairs off the sampling grid, and a grid pair with a loss between, leave J alone (the precise
+    clock is read for two packets out of SBC_RTP_JITTER_SAMPLE)."""
+    install(xdp_tables, session())
+    n = abi.RTP_JITTER_SAMPLE
+    second_apart = 8000
+    # 2n+2, 2n+3: off the grid; 3n then 3n+2 (3n+1 lost): not consecutive
+    for seq, ts in ((2 * n + 2, 0), (2 * n + 3, second_apart), (3 * n, 0), (3 * n + 2, 3 * second_apart)):
+        assert run_packet(xdp_relay.prog, udp4(payload=rtp(seq=seq, ts=ts))).retval == XDP_TX
+    r = stats(xdp_tables).rtp
+    assert (r.jitter, r.received, r.lost()) == (0, 4, 3 * n + 2 - (2 * n + 2) + 1 - 4)
+    start = time.monotonic_ns()
+    assert run_packet(xdp_relay.prog, udp4(payload=rtp(seq=4 * n, ts=0))).retval == XDP_TX
+    assert run_packet(xdp_relay.prog, udp4(payload=rtp(seq=4 * n + 1, ts=second_apart))).retval == XDP_TX
+    elapsed_ticks = (time.monotonic_ns() - start) * abi.DEFAULT_CLOCK_RATE / 1e9  # the real arrival gap shrinks D
+    assert stats(xdp_tables).rtp.jitter_units() == pytest.approx(second_apart / 16, abs=elapsed_ticks / 16 + 0.5)
+
+
+# --- lengths, truncation, fuzzing -----------------------------------------------------------
+
+
+def _set_u16(frame: bytes, offset: int, value: int) -> bytes:
+    return frame[:offset] + value.to_bytes(2, "big") + frame[offset + 2 :]
+
+
+IPV4_TOT_LEN, IPV4_UDP_LEN = 14 + 2, 14 + 20 + 4
+IPV6_PAYLOAD_LEN, IPV6_UDP_LEN = 14 + 4, 14 + 40 + 4
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_every_truncation_of_a_relayable_frame_passes_unchanged(
+    xdp_relay: RelayObjects, xdp_tables: RelayTables, family: int
+) -> None:
+    """A frame cut anywhere (a short capture, a broken driver, an attacker) is never relayed: the
+    stack gets it as it came and drops it there; the entry's counters do not move."""
+    if family == 4:
+        install(xdp_tables, session())
+        full = udp4()
+    else:
+        install(xdp_tables, session(expected=PHONE6, dst=FAR_END6, new_src=WAN_ANCHOR6), LAN_ANCHOR6)
+        full = udp6()
+    assert run_packet(xdp_relay.prog, full).retval == XDP_TX, "the whole frame is relayed"
+    xdp_tables.counters.reset()
+    for length in range(14, len(full)):  # BPF_PROG_TEST_RUN refuses less than an Ethernet header
+        frame = full[:length]
+        result = run_packet(xdp_relay.prog, frame)
+        assert (result.retval, result.data) == (XDP_PASS, frame), f"cut at {length} of {len(full)}"
+    counters = xdp_tables.counters.read()
+    assert counters[abi.Counter.RELAYED] == 0
+    assert counters[abi.Counter.MALFORMED] == len(full) - 14
+    anchor = LAN_ANCHOR if family == 4 else LAN_ANCHOR6
+    assert stats(xdp_tables, anchor).packets == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "offset", "value"),
+    [
+        ("ip total length beyond the frame", IPV4_TOT_LEN, 14 + 20 + 8 + 12 + 160 - 14 + 1),
+        ("ip total length below ip + udp headers", IPV4_TOT_LEN, 27),
+        ("udp length beyond the ip payload", IPV4_UDP_LEN, 8 + 12 + 160 + 1),
+        ("udp length below its header", IPV4_UDP_LEN, 7),
+    ],
+)
+def test_ipv4_lengths_that_disagree_pass_unchanged(
+    xdp_relay: RelayObjects, xdp_tables: RelayTables, name: str, offset: int, value: int
+) -> None:
+    install(xdp_tables, session())
+    frame = _set_u16(udp4(), offset, value)
+    result = run_packet(xdp_relay.prog, frame)
+    assert (result.retval, result.data) == (XDP_PASS, frame), name
+    assert xdp_tables.counters.read()[abi.Counter.MALFORMED] == 1, name
+    assert stats(xdp_tables).packets == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "offset", "value"),
+    [
+        ("payload length beyond the frame", IPV6_PAYLOAD_LEN, 8 + 12 + 160 + 1),
+        ("payload length below the udp header", IPV6_PAYLOAD_LEN, 7),
+        ("udp length beyond the payload", IPV6_UDP_LEN, 8 + 12 + 160 + 1),
+        ("udp length below its header", IPV6_UDP_LEN, 7),
+    ],
+)
+def test_ipv6_lengths_that_disagree_pass_unchanged(
+    xdp_relay: RelayObjects, xdp_tables: RelayTables, name: str, offset: int, value: int
+) -> None:
+    install(xdp_tables, session(expected=PHONE6, dst=FAR_END6, new_src=WAN_ANCHOR6), LAN_ANCHOR6)
+    frame = _set_u16(udp6(), offset, value)
+    result = run_packet(xdp_relay.prog, frame)
+    assert (result.retval, result.data) == (XDP_PASS, frame), name
+    assert xdp_tables.counters.read()[abi.Counter.MALFORMED] == 1, name
+
+
+def test_ethernet_padding_is_relayed_but_not_counted_or_parsed(
+    xdp_relay: RelayObjects, xdp_tables: RelayTables
+) -> None:
+    """A short datagram in a minimum-size frame (60 bytes plus padding): the IP length counts, and
+    padding bytes that happen to look like RTP never feed the RTP statistics."""
+    install(xdp_tables, session())
+    short = udp4(payload=Raw(b"\x00\x01"))
+    padded = short + rtp(seq=9).build()[:12]  # "padding" that looks like an RTP header
+    result = run_packet(xdp_relay.prog, padded)
+    assert result.retval == XDP_TX
+    out = Ether(result.data)
+    assert_checksums_valid(result.data[: len(short)])
+    assert (out[IP].dst, out[UDP].dport) == FAR_END
+    s = stats(xdp_tables)
+    assert (s.packets, s.bytes, s.rtp.received) == (1, len(short) - 14, 0)
+
+
+def test_ipv6_verdicts_unknown_port_spoofed_source_zero_checksum_extension_header(
+    xdp_relay: RelayObjects, xdp_tables: RelayTables
+) -> None:
+    install(xdp_tables, session(expected=PHONE6, dst=FAR_END6, new_src=WAN_ANCHOR6), LAN_ANCHOR6)
+    unknown = udp6(dst=(LAN_ANCHOR6[0], 40010))
+    assert (run_packet(xdp_relay.prog, unknown).retval, run_packet(xdp_relay.prog, unknown).data) == (
+        XDP_PASS,
+        unknown,
+    )
+    assert run_packet(xdp_relay.prog, udp6(src=("2001:2::66", PHONE6[1]))).retval == XDP_DROP
+    zero = Ether(udp6())
+    zero[UDP].chksum = 0
+    zero_frame = bytes(zero)
+    assert Ether(zero_frame)[UDP].chksum == 0
+    assert run_packet(xdp_relay.prog, zero_frame).data == zero_frame
+    from scapy.layers.inet6 import IPv6ExtHdrHopByHop
+
+    hop_by_hop = bytes(
+        Ether() / IPv6(src=PHONE6[0], dst=LAN_ANCHOR6[0]) / IPv6ExtHdrHopByHop() / UDP(sport=5000, dport=40000) / rtp()
+    )
+    assert run_packet(xdp_relay.prog, hop_by_hop).retval == XDP_PASS
+    counters = xdp_tables.counters.read()
+    assert counters[abi.Counter.PASSED_UNKNOWN] == 2
+    assert counters[abi.Counter.DROPPED_SPOOFED] == 1
+    assert counters[abi.Counter.MALFORMED] == 1
+    assert counters[abi.Counter.NOT_UDP] == 1
+    assert stats(xdp_tables, LAN_ANCHOR6).packets == 0
+
+
+def test_ipv6_rtcp_is_relayed_and_counted(xdp_relay: RelayObjects, xdp_tables: RelayTables) -> None:
+    install(xdp_tables, session(expected=PHONE6, dst=FAR_END6, new_src=WAN_ANCHOR6), LAN_ANCHOR6)
+    rtcp = Raw(bytes([0x80, 201, 0x00, 0x01]) + b"\x12\x34\xab\xcd")  # RR without report blocks
+    result = run_packet(xdp_relay.prog, udp6(payload=rtcp))
+    assert result.retval == XDP_TX
+    assert_checksums_valid(result.data)
+    s = stats(xdp_tables, LAN_ANCHOR6)
+    assert (s.packets, s.rtcp_packets, s.rtp.received) == (1, 1, 0)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    family=st.sampled_from([4, 6]),
+    offset=st.integers(12, 14 + 40 + 8 + 12),
+    garbage=st.binary(min_size=1, max_size=8),
+    cut=st.integers(14, 300),
+)
+def test_mangled_headers_never_abort_and_never_change_what_is_not_relayed(
+    xdp_relay: RelayObjects, xdp_tables: RelayTables, family: int, offset: int, garbage: bytes, cut: int
+) -> None:
+    """Overwrite any header bytes with anything and cut anywhere: the verdict is a clean PASS, DROP
+    or a relay (never XDP_ABORTED), and a packet not relayed reaches the stack byte for byte."""
+    if family == 4:
+        install(xdp_tables, session())
+        frame = udp4()
+    else:
+        install(xdp_tables, session(expected=PHONE6, dst=FAR_END6, new_src=WAN_ANCHOR6), LAN_ANCHOR6)
+        frame = udp6()
+    frame = (frame[:offset] + garbage + frame[offset + len(garbage) :])[:cut]
+    result = run_packet(xdp_relay.prog, frame)
+    assert result.retval in (XDP_PASS, XDP_DROP, XDP_TX)
+    if result.retval != XDP_TX:
+        assert result.data == frame
+    else:
+        assert len(result.data) == len(frame)

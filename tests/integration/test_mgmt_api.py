@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,79 +31,22 @@ from tests.integration.harness import (
     sipp,
     sipp_available,
 )
+from tests.integration.mgmt_harness import (
+    ADMIN_PASSWORD,
+    API,
+    MgmtProcess,
+    api_session,
+    free_port,
+    running_mgmt,
+)
 
 pytestmark = pytest.mark.integration
 
-SBC_BIN = Path(sys.executable).parent / "sbc"
-ADMIN_PASSWORD = "integration-admin-pw"
-API = "/api/v1"
 PW = "a long enough password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def management_section(port: int) -> str:
     return f"management:\n  http: {{address: 127.0.0.1, port: {port}}}\n  snmp: {{enabled: false}}\n"
-
-
-@dataclass
-class MgmtProcess:
-    config_path: Path
-    port: int
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        env = {**os.environ, "SBC_ADMIN_PASSWORD": ADMIN_PASSWORD}
-        self.proc = subprocess.Popen(
-            [str(SBC_BIN), "mgmt", "--config", str(self.config_path)],
-            stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, env=env, cwd=self.config_path.parent,
-        )  # fmt: skip
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sbc mgmt exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(
-                f"{self.url}{API}/openapi.json", context=ctx, timeout=2
-            ) as resp:
-                if resp.status == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"sbc mgmt did not start within {timeout} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@contextlib.contextmanager
-def running_mgmt(config_path: Path) -> Iterator[MgmtProcess]:
-    mgmt = MgmtProcess(config_path, int(config_path.read_text().split("port: ")[-1].split("}")[0]),
-                       config_path.parent / "mgmt.log")  # fmt: skip
-    mgmt.start()
-    try:
-        yield mgmt
-    finally:
-        mgmt.stop()
 
 
 @dataclass
@@ -121,20 +59,16 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     workdir = tmp_path_factory.mktemp("mgmt")
-    config = sbc_config(workdir / "state") + management_section(free_port())
-    with running_sbc(workdir, config) as sbc, running_mgmt(sbc.config_path) as mgmt:
+    port = free_port()
+    config = sbc_config(workdir / "state") + management_section(port)
+    with running_sbc(workdir, config) as sbc, running_mgmt(sbc.config_path, "127.0.0.1", port) as mgmt:
         yield Env(sbc, mgmt, workdir)
 
 
-@contextlib.asynccontextmanager
-async def session(env: Env, user: str, password: str) -> AsyncIterator[tuple[aiohttp.ClientSession, dict[str, str]]]:
-    """A logged-in browser-like client: the cookie jar keeps the session, the CSRF header goes on changes."""
-    jar = aiohttp.CookieJar(unsafe=True)  # unsafe: the host is an IP address
-    async with aiohttp.ClientSession(env.mgmt.url, cookie_jar=jar, connector=aiohttp.TCPConnector(ssl=False)) as s:
-        async with s.post(f"{API}/auth/login", json={"username": user, "password": password}) as resp:
-            assert resp.status == 200, await resp.text()
-            body = await resp.json()
-        yield s, {"X-CSRF-Token": body["csrf_token"]}
+def session(env: Env, user: str, password: str) -> contextlib.AbstractAsyncContextManager[
+    tuple[aiohttp.ClientSession, dict[str, str]]
+]:
+    return api_session(env.mgmt.url, user, password)
 
 
 async def ensure_user(env: Env, name: str, role: str) -> None:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mgmt.alarm_source import NoAlarms
+from mgmt.alarms import AlarmTable
 from mgmt.api import CSRF_HEADER, SESSION_COOKIE, MgmtState
 from mgmt.app import build_app
 from mgmt.audit import AuditLog
@@ -41,7 +41,7 @@ def make_state(tmp_path: Path, sbc: FakeSbc) -> MgmtState:
         users.create(name, role, PW, 0.0)
     auth = Authenticator(users, SessionTable(), LoginLimiter(user_failures=3, address_failures=50))
     return MgmtState(store=store, users=users, auth=auth, audit=AuditLog(tmp_path / "state" / "audit.log"),
-                     sbc=SbcLink(tmp_path / "no-such.sock", timeout=0.5), alarms=NoAlarms())  # fmt: skip
+                     sbc=SbcLink(tmp_path / "no-such.sock", timeout=0.5), alarms=AlarmTable())  # fmt: skip
 
 
 @contextlib.asynccontextmanager
