@@ -15,7 +15,8 @@ CONFIG ?=
 PYTEST_ARGS ?=
 ARCH ?= x86-64
 
-.PHONY: run test test-unit test-integration bench lint system-deps image-deps image vm test-arm64 venv bpf clean help
+.PHONY: run test test-unit test-integration bench lint system-deps image-deps binfmt-arm64 image vm test-arm64 venv bpf \
+	clean help
 
 help:
 	@echo "make run    - install what is needed and run the SBC on the embedded default config"
@@ -70,6 +71,15 @@ image-deps: system-deps
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports $(IMAGE_BACKPORTS); \
 	fi
 
+# ARM64 images are built by running the target's binaries through qemu-user-static: binfmt_misc must be
+# mounted and qemu-aarch64 registered (with the F flag Debian sets, so it works inside mkosi's sandbox).
+binfmt-arm64: image-deps
+	@if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		[ -e /proc/sys/fs/binfmt_misc/register ] || $$SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+		$$SUDO update-binfmts --enable qemu-aarch64; \
+	fi
+
 $(BPF_OBJ): $(BPF_SRC)
 	@if true; then \
 		clang -target bpf -g -O2 -Wall -I dataplane/include -I /usr/include/$$(uname -m)-linux-gnu \
@@ -89,16 +99,16 @@ test: system-deps image-deps $(VENV_STAMP) bpf
 	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
 
 # The firmware image (build/image.raw and the signed update bundle); prints its size and build time.
-image: image-deps $(VENV_STAMP)
+image: image-deps $(VENV_STAMP) $(if $(filter arm64 aarch64,$(ARCH)),binfmt-arm64)
 	$(BIN)/python image/build.py --arch $(ARCH)
 
 # Boot the built image in QEMU (TCG) with its serial console on this terminal.
-vm: image-deps $(VENV_STAMP)
+vm: image-deps $(VENV_STAMP) $(if $(filter arm64 aarch64,$(ARCH)),binfmt-arm64)
 	$(BIN)/python image/build.py --arch $(ARCH) --if-needed
 	$(BIN)/python -m image.qemu --arch $(ARCH)
 
 # The image tests on the ARM64 image (AAVMF, qemu-system-aarch64; the build runs through binfmt).
-test-arm64: system-deps image-deps $(VENV_STAMP)
+test-arm64: system-deps image-deps binfmt-arm64 $(VENV_STAMP)
 	SBC_IMAGE_ARCH=arm64 $(BIN)/pytest -q -ra tests/image $(PYTEST_ARGS)
 
 test-unit: $(VENV_STAMP)

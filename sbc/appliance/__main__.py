@@ -5,6 +5,7 @@ Factory reset is hw/'s (`sbc-hw factory-reset`, `sbc-hw factory-reset-apply`, th
     firstboot              provision a fresh state partition, or re-apply the hostname
     health [--timeout S]   the boot health check; blesses the boot or falls back (see health.py)
     install-update         take the request in the update spool and install it (sbc-update.service)
+    console                the console's commands, in place of a login prompt
     test-agent             the image tests' control channel (virtio-serial)
 """
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     health = sub.add_parser("health")
     health.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for everything to be up")
     sub.add_parser("install-update")
+    sub.add_parser("console")
     sub.add_parser("test-agent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
@@ -40,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from sbc.appliance.update import install_requested
 
         return install_requested()
+    if args.command == "console":
+        from sbc.appliance.console_menu import run_console
+
+        return run_console()
     from sbc.appliance.testagent import serve
 
     serve()

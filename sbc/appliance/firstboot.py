@@ -251,7 +251,7 @@ class ProvisioningError(Exception):
     pass
 
 
-def _fetch(url: str, attempts: int = 20, pause_s: float = 3.0) -> bytes:
+def _fetch(url: str, attempts: int = 10, pause_s: float = 3.0) -> bytes:
     """GET the config (http or https with the system's CAs); retried while the network comes up."""
     if not url.startswith(("http://", "https://")):
         raise ValueError("only http:// and https:// URLs are fetched")

@@ -13,10 +13,10 @@ check: there is nothing to fall back to, and a reboot loop would only hide the p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,19 +37,38 @@ class Verdict:
 
 
 def unit_states(units: tuple[str, ...] = UNITS) -> dict[str, str]:
-    """ActiveState of each unit, through systemctl (the check runs as root beside PID 1)."""
-    done = subprocess.run(
-        ["systemctl", "show", "--property=Id,ActiveState", *units], capture_output=True, text=True, check=False
-    )
-    states: dict[str, str] = {}
-    unit = ""
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if key == "Id":
-            unit = value
-        elif key == "ActiveState" and unit:
-            states[unit] = value
-    return states
+    """ActiveState of each unit, asked of systemd over D-Bus with hw/'s client."""
+    from hw.dbus_client import SystemBus
+    from hw.systemd_units import SystemdUnits
+
+    async def ask() -> dict[str, str]:
+        bus = SystemBus()
+        try:
+            systemd = SystemdUnits(bus)
+            return {unit: (await systemd.unit_state(unit)).active_state for unit in units}
+        finally:
+            bus.close()
+
+    try:
+        return asyncio.run(ask())
+    except Exception as exc:  # the bus not up yet counts as "not up yet"
+        log.info("cannot ask systemd over D-Bus yet: %s", exc)
+        return {}
+
+
+def reboot_now() -> None:
+    """Reboot the way systemctl does (reboot.target, replace-irreversibly), over D-Bus."""
+    from hw.dbus_client import SystemBus
+    from hw.systemd_units import SystemdUnits
+
+    async def go() -> None:
+        bus = SystemBus()
+        try:
+            await SystemdUnits(bus).reboot()
+        finally:
+            bus.close()
+
+    asyncio.run(go())
 
 
 @dataclass
@@ -118,6 +137,7 @@ def wait_healthy(probe: Probe, timeout_s: float, interval_s: float = 3.0,
 
 def run_health_check(timeout_s: float, probe: Probe | None = None,
                      reboot: Callable[[], None] | None = None) -> int:  # fmt: skip
+    """0 when healthy (the boot may be blessed); 1 when not, after asking for a reboot if on trial."""
     from sbc.appliance.update import mark_good
 
     probe = probe or Probe()
@@ -130,9 +150,5 @@ def run_health_check(timeout_s: float, probe: Probe | None = None,
     log.error("unhealthy: %s", "; ".join(verdict.problems))
     if trial:
         log.error("this boot of %s is on trial: rebooting so systemd-boot can fall back", trial)
-        (reboot or _reboot)()
+        (reboot or reboot_now)()
     return 1
-
-
-def _reboot() -> None:
-    subprocess.run(["systemctl", "reboot"], check=False)

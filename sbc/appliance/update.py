@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -123,7 +124,7 @@ def check_version(version: str, booted: str, allow_downgrade: bool) -> str | Non
 
 
 # ---- the root side ----------------------------------------------------------------------------------
-def install_requested(spool: Spool = Spool(), *, reboot_command: tuple[str, ...] = ("systemctl", "reboot")) -> int:
+def install_requested(spool: Spool = Spool(), *, reboot: Callable[[], None] | None = None) -> int:
     """sbc-update.service: take the request, verify the bundle again as root, run sysupdate, reboot."""
     request = read_json(spool.request)
     with contextlib.suppress(FileNotFoundError):
@@ -155,11 +156,15 @@ def install_requested(spool: Spool = Spool(), *, reboot_command: tuple[str, ...]
         with contextlib.suppress(OSError):
             bundle.unlink()
         shutil.rmtree(spool.ready, ignore_errors=True)
-    reboot = bool(request.get("reboot", True))
-    state = UpdateState.REBOOTING if reboot else UpdateState.INSTALLED
+    reboot_after = bool(request.get("reboot", True))
+    state = UpdateState.REBOOTING if reboot_after else UpdateState.INSTALLED
     set_status(spool, state, version=manifest.version, previous=booted, signed_by=manifest.signed_by)
-    if reboot:
-        subprocess.run(list(reboot_command), check=False)
+    if reboot_after:
+        if reboot is None:
+            from sbc.appliance.health import reboot_now
+
+            reboot = reboot_now
+        reboot()
     return 0
 
 

@@ -9,6 +9,7 @@ When a boot does not complete, the failure carries the end of the serial console
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,14 +24,19 @@ from typing import Any
 
 import pytest
 
-from image.labnet import LabNet, lab_network
+from image.labnet import WAN_HOST, LabNet, lab_network
 from image.qemu import Vm, VmError, VmSpec
+from tests.image.lab import web_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 ARCH = os.environ.get("SBC_IMAGE_ARCH", "x86-64")
 BOOT_TIMEOUT_S = float(os.environ.get("SBC_IMAGE_BOOT_TIMEOUT", "1200"))
 BROKEN_TREE = Path(__file__).resolve().parent / "broken-tree"
+PROVISIONING_PORT = 8080
+HOSTNAME = "branch-lab-1"
+LAB_USER_AGENT = "LabSBC"
+LAB_SNMP = ("sbcadmin", "lab-auth-key-0123456789", "lab-priv-key-0123456789")
 TOOLS = ("mkosi", "qemu-system-x86_64" if ARCH == "x86-64" else "qemu-system-aarch64", "qemu-img", "sipp",
          "snmpwalk", "zstd")  # fmt: skip
 
@@ -97,6 +103,35 @@ def lab() -> Iterator[LabNet]:
 
 
 @dataclass
+class Provisioning:
+    """The provisioning server on the WAN side; `stop()` takes it away (the box then falls back)."""
+
+    url: str
+    directory: Path
+    stack: contextlib.ExitStack
+
+    def stop(self) -> None:
+        self.stack.close()
+
+
+def lab_config() -> str:
+    """The image's default config, as a provisioning system would send it for this lab."""
+    text = (ROOT / "rootfs/usr/lib/sbc/sbc.yaml").read_text()
+    _, auth, priv = LAB_SNMP
+    return (text.replace("user_agent: EdgeSBC", f"user_agent: {LAB_USER_AGENT}")
+            .replace("@SNMP_AUTH_KEY@", auth).replace("@SNMP_PRIV_KEY@", priv))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def provisioning(lab: LabNet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioning]:
+    www = tmp_path_factory.mktemp("provisioning")
+    (www / "sbc.yaml").write_text(lab_config())
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(web_server(lab, www, WAN_HOST, PROVISIONING_PORT))
+        yield Provisioning(f"{base}/sbc.yaml", www, stack)
+
+
+@dataclass
 class Appliance:
     vm: Vm
     net: LabNet
@@ -125,10 +160,15 @@ class Appliance:
 
 
 @pytest.fixture(scope="module")
-def appliance(firmware: Firmware, lab: LabNet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+def appliance(firmware: Firmware, lab: LabNet, provisioning: Provisioning,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:  # fmt: skip
+    """The box, told by SMBIOS credentials (as a provisioning system would) its hostname and where
+    its config is; its admin password is left to be generated and shown on the console."""
     workdir = tmp_path_factory.mktemp("appliance")
+    smbios = (f"io.systemd.credential:sbc.provision_url={provisioning.url}",
+              f"io.systemd.credential:sbc.hostname={HOSTNAME}")  # fmt: skip
     vm = Vm(VmSpec(disk=firmware.base.disk, workdir=workdir, arch=ARCH, netns=lab.netns,
-                   taps=(lab.wan_tap, lab.lan_tap)))  # fmt: skip
+                   taps=(lab.wan_tap, lab.lan_tap), smbios=smbios))  # fmt: skip
     vm.start()
     try:
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from image.labnet import LAN_HOST, SBC_LAN, WAN_HOST
-from tests.image.conftest import Appliance, Firmware
+from tests.image.conftest import HOSTNAME, LAB_SNMP, LAB_USER_AGENT, Appliance, Firmware, Provisioning
 from tests.image.lab import Api, FirstBootBanner, parse_banner, web_server
 
 pytestmark = [pytest.mark.image, pytest.mark.root]
@@ -51,8 +51,8 @@ def systemd_analyze(appliance: Appliance) -> str:
 
 
 # ---- first boot ----------------------------------------------------------------------------------
-def test_first_boot_creates_the_state_partition_and_shows_the_credential_once(
-    appliance: Appliance, banner: FirstBootBanner, firmware: Firmware
+def test_first_boot_creates_the_state_partition_and_is_provisioned(
+    appliance: Appliance, banner: FirstBootBanner, firmware: Firmware, provisioning: Provisioning
 ) -> None:
     vm = appliance.vm
     report("image_size_mib", round(firmware.base.info["size_bytes"] / 2**20))
@@ -65,12 +65,15 @@ def test_first_boot_creates_the_state_partition_and_shows_the_credential_once(
     assert set(labels) >= {"ESP", f"sbc_{firmware.base.version}", "_empty", "sbc-state"}, labels
     assert labels["sbc-state"]["mountpoints"] == ["/var"] and labels["sbc-state"]["fstype"] == "ext4"
     assert labels[f"sbc_{firmware.base.version}"]["mountpoints"] == ["/"]
-    assert banner.hostname == "sbc-5b0002"  # from the WAN NIC's MAC (52:54:00:5b:00:02)
-    assert vm.run(["hostname"]).stdout.strip() == banner.hostname
-    assert banner.config == "default" and banner.password and banner.snmp_auth and banner.snmp_priv
-    # Secrets are shown on the console once and never logged.
+    # Provisioned through SMBIOS credentials: the hostname, and the config from the URL.
+    assert banner.hostname == HOSTNAME and vm.run(["hostname"]).stdout.strip() == HOSTNAME
+    assert banner.config == provisioning.url
+    active = vm.run(["cat", "/var/lib/sbc-config/sbc.yaml"]).stdout
+    assert f"user_agent: {LAB_USER_AGENT}" in active
+    # The admin password is generated, shown on the console once, and never logged.
+    assert banner.password and banner.snmp_auth is None  # the provisioned config brings its own keys
     journal = vm.run(["journalctl", "-b", "--no-pager", "-o", "cat"], timeout=300).stdout
-    assert banner.password not in journal and banner.snmp_auth not in journal
+    assert banner.password not in journal
     users = vm.run(["cat", "/var/lib/sbc/users.json"]).stdout
     assert banner.password not in users and '"admin"' in users
     shadow = vm.run(["getent", "shadow", "root"]).stdout
@@ -81,7 +84,7 @@ def test_all_units_are_healthy_and_the_boot_is_timed(appliance: Appliance) -> No
     appliance.wait_running()
     vm = appliance.vm
     for unit in ("sbc.service", "sbc-mgmt.service", "sbc-health.service", "sbc-firstboot.service",
-                 "systemd-networkd.service", "sbc-update.path", "sbc-factory-reset.path"):  # fmt: skip
+                 "systemd-networkd.service", "sbc-update.path", "sbc-hw.service"):  # fmt: skip
         assert vm.run(["systemctl", "is-active", unit], check=False).stdout.strip() == "active", unit
     timing = systemd_analyze(appliance)
     report("first_boot_systemd_analyze", timing)
@@ -158,10 +161,10 @@ def test_a_call_from_lan_to_wan_is_relayed_by_xdp(appliance: Appliance, tmp_path
 
 
 # ---- management from the LAN ---------------------------------------------------------------------
-def test_snmpwalk_v3_from_the_lan(appliance: Appliance, banner: FirstBootBanner) -> None:
-    assert banner.snmp_user and banner.snmp_auth and banner.snmp_priv
-    argv = ["snmpwalk", "-v3", "-l", "authPriv", "-u", banner.snmp_user, "-a", "SHA-256", "-A", banner.snmp_auth,
-            "-x", "AES", "-X", banner.snmp_priv, "-On", "-t", "10", "-r", "2", SBC_LAN, "1.3.6.1"]  # fmt: skip
+def test_snmpwalk_v3_from_the_lan(appliance: Appliance) -> None:
+    user, auth, priv = LAB_SNMP  # the provisioned config's SNMPv3 user
+    argv = ["snmpwalk", "-v3", "-l", "authPriv", "-u", user, "-a", "SHA-256", "-A", auth,
+            "-x", "AES", "-X", priv, "-On", "-t", "10", "-r", "2", SBC_LAN, "1.3.6.1"]  # fmt: skip
     done = subprocess.run(appliance.net.exec_argv(argv), capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith(".1.3.6.1")]
@@ -271,25 +274,32 @@ def test_a_broken_image_from_a_url_rolls_back_by_itself(
 
 
 # ---- factory reset -------------------------------------------------------------------------------
-def test_factory_reset_wipes_the_state_and_keeps_the_firmware(
-    appliance: Appliance, firmware: Firmware, tmp_path: Path
+def test_factory_reset_from_the_console_wipes_the_state_and_keeps_the_firmware(
+    appliance: Appliance, firmware: Firmware, provisioning: Provisioning, banner: FirstBootBanner
 ) -> None:
     vm = appliance.vm
-    before = vm.run(["blkid", "-s", "UUID", "-o", "value", "/dev/disk/by-partlabel/sbc-state"]).stdout.strip()
     marker = "/var/lib/sbc-config/left-by-the-tests"
     vm.run(["touch", marker])
+    old_users = vm.run(["cat", "/var/lib/sbc/users.json"]).stdout
+    provisioning.stop()  # this time the box finds no provisioning server: it must fall back to the default
     mark = len(vm.console_text())
-    # The console command, as root at the box (it asks for the hostname unless --yes).
-    vm.run(["python3", "-m", "sbc.appliance", "factory-reset", "--yes"], check=False, timeout=60)
+    # At the console (no login: the console's own commands), as a person would type it.
+    vm.send_console("\r")
+    vm.wait_console("sbc> ", timeout=120, start=mark)
+    vm.send_console("factory-reset\r")
+    vm.wait_console("Type 'factory reset' to go on:", timeout=120, start=mark)
+    vm.send_console("factory reset\r")
     hello = appliance.wait_boot()
     assert hello["version"] == firmware.update.version, "the firmware stays"
+    vm.wait_console("PROVISIONING FAILED: running the default config", timeout=600, start=mark)
     vm.wait_console("FIRST BOOT: this SBC is ready", timeout=600, start=mark)
     time.sleep(2)
     fresh = parse_banner(vm.console_text(), start=mark)
-    assert fresh.password and fresh.password != "", "a new admin credential is generated"
-    after = vm.run(["blkid", "-s", "UUID", "-o", "value", "/dev/disk/by-partlabel/sbc-state"]).stdout.strip()
-    assert after and after != before, "the state partition is made anew"
-    assert vm.run(["test", "-e", marker], check=False).rc != 0
+    assert fresh.config == "default" and fresh.password and fresh.password != banner.password
+    assert fresh.snmp_auth and fresh.snmp_auth != LAB_SNMP[1], "new SNMPv3 keys with the default config"
+    assert vm.run(["test", "-e", marker], check=False).rc != 0, "the state partition was wiped"
+    assert vm.run(["test", "-e", "/var/lib/sbc-factory-reset/request.json"], check=False).rc != 0
+    assert vm.run(["cat", "/var/lib/sbc/users.json"]).stdout != old_users
     appliance.wait_running()
     report("boots", [(b["version"], b.get("seconds_to_agent", b.get("seconds_since_start"))) for b in appliance.boots])
     print(json.dumps(REPORT, indent=2, default=str))

@@ -35,7 +35,7 @@ def test_installer_refuses_an_unverifiable_bundle(tmp_path: Path, monkeypatch: p
     write_json(spool.request, {"bundle": "x.sbcupdate", "requested_by": "admin"})
     monkeypatch.setattr(update, "load_trusted_keys", lambda: [])
     monkeypatch.setattr(update, "_sysupdate", lambda version: pytest.fail("sysupdate must not run"))
-    assert install_requested(spool, reboot_command=("false",)) == 1
+    assert install_requested(spool, reboot=lambda: pytest.fail("no reboot after a refusal")) == 1
     status = read_status(spool)
     assert status["state"] == UpdateState.FAILED and "no trusted update keys" in status["error"]
     assert not spool.request.exists() and not (spool.incoming / "x.sbcupdate").exists()
@@ -45,5 +45,5 @@ def test_installer_refuses_a_path_in_the_request(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     spool.incoming.mkdir()
     write_json(spool.request, {"bundle": "../../etc/shadow"})
-    assert install_requested(spool, reboot_command=("false",)) == 1
+    assert install_requested(spool, reboot=lambda: pytest.fail("no reboot after a refusal")) == 1
     assert "names no bundle" in read_status(spool)["error"]
