@@ -55,6 +55,7 @@ INPUTS = (
     "rootfs",
     "image/repart",
     "image/mkosi",
+    "image/initrd",
     "image/requirements-image.txt",
     "pyproject.toml",
     "sbc",
@@ -215,19 +216,25 @@ def prepare_keys(target: Target) -> None:
 
 
 def make_bundle(target: Target) -> Path:
-    """The signed update bundle: the root file system (zstd) and the UKI of this build."""
+    """The signed update bundle: the root file system (gzip) and the UKI of this build."""
     root_name, uki_name = bundle.payload_names(target.version)
     root_raw = target.output_dir / "image.root.raw"
     uki = target.output_dir / "image.efi"
-    root_zst = target.output_dir / root_name
-    run(["zstd", "-q", "-f", "-T0", "-6", str(root_raw), "-o", str(root_zst)], hint="apt-get install zstd")
+    root_gz = target.output_dir / root_name
+    # gzip, not zstd: systemd-sysupdate 254 (systemd-import) decompresses xz, gzip and bzip2 only, and
+    # gzip is the fastest of them to unpack on a small box.
+    with root_gz.open("wb") as out:
+        print(f"+ gzip -6 -c {root_raw} > {root_gz}", file=sys.stderr, flush=True)
+        done = subprocess.run(["gzip", "-6", "-c", str(root_raw)], stdout=out, check=False)
+    if done.returncode != 0:
+        raise BuildError(f"gzip failed with exit status {done.returncode}")
     uki_copy = target.output_dir / uki_name
     shutil.copyfile(uki, uki_copy)
     try:
-        bundle.write_bundle(target.bundle, target.version, target.arch, [root_zst, uki_copy],
+        bundle.write_bundle(target.bundle, target.version, target.arch, [root_gz, uki_copy],
                             bundle.load_private_key(SIGNING_KEY))  # fmt: skip
     finally:
-        root_zst.unlink(missing_ok=True)
+        root_gz.unlink(missing_ok=True)
         uki_copy.unlink(missing_ok=True)
     return target.bundle
 

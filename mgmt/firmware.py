@@ -107,10 +107,13 @@ async def _begin(call: Call) -> Any:
     """One update at a time; a file in the spool for the body, removed unless it was accepted."""
     lock = _lock(call)
     sp = spool()
+    if not sp.incoming.is_dir():
+        # Not the firmware image (a developer's `sbc mgmt`): there is no installer to hand a bundle to.
+        raise Problem(503, f"firmware updates need the appliance image: no update spool at {sp.incoming}",
+                      kind="unavailable")  # fmt: skip
     if lock.locked() or sp.request.exists() or _busy(sp):
         raise Problem(409, "another firmware update is in progress", kind="busy")
     async with lock:
-        sp.incoming.mkdir(parents=True, exist_ok=True)
         target = sp.incoming / f"upload-{secrets.token_hex(8)}.part"
         try:
             yield target

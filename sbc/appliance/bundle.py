@@ -1,9 +1,10 @@
 """Signed firmware update bundles: one tar that carries what systemd-sysupdate installs.
 
     manifest.json           {"format": 1, "image": "sbc", "version": "0.1.1", "arch": "x86-64",
-                             "files": [{"name": "sbc_0.1.1.root.raw.zst", "sha256": "…", "size": N}, …]}
+                             "files": [{"name": "sbc_0.1.1.root.raw.gz", "sha256": "…", "size": N}, …]}
     manifest.json.sig       the Ed25519 signature of manifest.json's exact bytes
-    sbc_0.1.1.root.raw.zst  the root slot's file system (zstd; sysupdate decompresses it)
+    sbc_0.1.1.root.raw.gz   the root slot's file system (gzip: systemd-sysupdate 254 decompresses
+                            xz, gzip and bzip2 while it writes a partition, not zstd)
     sbc_0.1.1.efi           the unified kernel image that boots that slot
 
 The manifest and its signature come first, so a reader checks the signature before it trusts a
@@ -76,7 +77,7 @@ class Manifest:
 
 def payload_names(version: str) -> tuple[str, str]:
     """The root file system and the UKI of one version, as the sysupdate transfers match them."""
-    return f"{IMAGE_ID}_{version}.root.raw.zst", f"{IMAGE_ID}_{version}.efi"
+    return f"{IMAGE_ID}_{version}.root.raw.gz", f"{IMAGE_ID}_{version}.efi"
 
 
 # ---- keys ----------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ HOSTNAME = "branch-lab-1"
 LAB_USER_AGENT = "LabSBC"
 LAB_SNMP = ("sbcadmin", "lab-auth-key-0123456789", "lab-priv-key-0123456789")
 TOOLS = ("mkosi", "qemu-system-x86_64" if ARCH == "x86-64" else "qemu-system-aarch64", "qemu-img", "sipp",
-         "snmpwalk", "zstd")  # fmt: skip
+         "snmpwalk", "gzip")  # fmt: skip
 
 
 def base_version() -> str:

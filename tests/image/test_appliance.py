@@ -89,7 +89,7 @@ def test_all_units_are_healthy_and_the_boot_is_timed(appliance: Appliance) -> No
     timing = systemd_analyze(appliance)
     report("first_boot_systemd_analyze", timing)
     report("first_boot_seconds_qemu_start_to_agent", appliance.hello["seconds_since_start"])
-    assert "multi-user.target reached after" in timing
+    assert "multi-user.target reached after" in timing, timing  # the appliance has no graphical target
 
 
 def test_services_run_with_least_privilege(appliance: Appliance) -> None:

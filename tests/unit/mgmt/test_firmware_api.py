@@ -28,6 +28,7 @@ def _spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
     (keys / "build.pem").write_bytes(public_pem(KEY))
+    (tmp_path / "spool" / "incoming").mkdir(parents=True)
     monkeypatch.setenv("SBC_UPDATE_SPOOL", str(tmp_path / "spool"))
     monkeypatch.setenv("SBC_UPDATE_KEYS", str(keys))
     monkeypatch.setattr(firmware, "booted_version", lambda: "0.1.0")
@@ -96,6 +97,16 @@ def test_bad_bundles_are_refused_and_nothing_is_kept(tmp_path: Path, make: Calla
         detail = (await problem(resp, status))["detail"]
         assert words in detail
         assert list((tmp_path / "spool" / "incoming").iterdir()) == []
+
+    run_with(tmp_path, body)
+
+
+def test_without_the_appliance_spool_uploads_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SBC_UPDATE_SPOOL", str(tmp_path / "not-an-appliance"))
+
+    async def body(client: Client, state: MgmtState) -> None:
+        resp = await upload(client, bearer(state, "admin"), bundle(tmp_path))  # type: ignore[misc]
+        assert "appliance image" in (await problem(resp, 503))["detail"]
 
     run_with(tmp_path, body)
 
