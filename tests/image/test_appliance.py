@@ -19,7 +19,8 @@ from image.labnet import LAN_HOST, SBC_LAN, WAN_HOST
 from tests.image.conftest import HOSTNAME, LAB_SNMP, LAB_USER_AGENT, Appliance, Firmware, Provisioning
 from tests.image.lab import Api, FirstBootBanner, parse_banner, web_server
 
-pytestmark = [pytest.mark.image, pytest.mark.root]
+# Builds and boots under emulation take minutes: far beyond the suite's default 600 s per test.
+pytestmark = [pytest.mark.image, pytest.mark.root, pytest.mark.timeout(3600)]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 NEW_PASSWORD = "image tests change this password"
 REPORT: dict[str, Any] = {}
@@ -249,7 +250,7 @@ def test_a_broken_image_from_a_url_rolls_back_by_itself(
     serve = tmp_path / "www"
     serve.mkdir()
     (serve / firmware.broken.bundle.name).symlink_to(firmware.broken.bundle)
-    with web_server(appliance.net, serve, WAN_HOST) as base:
+    with web_server(appliance.net, serve, WAN_HOST, port=8081) as base:  # 8080: the provisioning server
         started = time.monotonic()
         status, body = api.request("POST", "/firmware/update-from-url",
                                    {"url": f"{base}/{firmware.broken.bundle.name}"}, timeout=1800)  # fmt: skip
