@@ -27,6 +27,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ PYTHON_VERSION = "3.11"
 # manylinux tags a bookworm system (glibc 2.36) accepts; pip does not widen a single --platform.
 MANYLINUX = ("manylinux_2_36", "manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux2014")
 
+PACKAGES = ("sbc", "dataplane", "mgmt", "hw")
 # Everything the image is made of: newer than the image means it must be rebuilt.
 INPUTS = (
     "mkosi.conf",
@@ -135,10 +137,19 @@ def prepare_wheels(target: Target) -> None:
         shutil.rmtree(wheels)
     wheels.mkdir(parents=True)
     pip = [sys.executable, "-m", "pip"]
-    # setuptools builds in ROOT/build/{lib,bdist.*}: clear them so a removed module never lingers in the wheel.
-    _clear_setuptools_build()
-    run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)], hint="building the SBC wheel")
-    _clear_setuptools_build()
+    # From a fresh copy of the package sources: setuptools builds in <source>/build/{lib,bdist.*}, which in
+    # the tree itself would keep removed modules in the wheel and race with a build for the other arch.
+    with tempfile.TemporaryDirectory(prefix="sbc-wheel-") as tmp:
+        source = Path(tmp) / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md", *PACKAGES):
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.o"))
+            elif src.exists():
+                shutil.copy2(src, source / name)
+        run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)],
+            hint="building the SBC wheel")  # fmt: skip
     deps = requirements()
     unpinned = [d for d in deps if "==" not in d]
     if unpinned:
@@ -155,11 +166,6 @@ def prepare_wheels(target: Target) -> None:
     name = str(project()["name"])
     version = str(project()["version"])
     (wheels / "requirements.txt").write_text("\n".join([f"{name}=={version}", *deps]) + "\n")
-
-
-def _clear_setuptools_build() -> None:
-    for leftover in [BUILD / "lib", *BUILD.glob("bdist.*")]:
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def build_bpf(target: Target) -> None:
