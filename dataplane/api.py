@@ -92,6 +92,42 @@ class LegStats:
         return self.rtp_lost / self.rtp_expected if self.rtp_expected > 0 else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class DataplaneCounters:
+    """Relay-wide counters: what `sbc status` shows and SNMP exports.
+
+    `relayed_packets`/`relayed_bytes` count every packet sent on toward an endpoint, wherever it was
+    relayed (the kernel fast path and the userspace slow path). `dropped` is by reason: "spoofed"
+    (source is not the latched/SDP endpoint), "blocked" (source in the blocklist), "not_connected"
+    (anchor not programmed or without a partner), "torn_down" (entry marked to drop), "send_error".
+    `slow_path` is the userspace relay's own share, `kernel` the XDP program's raw counters (empty
+    for the userspace relay); kernel counters live as long as the loaded program, across restarts of
+    the SBC, the others since the relay started.
+    """
+
+    mode: DataplaneMode
+    relayed_packets: int = 0
+    relayed_bytes: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    slow_path: dict[str, int] = field(default_factory=dict)
+    kernel: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dropped_packets(self) -> int:
+        return sum(self.dropped.values())
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "mode": self.mode.value,
+            "relayed_packets": self.relayed_packets,
+            "relayed_bytes": self.relayed_bytes,
+            "dropped_packets": self.dropped_packets,
+            "dropped": dict(self.dropped),
+            "slow_path": dict(self.slow_path),
+            "kernel": dict(self.kernel),
+        }
+
+
 class PortsExhausted(Exception):
     """No free port pair is left in the realm's media range: the call gets 503."""
 
@@ -117,5 +153,9 @@ class Dataplane(Protocol):
     def release(self, anchor: AnchorPort) -> None: ...
 
     def stats(self, anchor: AnchorPort) -> LegStats: ...
+
+    def counters(self) -> DataplaneCounters:
+        """Relay-wide counters (see `DataplaneCounters`)."""
+        ...
 
     def close(self) -> None: ...

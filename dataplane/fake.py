@@ -12,7 +12,15 @@ import ipaddress
 import itertools
 from typing import TYPE_CHECKING
 
-from dataplane.api import AnchorPort, DataplaneMode, IPAddress, LegProgram, LegStats, PortsExhausted
+from dataplane.api import (
+    AnchorPort,
+    DataplaneCounters,
+    DataplaneMode,
+    IPAddress,
+    LegProgram,
+    LegStats,
+    PortsExhausted,
+)
 
 if TYPE_CHECKING:
     from dataplane.api import Dataplane
@@ -109,6 +117,19 @@ class FakeDataplane:
     def stats(self, anchor: AnchorPort) -> LegStats:
         self._check(anchor)
         return copy.deepcopy(self._stats.get(anchor.anchor_id, LegStats()))
+
+    def counters(self) -> DataplaneCounters:
+        """Sums of the stats the test set (relayed = packets sent toward the endpoints)."""
+        out = [s for aid, s in self._stats.items() if aid in self.live]
+        return DataplaneCounters(
+            self._mode,
+            relayed_packets=sum(s.packets_out for s in out),
+            relayed_bytes=sum(s.bytes_out for s in out),
+            dropped={
+                "spoofed": sum(s.dropped_spoofed for s in out),
+                "not_connected": sum(s.dropped_other for s in out),
+            },
+        )
 
     def close(self) -> None:
         self.calls.append(("close", ()))

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.api import (
     AnchorPort,
+    DataplaneCounters,
     DataplaneMode,
     Endpoint,
     IPAddress,
@@ -359,6 +360,25 @@ class UserspaceRelay:
             t.send_errors,
             t.recv_errors,
             t.anchors,
+        )
+
+    def counters(self) -> DataplaneCounters:
+        t = self._totals
+        return DataplaneCounters(
+            DataplaneMode.USERSPACE,
+            relayed_packets=t.relayed_packets,
+            relayed_bytes=t.relayed_bytes,
+            dropped={"spoofed": t.dropped_spoofed, "not_connected": t.dropped_other, "send_error": t.send_errors},
+            slow_path={
+                "relayed_packets": t.relayed_packets,
+                "relayed_bytes": t.relayed_bytes,
+                "dropped_spoofed": t.dropped_spoofed,
+                "dropped_other": t.dropped_other,
+                "not_sent": t.not_sent,
+                "send_errors": t.send_errors,
+                "recv_errors": t.recv_errors,
+                "anchors": t.anchors,
+            },
         )
 
     def close(self) -> None:

@@ -19,7 +19,9 @@ from dataplane.api import Dataplane, DataplaneMode
 from hw.watchdog import Health
 from sbc import __version__
 from sbc.b2bua.core import Core
+from sbc.b2bua.media_ledger import MediaLedger
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
+from sbc.b2bua.persistence import STATE_FILE, DialogPersistence
 from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
@@ -58,6 +60,7 @@ class SbcApp:
         self.started_at = time.time()
         self.sockets: dict[str, RealmSockets] = {}
         self.core: Core | None = None
+        self.persistence: DialogPersistence | None = None
         self.control: ControlServer | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,8 +82,11 @@ class SbcApp:
         self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._dataplane is None:
             self._dataplane, self.fallback_reason = make_dataplane(self.config, self._loop)
-        self.core = Core(self.config, self._dataplane)
+        ledger = MediaLedger(self._dataplane)
+        self.core = Core(self.config, ledger)
+        self.persistence = DialogPersistence(self.core, ledger, self.config.state_dir / STATE_FILE, self._loop, emit)
         try:
+            restored = self.persistence.restore()  # before any SIP socket opens: re-takes the anchors
             for realm in self.config.realms:
                 rs = RealmSockets(realm, self._on_datagram, self._on_message, self._on_stream_error)
                 await rs.start()
@@ -98,6 +104,7 @@ class SbcApp:
             config=self.config.source,
             dataplane=self._dataplane.mode.value,
             dataplane_note=self.fallback_reason,
+            restored_calls=restored,
             realms=[
                 {
                     "name": r.name,
@@ -114,6 +121,8 @@ class SbcApp:
         self.supervision.stopping()
         if self._timer is not None:
             self._timer.cancel()
+        if self.persistence is not None:
+            self.persistence.flush()
         if self.control is not None:
             await self.control.close()
         for rs in self.sockets.values():
@@ -153,7 +162,10 @@ class SbcApp:
     def _on_timer(self) -> None:
         assert self.core is not None
         self._timer = None
-        self._dispatch(self.core.tick(self._now()))
+        outputs = self.core.tick(self._now())
+        if self.persistence is not None:
+            self.persistence.check_ended()
+        self._dispatch(outputs)
 
     def _reschedule(self) -> None:
         assert self.core is not None and self._loop is not None
@@ -179,6 +191,8 @@ class SbcApp:
                 self._write_cdr(out.record)
             else:
                 assert_never(out)
+        if self.persistence is not None:
+            self.persistence.after_input()
         self._reschedule()
 
     def _write_cdr(self, record: dict[str, object]) -> None:
@@ -283,6 +297,9 @@ class SbcApp:
                     "calls_cancelled": c.calls_cancelled,
                     "malformed_answered": c.malformed_answered,
                     "malformed_dropped": c.malformed_dropped,
+                    "loops_detected": c.loops_detected,
+                    "options_answered": c.options_answered,
+                    "registrations_relayed": c.registrations_relayed,
                     "messages_received": c.received,
                     "hairpins": self.core.media.hairpins,
                     "anchors_allocated": self.core.media.anchors_allocated,

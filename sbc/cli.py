@@ -122,7 +122,13 @@ def _format(command: str, result: dict[str, Any]) -> str:
         relay = result.get("relay") or {}
         if relay:
             relayed, dropped = relay.get("relayed_packets", 0), relay.get("dropped_packets", 0)
-            lines.append(f"media: relayed {relayed} packets, dropped {dropped}")
+            kernel = (relay.get("kernel") or {}).get("relayed")
+            slow = (relay.get("slow_path") or {}).get("relayed_packets")
+            split = f" (kernel {kernel}, userspace {slow})" if kernel is not None else ""
+            reasons = ", ".join(f"{k} {v}" for k, v in (relay.get("dropped") or {}).items() if v)
+            lines.append(
+                f"media: relayed {relayed} packets{split}, dropped {dropped}" + (f" ({reasons})" if reasons else "")
+            )
         lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in result["counters"].items()))
         return "\n".join(lines)
     if command == "calls":

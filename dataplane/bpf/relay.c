@@ -160,7 +160,7 @@ static __always_inline int relay_out(struct xdp_md *ctx, struct sbc_counters *cn
 	}
 
 	count(cnt, SBC_CNT_RELAYED);
-	count_n(cnt, SBC_CNT_RELAYED_BYTES, ip_bytes);
+	count_n(cnt, SBC_CNT_RELAYED_BYTES, udp_len - sizeof(struct udphdr));
 	if (eg->ifindex == ctx->ingress_ifindex) {
 		count(cnt, SBC_CNT_TX);
 		return XDP_TX;

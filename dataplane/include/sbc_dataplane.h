@@ -74,7 +74,7 @@ enum sbc_session_flag {
 enum sbc_counter {
 	SBC_CNT_RX = 0,            /* every frame the program saw */
 	SBC_CNT_RELAYED,           /* rewritten and sent (TX + REDIRECTED) */
-	SBC_CNT_RELAYED_BYTES,     /* IP bytes of relayed packets */
+	SBC_CNT_RELAYED_BYTES,     /* UDP payload bytes of relayed packets (what userspace counts) */
 	SBC_CNT_TX,                /* XDP_TX: egress == ingress interface */
 	SBC_CNT_REDIRECTED,        /* XDP_REDIRECT through SBC_MAP_EGRESS */
 	SBC_CNT_PASSED_UNKNOWN,    /* UDP to a (local address, port) without a session */

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dataplane.api import AnchorPort, DataplaneMode, IPAddress, Latch, LegProgram, LegStats
+from dataplane.api import AnchorPort, DataplaneCounters, DataplaneMode, IPAddress, Latch, LegProgram, LegStats
 from dataplane.userspace import UserspaceRelay, _Anchor
 from dataplane.xdp import abi, attach, bpfsys, netlink
 from dataplane.xdp.attach import XdpMode
@@ -454,8 +454,29 @@ class XdpRelay:
 
     # -- introspection (tests, `sbc status` later) -------------------------------------------------
 
-    def counters(self) -> dict[abi.Counter, int]:
+    def kernel_counters(self) -> dict[abi.Counter, int]:
+        """The XDP program's per-CPU counters, summed."""
         return self._tables.counters.read()
+
+    def counters(self) -> DataplaneCounters:
+        k = self._tables.counters.read()
+        slow = self._slow.counters()
+        kernel_drops = {
+            "spoofed": k[abi.Counter.DROPPED_SPOOFED],
+            "blocked": k[abi.Counter.DROPPED_BLOCKED],
+            "torn_down": k[abi.Counter.DROPPED_SESSION],
+        }
+        dropped = dict(slow.dropped)
+        for reason, n in kernel_drops.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+        return DataplaneCounters(
+            DataplaneMode.XDP,
+            relayed_packets=k[abi.Counter.RELAYED] + slow.relayed_packets,
+            relayed_bytes=k[abi.Counter.RELAYED_BYTES] + slow.relayed_bytes,
+            dropped=dropped,
+            slow_path=slow.slow_path,
+            kernel={c.name.lower(): n for c, n in k.items()},
+        )
 
     def offloaded(self, anchor: AnchorPort) -> list[abi.Session]:
         """The entries installed for packets arriving at `anchor` (RTP port first)."""

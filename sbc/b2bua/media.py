@@ -250,6 +250,12 @@ class MediaSessions:
             return
         self.dataplane.connect(stream.anchors[0], stream.anchors[1])
 
+    def adopt(self, media: CallMedia) -> None:
+        """Know the anchors of a call re-created after a restart (`sbc.b2bua.persistence`), for hairpins."""
+        for index, stream in enumerate(media.streams):
+            for leg, anchor in stream.anchors.items():
+                self._by_endpoint[(str(anchor.address), anchor.rtp_port)] = AnchorOwner(media, index, leg)
+
     def _unhairpin(self, stream: StreamAnchors) -> None:
         """Give this stream and its hairpin partner their own anchor pairs back."""
         affected = [stream]

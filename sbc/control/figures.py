@@ -18,26 +18,10 @@ if TYPE_CHECKING:
 _NOT_A_FALLBACK = ("not root", "=userspace", "on loopback", "no bpf() syscall number")
 
 
-def relay_totals(dataplane: Dataplane) -> tuple[int, int]:
-    """(packets relayed, packets dropped) since start: the userspace relay's totals, plus the XDP
-    program's per-CPU counters when the kernel relays."""
-    relayed = dropped = 0
-    slow = getattr(dataplane, "_slow", dataplane)  # XdpRelay keeps a userspace slow path
-    totals = getattr(slow, "totals", None)
-    if callable(totals):
-        t = totals()
-        relayed += int(t.relayed_packets)
-        dropped += int(t.dropped_spoofed) + int(t.dropped_other)
-    counters = getattr(dataplane, "counters", None)
-    if dataplane.mode is DataplaneMode.XDP and callable(counters):
-        from dataplane.xdp.abi import Counter
-
-        kernel = counters()
-        relayed += int(kernel.get(Counter.RELAYED, 0))
-        dropped += sum(
-            int(kernel.get(c, 0)) for c in (Counter.DROPPED_SPOOFED, Counter.DROPPED_BLOCKED, Counter.DROPPED_SESSION)
-        )
-    return relayed, dropped
+def relay_totals(dataplane: Dataplane) -> dict[str, object]:
+    """Packets relayed and dropped (by reason) by whichever relay moved them: `Dataplane.counters()`,
+    with the kernel's and the userspace slow path's shares when XDP runs."""
+    return dataplane.counters().as_dict()
 
 
 def dataplane_expected(mode: DataplaneMode, fallback_reason: str) -> str:
@@ -50,10 +34,9 @@ def dataplane_expected(mode: DataplaneMode, fallback_reason: str) -> str:
 
 
 def status_figures(core: Core, dataplane: Dataplane, fallback_reason: str, now: float) -> dict[str, object]:
-    relayed, dropped = relay_totals(dataplane)
     return {
         "max_calls": core.config.max_calls,
         "dataplane_expected": dataplane_expected(dataplane.mode, fallback_reason),
         "trunks": core.trunks.report(now),
-        "relay": {"relayed_packets": relayed, "dropped_packets": dropped},
+        "relay": relay_totals(dataplane),
     }

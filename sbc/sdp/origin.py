@@ -30,6 +30,10 @@ class OriginRewriter:
         self._last: tuple[str, ...] | None = None
 
     @property
+    def sess_id(self) -> int:
+        return int(self._sess_id)
+
+    @property
     def sess_version(self) -> int:
         """The version of the last SDP sent (or of the first one, before any)."""
         return self._version

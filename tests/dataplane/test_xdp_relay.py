@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.api import AnchorPort, Endpoint, Latch, LegProgram
+from dataplane.api import AnchorPort, DataplaneMode, Endpoint, Latch, LegProgram
 from dataplane.xdp import abi, loader
 from dataplane.xdp.relay import XdpRelay
 from dataplane.xdp.testrun import rtp_payload
@@ -210,7 +210,7 @@ def test_rtp_and_rtcp_both_ways_are_relayed_in_the_kernel(
     assert s_lan.bytes_in == 20 * (12 + 160) + 2 * 8
     assert (s_lan.rtp_expected, s_lan.rtp_lost, s_lan.ssrc) == (20, 0, 0x5BC0FFEE)
     assert slow_stats(relay, lan) == (0, 0) and slow_stats(relay, wan) == (0, 0)  # userspace saw nothing
-    counters = relay.counters()
+    counters = relay.kernel_counters()
     assert counters[abi.Counter.REDIRECTED] == 37
     assert counters[abi.Counter.RTCP] == 2
 
@@ -241,6 +241,14 @@ def test_learn_latches_on_the_first_packet_then_offloads(
     s = relay.stats(lan)
     assert (s.packets_in, s.extra["kernel_packets_in"], s.packets_out) == (31, 30, 10)
     assert (s.rtp_expected, s.rtp_lost) == (31, 0)
+    c = relay.counters()  # relay-wide, what `sbc status` shows: both paths together
+    assert (c.mode, c.relayed_packets, c.slow_path["relayed_packets"], c.kernel["relayed"]) == (
+        DataplaneMode.XDP,
+        41,
+        1,
+        40,
+    )
+    assert c.relayed_bytes == 41 * (12 + 160)
 
 
 def test_spoofed_source_is_dropped_in_the_kernel_and_counted(
@@ -259,8 +267,9 @@ def test_spoofed_source_is_dropped_in_the_kernel_and_counted(
     assert len(far.drain()) == 3
     s = relay.stats(lan)
     assert (s.packets_in, s.dropped_spoofed) == (3, 7)
-    assert relay.counters()[abi.Counter.DROPPED_SPOOFED] == 7
+    assert relay.kernel_counters()[abi.Counter.DROPPED_SPOOFED] == 7
     assert slow_stats(relay, lan) == (0, 0)
+    assert (relay.counters().dropped["spoofed"], relay.counters().dropped_packets) == (7, 7)
 
 
 def test_hold_stops_media_toward_the_held_side_and_resume_offloads_again(

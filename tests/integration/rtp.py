@@ -14,6 +14,7 @@ test counts what reached a SIPp endpoint.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import socket
 import struct
@@ -169,6 +170,33 @@ class Datagram:
         return self.payload[1] & 0x7F
 
 
+SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>; not exported by the socket module
+SO_RCVBUFFORCE = 33
+
+
+def _destination_filter(networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bytes:
+    """A classic BPF socket filter (struct sock_fprog) accepting IPv4 packets whose destination is
+    in one of `networks`. A raw IP socket's filter sees the packet from its IP header on."""
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    code: list[tuple[int, int, int, int]] = []
+    accept = 3 * len(v4) + 1
+    for i, net in enumerate(v4):
+        jeq_at = 3 * i + 2
+        code += [
+            (0x20, 0, 0, 16),  # ld [16]: destination address
+            (0x54, 0, 0, int(net.netmask)),  # and #mask
+            (0x15, accept - jeq_at - 1, 0, int(net.network_address)),  # jeq #net, accept, next
+        ]
+    code += [(0x06, 0, 0, 0), (0x06, 0, 0, 0x40000)]  # ret 0 (drop); ret 256 KiB (keep)
+    program = b"".join(struct.pack("HBBI", *insn) for insn in code)
+    buffer = ctypes.create_string_buffer(program)
+    _FILTERS.append(buffer)  # the kernel copies it at setsockopt; kept only so the address stays valid
+    return struct.pack("HL", len(code), ctypes.addressof(buffer))
+
+
+_FILTERS: list[ctypes.Array[ctypes.c_char]] = []
+
+
 @dataclass
 class RtpTap:
     """Collects every UDP datagram delivered to an address in `networks` while it runs (a thread).
@@ -188,7 +216,10 @@ class RtpTap:
     def start(self) -> RtpTap:
         nets = [ipaddress.ip_network(n) for n in self.networks]
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        # The kernel keeps only datagrams to our networks: on a busy machine every other UDP flow
+        # (other tests' SIP and RTP) would otherwise fill the buffer and this thread would miss ours.
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _destination_filter(nets))
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
         sock.settimeout(0.2)
 
         def run() -> None:

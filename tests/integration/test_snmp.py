@@ -126,12 +126,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     config = sbc_config(workdir / "state", extra_realm_wan=carrier_realm()).replace(
         "user_agent: EdgeSBC-test\n", "user_agent: EdgeSBC-test\n  max_calls: 1\n"
     ) + management(http_port)
-    trunk = start_options_trunk(workdir, "options1")
+    env = Env(workdir, None, None, traps, start_options_trunk(workdir, "options1"))  # type: ignore[arg-type]
     try:
         with running_sbc(workdir, config) as sbc, running_mgmt(sbc.config_path, MGMT_HOST, http_port) as mgmt:
-            yield Env(workdir, sbc, mgmt, traps, trunk)
+            env.sbc, env.mgmt = sbc, mgmt
+            yield env
     finally:
-        trunk.kill()
+        if env.options_trunk is not None:  # the test that takes the trunk down starts a new one
+            env.options_trunk.kill()
         traps.stop()
 
 
