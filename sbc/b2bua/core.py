@@ -131,6 +131,19 @@ class Core:
             return self._flush()
         return self.message_received(realm, msg, source, now)
 
+    def stream_error_received(
+        self, realm: str, exc: RemoteProtocolError, data: bytes | None, source: PeerAddress, now: float
+    ) -> list[Output]:
+        """A stream transport could not parse a message: `data` is its bytes when it framed (answer it
+        like a bad datagram), None when the stream itself broke (the transport closes it)."""
+        self.counters.received += 1
+        if data is not None:
+            self._answer_malformed(realm, data, source, exc, now)
+        else:
+            self.counters.malformed_dropped += 1
+            self._log("info", "sip.stream_broken", realm=realm, reason=exc.reason, source=str(source))
+        return self._flush()
+
     def message_received(self, realm: str, msg: Request | Response, source: PeerAddress, now: float) -> list[Output]:
         try:
             events, commands = self.layers[realm].receive(msg, source, now)
