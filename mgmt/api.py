@@ -28,6 +28,7 @@ from mgmt.problems import Problem
 from mgmt.routes import JSON, Call, Principal
 from mgmt.sbc_link import SbcLink, SbcUnavailable
 from mgmt.store import MAX_CONFIG_BYTES, CommitResult, ConfigStore, InvalidConfig, PendingConfirm, Revision, StoreError
+from mgmt.system_api import SystemServices
 from sbc.config.model import SbcConfig
 
 SESSION_COOKIE = "sbc_session"
@@ -45,6 +46,7 @@ class MgmtState:
     sbc: SbcLink
     alarms: AlarmTable
     monitor: Monitoring | None = None  # the SBC poll, alarm rules and SNMP agent (None in unit tests)
+    system: SystemServices | None = None  # hw/: systemd units, hostname, time (None: answers 503)
     host: HostStats = field(default_factory=HostStats)
     default_confirm_timeout_s: int = 300
     clock: Callable[[], float] = time.time

@@ -11,6 +11,7 @@ from mgmt.alarms import Severity
 from mgmt.auth import Role
 from mgmt.routes import Operation, Response
 from mgmt.store import MAX_CONFIG_BYTES
+from mgmt.system_api import SYSTEM_OPERATIONS
 
 
 # ---- schemas -------------------------------------------------------------------------------------
@@ -548,3 +549,5 @@ OPERATIONS: tuple[Operation, ...] = (
         body_media="text/plain",
     ),
 )
+# System operations (reboot, services, hostname, time, interfaces, factory reset): mgmt/system_api.py.
+OPERATIONS += SYSTEM_OPERATIONS

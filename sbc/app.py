@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+import traceback
 from pathlib import Path
 from typing import Any, assert_never
 
@@ -29,6 +30,7 @@ from sbc.config.model import SbcConfig
 from sbc.control.figures import status_figures
 from sbc.control.server import ControlServer
 from sbc.sip.errors import RemoteProtocolError
+from sbc.sip.framing import InvalidFramedMessage
 from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
 from sbc.supervision import Supervision
@@ -66,6 +68,7 @@ class SbcApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._cdr_path = config.state_dir / "cdr.jsonl"
+        self.internal_errors = 0
         self.supervision = Supervision(self.health, self._status_line, emit)
         self._debug_hooks = os.environ.get(DEBUG_HOOKS_ENV) == "1"
         self._core_stalled = False
@@ -150,19 +153,43 @@ class SbcApp:
 
     def _on_datagram(self, realm: str, data: bytes, source: PeerAddress) -> None:
         assert self.core is not None
-        self._dispatch(self.core.datagram_received(realm, data, source, self._now()))
+        try:
+            outputs = self.core.datagram_received(realm, data, source, self._now())
+        except Exception:
+            outputs = self._internal_error("datagram", realm)
+        self._dispatch(outputs)
 
     def _on_message(self, realm: str, msg: Request | Response, source: PeerAddress) -> None:
         assert self.core is not None
-        self._dispatch(self.core.message_received(realm, msg, source, self._now()))
+        try:
+            outputs = self.core.message_received(realm, msg, source, self._now())
+        except Exception:
+            outputs = self._internal_error("message", realm)
+        self._dispatch(outputs)
+
+    def _internal_error(self, where: str, realm: str = "") -> list[Output]:
+        """A bug in the core must not take a TCP connection (asyncio closes it when its protocol
+        raises) or the timer down with it: count it, log it with its traceback, carry on."""
+        self.internal_errors += 1
+        emit("error", "sbc.internal_error", where=where, realm=realm, traceback=traceback.format_exc(limit=12))
+        return []
 
     def _on_stream_error(self, realm: str, exc: RemoteProtocolError, source: PeerAddress) -> None:
-        emit("info", "sip.stream_error", realm=realm, reason=exc.reason, source=str(source))
+        assert self.core is not None
+        data = exc.data if isinstance(exc, InvalidFramedMessage) else None
+        try:
+            outputs = self.core.stream_error_received(realm, exc, data, source, self._now())
+        except Exception:
+            outputs = self._internal_error("stream", realm)
+        self._dispatch(outputs)
 
     def _on_timer(self) -> None:
         assert self.core is not None
         self._timer = None
-        outputs = self.core.tick(self._now())
+        try:
+            outputs = self.core.tick(self._now())
+        except Exception:
+            outputs = self._internal_error("tick")
         if self.persistence is not None:
             self.persistence.check_ended()
         self._dispatch(outputs)
@@ -297,6 +324,10 @@ class SbcApp:
                     "calls_cancelled": c.calls_cancelled,
                     "malformed_answered": c.malformed_answered,
                     "malformed_dropped": c.malformed_dropped,
+                    "loops_detected": c.loops_detected,
+                    "internal_errors": self.internal_errors,
+                    "options_answered": c.options_answered,
+                    "registrations_relayed": c.registrations_relayed,
                     "messages_received": c.received,
                     "hairpins": self.core.media.hairpins,
                     "anchors_allocated": self.core.media.anchors_allocated,

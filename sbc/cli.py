@@ -144,7 +144,12 @@ def _format(command: str, result: dict[str, Any]) -> str:
             lines.append(f"    a-leg Call-ID: {c['a_call_id']}")
             lines.append(f"    b-leg Call-ID: {c['b_call_id']}")
             for i, stream in enumerate(c["streams"]):
-                flags = [f"flow {stream.get('flow', '?')}"] + (["hairpin"] if stream.get("hairpin") else [])
+                flags = [f"flow {stream.get('flow', '?')}"]
+                flags += [name for key, name in _STREAM_FLAGS if stream.get(key)]
+                if stream.get("one_way_events"):
+                    flags.append(f"one-way seen {stream['one_way_events']}x")
+                if "a" not in stream and "b" not in stream:
+                    flags.append("no media (port 0)")
                 lines.append(f"    stream {i}: {', '.join(flags)}")
                 for leg in ("a", "b"):
                     s = stream.get(leg)
@@ -152,16 +157,21 @@ def _format(command: str, result: dict[str, Any]) -> str:
                         continue
                     mos = f" mos {s['mos']}" if s.get("mos") is not None else ""
                     kernel = " [xdp]" if s.get("in_kernel") else ""
+                    held = f" held {s['not_sent_hold']}" if s.get("not_sent_hold") else ""
+                    timed_out = " MEDIA TIMEOUT" if s.get("timed_out") else ""
                     lines.append(
-                        f"      {leg}: anchor {s['anchor']} from {s['source'] or '-'} in {s['packets_in']} "
-                        f"out {s['packets_out']} lost {s['lost']} ({s['loss_pct']}%) jitter {s['jitter_ms']} ms"
-                        f"{mos} spoofed {s['dropped_spoofed']}{kernel}"
+                        f"      {leg}: anchor {s['anchor']} from {s['source'] or '-'} {s.get('direction') or '-'} "
+                        f"in {s['packets_in']} out {s['packets_out']} lost {s['lost']} ({s['loss_pct']}%) "
+                        f"jitter {s['jitter_ms']} ms{mos} spoofed {s['dropped_spoofed']}{held}{kernel}{timed_out}"
                     )
         return "\n".join(lines)
     regs = result["registrations"]
     if not regs:
         return "no registrations"
     return "\n".join(f"  {r['aor']} -> {r['contact']} via {r['flow']} expires in {r['expires_in_s']} s" for r in regs)
+
+
+_STREAM_FLAGS = (("one_way", "ONE-WAY AUDIO"), ("hairpin", "hairpin"), ("rtcp_mux", "rtcp-mux"))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class Leg:
     route_set: list[str] = field(default_factory=list)
     local_cseq: int = 0
     remote_cseq: int = -1
+    invite_cseq: int = 0  # CSeq of the last INVITE we sent on this leg (PRACK's RAck names it)
     contact: str = ""  # our Contact on this leg
     scrubber: AddressScrubber | None = None  # addresses of this side, hidden from the other (built once)
 

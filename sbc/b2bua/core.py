@@ -21,6 +21,8 @@ from sbc.b2bua.media import MediaError, MediaSessions
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
 from sbc.b2bua.registrations import Binding, RegistrationTable
 from sbc.b2bua.routing import RouteDecision, Router
+from sbc.b2bua.session_timer import SessionInterval, min_se, supports_timer, teardown_after
+from sbc.b2bua.transfer import DialogIds, MappedDialog, TargetRewriter
 from sbc.config.model import Direction, Realm, SbcConfig
 from sbc.policy.header_rules import apply_rules
 from sbc.policy.topology import AddressScrubber, HeaderPolicy
@@ -39,6 +41,10 @@ MEDIA_CHECK_INTERVAL_S = 2.0
 BRANCH_PREFIX = "z9hG4bKsbc"
 # Requests that only exist inside a dialog: without a To tag they match nothing (RFC 3261 §12.2.2).
 DIALOG_ONLY_METHODS = frozenset({"BYE", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
+_TRANSFER_HEADERS = frozenset({"refer-to", "referred-by", "replaces"})
+# Digest credentials (RFC 3261 §22): they cross unchanged, see Core._pass_credentials.
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
+SESSION_EXPIRED_REASON = 'SIP;cause=408;text="session timer expired"'
 
 
 @dataclass(slots=True)
@@ -124,6 +130,19 @@ class Core:
             self._answer_malformed(realm, data, source, exc, now)
             return self._flush()
         return self.message_received(realm, msg, source, now)
+
+    def stream_error_received(
+        self, realm: str, exc: RemoteProtocolError, data: bytes | None, source: PeerAddress, now: float
+    ) -> list[Output]:
+        """A stream transport could not parse a message: `data` is its bytes when it framed (answer it
+        like a bad datagram), None when the stream itself broke (the transport closes it)."""
+        self.counters.received += 1
+        if data is not None:
+            self._answer_malformed(realm, data, source, exc, now)
+        else:
+            self.counters.malformed_dropped += 1
+            self._log("info", "sip.stream_broken", realm=realm, reason=exc.reason, source=str(source))
+        return self._flush()
 
     def message_received(self, realm: str, msg: Request | Response, source: PeerAddress, now: float) -> list[Output]:
         try:
@@ -341,6 +360,8 @@ class Core:
         if len(self.calls) >= self.config.max_calls:
             self._reply(realm_name, txn_id, req, 503, now=now, extra=[("Retry-After", "5")])
             return
+        if self._session_too_brief(realm_name, txn_id, req, now):
+            return
         decision = self.router.route(realm_name, req, self.registrations, now)
         if isinstance(decision, int):
             self._reply(realm_name, txn_id, req, decision, now=now)
@@ -403,6 +424,7 @@ class Core:
             return
         mf = req.get("max-forwards")
         invite.set("Max-Forwards", str(int(mf) - 1 if mf is not None else 70))
+        self._ask_session_timer(req, invite)
         self._log(
             "info",
             "call.start",
@@ -414,6 +436,43 @@ class Core:
         )
         b_txn = self._send_request(call, callee, invite, now, purpose="invite", peer=(realm_name, txn_id))
         call.callee_invite_txn = b_txn
+
+    # ---- session timers (RFC 4028, see sbc.b2bua.session_timer) ------------------------------------
+    def _session_too_brief(self, realm: str, txn_id: str, req: Request, now: float) -> bool:
+        """Refuse with 422 an interval below our Min-SE from a caller that can retry (§8.1)."""
+        asked = SessionInterval.of(req)
+        floor = self.config.timers.min_se_s
+        if asked is None or asked.seconds >= floor or not supports_timer(req):
+            return False
+        self._reply(realm, txn_id, req, 422, now=now, extra=[("Min-SE", str(floor))])
+        return True
+
+    def _ask_session_timer(self, caller_request: Request, invite: Request) -> None:
+        """The callee leg asks for the caller's interval (at least our Min-SE) or our default one."""
+        timers = self.config.timers
+        asked = SessionInterval.of(caller_request)
+        if asked is None:
+            interval = SessionInterval(timers.session_expires_s)
+        else:
+            interval = SessionInterval(max(asked.seconds, timers.min_se_s), asked.refresher)
+        invite.set("Session-Expires", interval.header())
+        invite.set("Min-SE", str(max(min_se(caller_request) or 0, timers.min_se_s)))
+        # No "Supported: timer" of our own: a callee that sees none must be the refresher (§9), and
+        # the SBC never refreshes.
+
+    def _session_answered(self, call: Call, answer: Response, out: Response, now: float) -> None:
+        """Start the call's session timer from the callee's 2xx, or give the caller one (§8.2)."""
+        interval = SessionInterval.of(answer)
+        caller_invite = call.initial_request
+        if interval is None and caller_invite is not None and supports_timer(caller_invite):
+            asked = SessionInterval.of(caller_invite)
+            if asked is not None:
+                interval = SessionInterval(max(asked.seconds, self.config.timers.min_se_s), "uac")
+                out.set("Session-Expires", interval.header())
+                out.add("Require", "timer")
+        if interval is not None:
+            call.session_expires_s = interval.seconds
+            call.session_refreshed_at = now
 
     def _scrubber(self, leg: Leg) -> AddressScrubber:
         """Addresses of a leg's side that must not appear on the other side."""
@@ -460,12 +519,67 @@ class Core:
         other = call.other(leg)
         if source is not None:
             self.header_policy[leg.realm].copy_headers(source, request)
+            self._translate_transfer_headers(other, leg, request)
             if not self._carry_body(call, other, source, request):
                 return None
+        if isinstance(source, Request):
+            self._pass_credentials(source, request, self.realms[other.realm], self._scrubber(other))
         request.add("User-Agent", self._user_agent(leg.realm))
-        self._scrubber(other).scrub_message(request, realm.public_address, skip=("authorization",))
+        if not request.has("content-length"):
+            request.add("Content-Length", str(len(request.body)))
+        self._scrubber(other).scrub_message(request, realm.public_address, skip=CREDENTIAL_HEADERS)
         self._apply_rules(call, other, leg, request, inbound=source)
         return request
+
+    def _pass_credentials(self, source: Request, target: Request, from_realm: Realm, hidden: AddressScrubber) -> None:
+        """Copy digest credentials answering the far side's challenge (401/407), unchanged: one changed
+        byte and they fail. The one inside address they may carry is the SBC's own in the sender's
+        realm (the digest-uri of a phone that addresses the SBC by IP); credentials that name any
+        other inside address are dropped, the far side challenges again and the phone sees it."""
+        own = {from_realm.address, from_realm.public_address}
+        for name in CREDENTIAL_HEADERS:
+            for value in source.get_all(name):
+                leaked = hidden.hidden_in(value) - own
+                if leaked:
+                    self._log("warning", "sip.credentials_dropped", realm=from_realm.name, header=name,
+                              reason="they name an inside address", addresses=sorted(map(str, leaked)))  # fmt: skip
+                    continue
+                target.add(name, value)
+
+    def _translate_transfer_headers(self, from_leg: Leg, to_leg: Leg, request: Request) -> None:
+        """Refer-To, Referred-By and Replaces name the sender's side: say the same for the receiver's."""
+        if not any(h.key in _TRANSFER_HEADERS for h in request.headers):
+            return
+        realm = self.realms[to_leg.realm]
+        rewriter = TargetRewriter(
+            self._scrubber(from_leg),
+            str(realm.public_address),
+            self._port(realm, to_leg.transport),
+            lambda ids: self._other_leg_of(from_leg.realm, ids, to_leg.realm),
+        )
+        for h in list(request.headers):
+            if h.key == "refer-to":
+                h.value, h.raw = rewriter.refer_to(h.value), None
+            elif h.key == "referred-by":
+                h.value, h.raw = rewriter.referred_by(h.value), None
+            elif h.key == "replaces":
+                mapped = rewriter.replaces(h.value)
+                if mapped is None:
+                    request.headers.remove(h)
+                else:
+                    h.value, h.raw = mapped, None
+
+    def _other_leg_of(self, realm: str, ids: DialogIds, target_realm: str) -> MappedDialog | None:
+        """The dialog `ids` (as seen from `realm`) as its other leg knows it (RFC 3891 matching)."""
+        found = self.dialogs.get((realm, ids.call_id, ids.to_tag))
+        if found is None or found[1].remote_tag != ids.from_tag:
+            return None
+        call, leg = found
+        other = call.other(leg)
+        if other.remote_tag is None:
+            return None
+        mapped = DialogIds(other.call_id, other.remote_tag, other.local_tag, ids.early_only)
+        return MappedDialog(mapped, other.remote_target if other.realm == target_realm else None)
 
     def _carry_body(self, call: Call, source_leg: Leg, source: Message, target: Message) -> bool:
         """Copy the body across, rewriting SDP through the media policy. False if the call was ended."""
@@ -513,6 +627,8 @@ class Core:
         binding: Binding | None = None,
         peer_request: Request | None = None,
     ) -> str:
+        if request.method == "INVITE":
+            leg.invite_cseq = request.cseq[0]
         txn_id, commands = self.layers[leg.realm].send_request(
             request, leg.destination, now, reliable=leg.transport != "udp"
         )
@@ -585,21 +701,20 @@ class Core:
             call.answered_at = now
             call.final_status = status
             self.counters.calls_answered += 1
-            se = resp.get("session-expires")
-            if se:
-                call.session_expires_s = _int_prefix(se)
-                call.session_refreshed_at = now
             call.pending_acks[1] = PendingAck(cseq=resp.cseq[0])
             out = self._relay_response(call, callee, caller, call.initial_request, resp, now)
             if out is not None:
+                self._session_answered(call, resp, out, now)
                 self._respond(caller.realm, call.caller_invite_txn, out, now)
                 self._log("info", "call.answered", call, status=status)
             return
-        # Final failure: map it to the caller (3xx would expose the callee's contacts: 480 instead).
-        mapped = resp.status if not 300 <= status < 400 else 480
+        mapped = caller_status(status)
         call.final_status = mapped
         out = self._relay_response(call, callee, caller, call.initial_request, resp, now, status=mapped)
         if out is not None:
+            if mapped != status:
+                out.remove("Retry-After")  # it would tell the caller to back off from the SBC itself
+                out.add("Warning", f'399 {self._realm_host(caller.realm)} "far end answered {status}"')
             self._respond(caller.realm, call.caller_invite_txn, out, now)
         self.counters.calls_failed += 1
         self._end_call(call, now, f"callee answered {status}")
@@ -727,6 +842,8 @@ class Core:
         if call.state in (CallState.ENDING, CallState.ENDED):
             self._reply(leg.realm, txn_id, req, 481, now=now)
             return
+        if req.method in ("INVITE", "UPDATE") and self._session_too_brief(leg.realm, txn_id, req, now):
+            return
         if req.method == "INVITE":
             if call.reinvite_in_progress:
                 self._reply(leg.realm, txn_id, req, 491, now=now)
@@ -740,14 +857,15 @@ class Core:
         out = self._build_request(call, other, req.method, req, now)
         if out is None:
             return
+        mf = req.get("max-forwards")
+        if mf is not None:
+            out.set("Max-Forwards", str(int(mf) - 1))  # 0 was refused with 483 on arrival
         if req.method == "PRACK":
-            rack = req.get("rack")
-            if rack:
-                parts = rack.split()
-                if len(parts) == 3 and call.callee_invite_txn is not None and other.index == 1:
-                    out.set("RAck", f"{parts[0]} 1 {parts[2]}")
-                elif len(parts) == 3:
-                    out.set("RAck", f"{parts[0]} {call.initial_request.cseq[0] if call.initial_request else 1} INVITE")
+            rack = (req.get("rack") or "").split()
+            if len(rack) == 3:
+                # RFC 3262 §7.2: RSeq of the provisional (relayed unchanged) and CSeq of the INVITE on
+                # the leg the PRACK goes to, which has its own CSeq space.
+                out.set("RAck", f"{rack[0]} {other.invite_cseq} {rack[2]}")
         self.server_ctx[(leg.realm, txn_id)] = ServerContext(call, leg, req)
         self._send_request(call, other, out, now, purpose="in-dialog", peer=(leg.realm, txn_id), peer_request=req)
 
@@ -763,6 +881,9 @@ class Core:
             if resp.status < 300:
                 call.pending_acks[leg.index] = PendingAck(cseq=ctx.cseq)
         if ctx.method in ("INVITE", "UPDATE") and 200 <= resp.status < 300:
+            # A refresh (RFC 4028 §10): its 2xx sets the new interval; none in the 2xx turns it off.
+            interval = SessionInterval.of(resp)
+            call.session_expires_s = interval.seconds if interval is not None else None
             call.session_refreshed_at = now
             contacts = resp.contacts
             if contacts:
@@ -775,10 +896,13 @@ class Core:
             self._send_bye(call, peer_leg, now)
             self._end_call(call, now, f"in-dialog {ctx.method} got {resp.status}")
 
-    def _send_bye(self, call: Call, leg: Leg, now: float) -> None:
+    def _send_bye(self, call: Call, leg: Leg, now: float, reason: str | None = None) -> None:
+        """Our own BYE on `leg`; `reason` is an RFC 3326 Reason value saying why the SBC ended the call."""
         bye = self._build_request(call, leg, "BYE", None, now)
         if bye is None:
             return
+        if reason is not None:
+            bye.add("Reason", reason)
         self._send_request(call, leg, bye, now, purpose="bye")
 
     def _on_ack_timeout(self, realm: str, txn_id: str, now: float) -> None:
@@ -877,10 +1001,11 @@ class Core:
         for call in list(self.calls.values()):
             if call.state is not CallState.CONFIRMED:
                 continue
-            if call.session_expires_s and now - call.session_refreshed_at > call.session_expires_s:
-                self._log("warning", "call.session_expired", call)
-                self._send_bye(call, call.caller, now)
-                self._send_bye(call, call.callee, now)
+            interval = call.session_expires_s
+            if interval and now - call.session_refreshed_at >= teardown_after(interval):
+                self._log("warning", "call.session_expired", call, session_expires_s=interval)
+                for leg in call.legs:
+                    self._send_bye(call, leg, now, reason=SESSION_EXPIRED_REASON)
                 self._end_call(call, now, "session timer expired")
                 continue
             if call.media.mode.value != "anchor" or call.answered_at is None:
@@ -978,9 +1103,10 @@ class Core:
             expires = contacts[0].param("expires")
             our = self._contact(realm, transport, binding.token)
             up.add("Contact", our + (f";expires={expires}" if expires is not None else ""))
-        for name in ("expires", "authorization", "proxy-authorization", "supported", "allow"):
+        for name in ("expires", "supported", "allow"):
             for value in req.get_all(name):
                 up.add(name, value)
+        self._pass_credentials(req, up, self.realms[realm_name], hidden)
         up.add("User-Agent", self._user_agent(up_realm))
         self.counters.registrations_relayed += 1
         leg = Leg(
@@ -1055,6 +1181,7 @@ _REASONS = {
     408: "Request Timeout",
     416: "Unsupported URI Scheme",
     420: "Bad Extension",
+    422: "Session Interval Too Small",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
     482: "Loop Detected",
@@ -1070,6 +1197,20 @@ _REASONS = {
 }
 
 
+def caller_status(status: int) -> int:
+    """The final status the caller gets for the callee's failure `status`.
+
+    3xx would hand the caller the callee side's contacts: 480 instead. 503 from the far end says
+    that server is unavailable; relayed as it is, it would make the phone fail over away from the
+    SBC or stop using it for Retry-After seconds, for every call (RFC 3261 §16.7 item 6): 500.
+    Everything else (4xx, other 5xx, 6xx) describes the call and is relayed unchanged."""
+    if 300 <= status < 400:
+        return 480
+    if status == 503:
+        return 500
+    return status
+
+
 def _reason(status: int) -> str:
     return _REASONS.get(status, "Error" if status >= 300 else "OK")
 
@@ -1080,11 +1221,6 @@ def _fingerprint(request_uri: str) -> str:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "").replace('"', "'")[:120]
-
-
-def _int_prefix(value: str) -> int | None:
-    head = value.split(";")[0].strip()
-    return int(head) if head.isdigit() else None
 
 
 def _uri_host(uri: str) -> str | None:

@@ -161,6 +161,24 @@ class AddressScrubber:
             out = _IPV6_RE.sub(v6, out)
         return out
 
+    def hidden_in(self, text: str) -> set[IPAddress]:
+        """The hidden addresses `text` names."""
+        if _MAYBE_ADDRESS.search(text) is None:
+            return set()
+        found: set[IPAddress] = set()
+        for m in _IPV4_RE.finditer(text):
+            try:
+                found.add(ipaddress.IPv4Address(m.group(1)))
+            except ValueError:
+                continue
+        if ":" in text:
+            for m in _IPV6_RE.finditer(text):
+                try:
+                    found.add(ipaddress.IPv6Address(m.group(1) or m.group(2)))
+                except ValueError:
+                    continue
+        return {a for a in found if self.is_hidden(a)}
+
     def scrub_message(self, msg: Message, replacement: IPAddress, *, skip: Iterable[str] = ()) -> int:
         """Rewrite hidden addresses in every header value except `skip`; returns how many headers changed."""
         skipped = {header_key(s) for s in skip}

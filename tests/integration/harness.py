@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -225,7 +226,7 @@ def sipp(
 ) -> Sipp:
     argv = [
         "sipp",
-        "-sf", str(SCENARIOS / scenario),
+        "-sf", str(SCENARIOS / scenario),  # an absolute path (a rendered template) stays as it is
         "-i", local_ip,
         "-p", str(local_port),
         "-m", str(calls),
@@ -247,6 +248,24 @@ def sipp(
     if remote is not None:
         argv.append(remote)
     return Sipp(name, workdir, argv)
+
+
+def render_scenario(workdir: Path, template: str, **values: str | int) -> str:
+    """Fill the `@NAME@` markers of a scenario template (`scenarios/NAME.xml.in`) into `workdir`.
+
+    A value may hold several header lines; an empty one removes its marker's line."""
+    text = (SCENARIOS / template).read_text()
+    for name, value in values.items():
+        marker = f"@{name.upper()}@"
+        if str(value) == "":
+            text = text.replace(marker + "\n", "")
+        text = text.replace(marker, str(value))
+    left = re.findall(r"@([A-Z_]+)@", text)
+    if left:
+        raise ValueError(f"{template}: unfilled markers {sorted(set(left))}")
+    out = workdir / template.removesuffix(".in")
+    out.write_text(text)
+    return str(out)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ test counts what reached a SIPp endpoint.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import socket
 import struct
@@ -46,6 +47,7 @@ class RtpStream:
     rtcp_every: int | None = None
     rtcp_mux: bool = False
     clock_rate: int = 8000
+    port_offset: int = 0  # 2: the second stream of a pcap, played to the SDP's port + 2 (see write_rtp_pcap)
 
     def dropped(self, i: int) -> bool:
         return self.drop_every is not None and i % self.drop_every == self.drop_every // 2
@@ -101,27 +103,34 @@ class RtpStream:
         )
 
 
-def write_rtp_pcap(path: Path, stream: RtpStream) -> Path:
+def write_rtp_pcap(path: Path, *streams: RtpStream) -> Path:
+    """One pcap with every packet of `streams`, in time order.
+
+    SIPp 3.6 plays one pcap per call at a time (a second `play_pcap_*` stops the first), so two streams
+    (audio and video) that must flow together go into one file: SIPp sends each packet to the port of
+    the SDP plus the packet's distance from the lowest port of the pcap, so a stream with
+    `port_offset=2` reaches the port two above the audio port."""
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
     from scapy.utils import wrpcap
 
     start = 1_700_000_000.0
+    timed: list[tuple[float, int, bytes]] = []
+    for stream in streams:
+        rtp_port = PCAP_BASE_PORT + stream.port_offset
+        rtcp_port = rtp_port if stream.rtcp_mux else rtp_port + 1
+        for i in range(stream.count):
+            at = start + i * stream.ptime_ms / 1000
+            if not stream.dropped(i):
+                timed.append((at, rtp_port, stream.rtp_packet(i)))
+            if stream.rtcp_every and (i + 1) % stream.rtcp_every == 0:
+                timed.append((at + 0.001, rtcp_port, stream.rtcp_packet(i)))
     packets = []
-    rtcp_port = PCAP_BASE_PORT if stream.rtcp_mux else PCAP_BASE_PORT + 1
-    for i in range(stream.count):
-        at = start + i * stream.ptime_ms / 1000
-        if not stream.dropped(i):
-            p = Ether() / IP(src=PCAP_SRC, dst=PCAP_DST) / UDP(sport=PCAP_BASE_PORT, dport=PCAP_BASE_PORT)
-            p = p / Raw(stream.rtp_packet(i))
-            p.time = at
-            packets.append(p)
-        if stream.rtcp_every and (i + 1) % stream.rtcp_every == 0:
-            q = Ether() / IP(src=PCAP_SRC, dst=PCAP_DST) / UDP(sport=rtcp_port, dport=rtcp_port)
-            q = q / Raw(stream.rtcp_packet(i))
-            q.time = at + 0.001
-            packets.append(q)
+    for at, port, payload in sorted(timed, key=lambda item: item[0]):
+        p = Ether() / IP(src=PCAP_SRC, dst=PCAP_DST) / UDP(sport=port, dport=port) / Raw(payload)
+        p.time = at
+        packets.append(p)
     wrpcap(str(path), packets)
     return path
 
@@ -161,6 +170,33 @@ class Datagram:
         return self.payload[1] & 0x7F
 
 
+SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>; not exported by the socket module
+SO_RCVBUFFORCE = 33
+
+
+def _destination_filter(networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bytes:
+    """A classic BPF socket filter (struct sock_fprog) accepting IPv4 packets whose destination is
+    in one of `networks`. A raw IP socket's filter sees the packet from its IP header on."""
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    code: list[tuple[int, int, int, int]] = []
+    accept = 3 * len(v4) + 1
+    for i, net in enumerate(v4):
+        jeq_at = 3 * i + 2
+        code += [
+            (0x20, 0, 0, 16),  # ld [16]: destination address
+            (0x54, 0, 0, int(net.netmask)),  # and #mask
+            (0x15, accept - jeq_at - 1, 0, int(net.network_address)),  # jeq #net, accept, next
+        ]
+    code += [(0x06, 0, 0, 0), (0x06, 0, 0, 0x40000)]  # ret 0 (drop); ret 256 KiB (keep)
+    program = b"".join(struct.pack("HBBI", *insn) for insn in code)
+    buffer = ctypes.create_string_buffer(program)
+    _FILTERS.append(buffer)  # the kernel copies it at setsockopt; kept only so the address stays valid
+    return struct.pack("HL", len(code), ctypes.addressof(buffer))
+
+
+_FILTERS: list[ctypes.Array[ctypes.c_char]] = []
+
+
 @dataclass
 class RtpTap:
     """Collects every UDP datagram delivered to an address in `networks` while it runs (a thread).
@@ -180,7 +216,10 @@ class RtpTap:
     def start(self) -> RtpTap:
         nets = [ipaddress.ip_network(n) for n in self.networks]
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        # The kernel keeps only datagrams to our networks: on a busy machine every other UDP flow
+        # (other tests' SIP and RTP) would otherwise fill the buffer and this thread would miss ours.
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _destination_filter(nets))
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
         sock.settimeout(0.2)
 
         def run() -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,10 @@ from tests.integration.harness import (
     received_messages,
     running_sbc,
     sbc_config,
-    sent_messages,
     sipp,
     sipp_available,
 )
+from tests.integration.sip_checks import all_received, assert_topology_hidden, body, first_received
 
 pytestmark = [
     pytest.mark.integration,
@@ -83,93 +82,68 @@ def wait_no_calls(sbc: SbcProcess, timeout: float = 5.0) -> dict[str, object]:
     return status
 
 
+def _caller_hangs_up(uac: Sipp, uas: Sipp) -> None:
+    assert first_received(uas, "BYE ") and not all_received(uac, "BYE ")
+
+
+def _callee_hangs_up(uac: Sipp, uas: Sipp) -> None:
+    assert first_received(uac, "BYE ").startswith(f"BYE sip:alice@{PHONE}:{PHONE_PORT} ")
+    assert not all_received(uas, "BYE ")
+
+
+def _cancelled(uac: Sipp, uas: Sipp) -> None:
+    assert first_received(uas, "CANCEL ") and first_received(uac, "SIP/2.0 487 ")
+    assert not all_received(uas, "BYE ")
+
+
+def _busy(uac: Sipp, uas: Sipp) -> None:
+    assert first_received(uac, "SIP/2.0 486 Busy Here")
+
+
+def _hold_resume(uac: Sipp, uas: Sipp) -> None:
+    reinvites = all_received(uac, "INVITE ")
+    assert len(reinvites) == 2
+    assert "a=sendonly" in body(reinvites[0]) and "a=sendonly" not in body(reinvites[1])
+    assert all(f"c=IN IP4 {LAN_SBC}" in body(r) for r in reinvites)
+
+
+def _update_early(uac: Sipp, uas: Sipp) -> None:
+    update = first_received(uas, "UPDATE ")
+    assert f"c=IN IP4 {WAN_SBC}" in body(update) and "PCMA" in body(update)
+
+
 @pytest.mark.parametrize(
-    ("uac_scenario", "uas_scenario"),
+    ("uac_scenario", "uas_scenario", "check"),
     [
-        ("uac_basic.xml", "uas_basic.xml"),  # caller hangs up
-        ("uac_callee_hangs_up.xml", "uas_hangs_up.xml"),
-        ("uac_cancel.xml", "uas_ring_cancelled.xml"),
-        ("uac_busy.xml", "uas_busy.xml"),
-        ("uac_accepts_reinvites.xml", "uas_hold_resume.xml"),
-        ("uac_update_early.xml", "uas_update_early.xml"),
+        ("uac_basic.xml", "uas_basic.xml", _caller_hangs_up),
+        ("uac_callee_hangs_up.xml", "uas_hangs_up.xml", _callee_hangs_up),
+        ("uac_cancel.xml", "uas_ring_cancelled.xml", _cancelled),
+        ("uac_busy.xml", "uas_busy.xml", _busy),
+        ("uac_accepts_reinvites.xml", "uas_hold_resume.xml", _hold_resume),
+        ("uac_update_early.xml", "uas_update_early.xml", _update_early),
     ],
     ids=["caller-hangs-up", "callee-hangs-up", "cancel", "busy-486", "reinvite-hold-resume", "update-early"],
 )
-def test_call_flow(sbc: SbcProcess, tmp_path: Path, uac_scenario: str, uas_scenario: str) -> None:
-    call_pair(sbc, tmp_path, uac_scenario, uas_scenario)
+def test_call_flow(
+    sbc: SbcProcess, tmp_path: Path, uac_scenario: str, uas_scenario: str, check: Callable[[Sipp, Sipp], None]
+) -> None:
+    uac, uas = call_pair(sbc, tmp_path, uac_scenario, uas_scenario)
+    check(uac, uas)
+    assert_topology_hidden(uac, uas, lan_ports=[PHONE_PORT], wan_ports=[TRUNK_PORT])
     status = wait_no_calls(sbc)
     assert status["active_calls"] == 0, sbc.log()[-4000:]
 
 
-def _identifiers(messages: list[str]) -> dict[str, set[str]]:
-    """What of one side's topology its messages carry: Call-IDs, tags, branches, contacts, user agents."""
-    found: dict[str, set[str]] = {"call-id": set(), "tag": set(), "branch": set(), "contact": set(), "ua": set()}
-    for msg in messages:
-        for line in msg.splitlines():
-            name, _, value = line.partition(":")
-            key = name.strip().lower()
-            value = value.strip()
-            if key in ("call-id", "i"):
-                found["call-id"].add(value)
-            elif key in ("from", "f", "to", "t"):
-                found["tag"].update(re.findall(r";tag=([^;>\s]+)", value))
-            elif key in ("via", "v"):
-                found["branch"].update(re.findall(r"branch=([^;\s,]+)", value))
-            elif key in ("contact", "m"):
-                found["contact"].update(re.findall(r"<([^>]+)>", value))
-            elif key in ("user-agent", "server"):
-                found["ua"].add(value)
-    return found
-
-
 def test_topology_hiding_both_ways(sbc: SbcProcess, tmp_path: Path) -> None:
     uac, uas = call_pair(sbc, tmp_path, "uac_basic.xml", "uas_basic.xml")
-    uac_sent = sent_messages(uac.messages())
-    uas_sent = sent_messages(uas.messages())
+    assert_topology_hidden(uac, uas, lan_ports=[PHONE_PORT], wan_ports=[TRUNK_PORT])
     uas_received = "\n".join(received_messages(uas.messages()))
     uac_received = "\n".join(received_messages(uac.messages()))
-    assert uac_sent and uas_sent and uas_received and uac_received
-
-    inside = _identifiers(uac_sent)
-    outside = _identifiers(uas_sent)
-    # The caller's own tag appears in its From on the WAN side only if it leaked.
-    for kind, values in inside.items():
-        for value in values:
-            assert value not in uas_received, f"LAN {kind} {value!r} reached the WAN side:\n{uas_received}"
-    for kind, values in outside.items():
-        for value in values:
-            assert value not in uac_received, f"WAN {kind} {value!r} reached the LAN side:\n{uac_received}"
-    assert PHONE not in uas_received
-    assert not re.search(rf"[:=]{PHONE_PORT}\b", uas_received)
-    assert "secret-lan-ua" not in uas_received
-    assert TRUNK not in uac_received
-    assert not re.search(rf"[:=]{TRUNK_PORT}\b", uac_received)
-    assert "secret-wan-ua" not in uac_received
-    # And what they did see is the SBC: its addresses and its own User-Agent.
+    assert "X-Inside-Secret" not in uas_received  # not in the headers allowed to cross
+    # What each side did see is the SBC: its address on that side and its own User-Agent.
     assert WAN_SBC in uas_received and "EdgeSBC-test" in uas_received
     assert LAN_SBC in uac_received and "EdgeSBC-test" in uac_received
-
-
-def test_register_then_call_back_from_wan(sbc: SbcProcess, tmp_path: Path) -> None:
-    answer_port = 5073
-    phone_uas = sipp(
-        "phone_uas", tmp_path, "uas_basic.xml", local_ip=PHONE, local_port=answer_port, timeout_s=30
-    ).start()
-    registrar = sipp("registrar", tmp_path, "registrar_then_calls.xml", local_ip=TRUNK, local_port=TRUNK_PORT,
-                     timeout_s=30).start()  # fmt: skip
-    time.sleep(0.3)
-    phone = sipp(
-        "phone", tmp_path, "phone_register.xml", local_ip=PHONE, local_port=PHONE_PORT,
-        remote=f"{LAN_SBC}:{SBC_PORT}", timeout_s=30, extra=["-set", "answer_port", str(answer_port)],
-    ).start()  # fmt: skip
-    rc_phone = phone.wait(40)
-    rc_registrar = registrar.wait(40)
-    rc_uas = phone_uas.wait(15)
-    details = f"{phone.report()}\n{registrar.report()}\n{phone_uas.report()}\n{sbc.log()[-6000:]}"
-    assert (rc_phone, rc_registrar, rc_uas) == (0, 0, 0), details
-    # The registrar saw the SBC's contact, never the phone's.
-    reg_in = "\n".join(received_messages(registrar.messages()))
-    assert PHONE not in reg_in and f"@{WAN_SBC}:{SBC_PORT}" in reg_in
+    assert WAN_SBC not in uac_received and LAN_SBC not in uas_received
 
 
 def test_options_to_the_sbc_answered_locally(sbc: SbcProcess, tmp_path: Path) -> None:

@@ -1,0 +1,329 @@
+"""Call flows of the SIP core's scope with real SIPp peers: what each side receives, and that it
+carries nothing of the other side's topology."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import (
+    LAN_SBC,
+    PHONE,
+    SBC_PORT,
+    TRUNK,
+    TRUNK_PORT,
+    WAN_SBC,
+    SbcProcess,
+    Sipp,
+    render_scenario,
+    running_sbc,
+    sbc_config,
+    sent_messages,
+    sipp,
+)
+from tests.integration.sip_checks import all_received, assert_topology_hidden, body, first_received, header
+from tests.integration.test_calls import PHONE_PORT, call_pair, wait_no_calls
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def sbc(tmp_path: Path) -> Iterator[SbcProcess]:
+    with running_sbc(tmp_path, sbc_config(tmp_path / "state")) as proc:
+        yield proc
+
+
+def _hidden(uac: object, uas: object) -> None:
+    assert_topology_hidden(uac, uas, lan_ports=[PHONE_PORT], wan_ports=[TRUNK_PORT])  # type: ignore[arg-type]
+
+
+def test_prack_reliable_provisionals_mapped_per_leg(sbc: SbcProcess, tmp_path: Path) -> None:
+    """RFC 3262: Require: 100rel and RSeq reach the caller; each PRACK reaches the trunk with the RAck
+    of the trunk's own leg (its INVITE CSeq 1, not the caller's 101); the 200 without SDP completes."""
+    uac, uas = call_pair(sbc, tmp_path, "uac_prack.xml", "uas_prack.xml")
+    p183 = first_received(uac, "SIP/2.0 183")
+    assert header(p183, "RSeq") == "7001" and "100rel" in (header(p183, "Require") or "")
+    assert f"c=IN IP4 {LAN_SBC}" in body(p183)
+    p180 = first_received(uac, "SIP/2.0 180")
+    assert header(p180, "RSeq") == "7002" and not body(p180)
+    pracks = all_received(uas, "PRACK ")
+    assert [header(p, "RAck") for p in pracks] == ["7001 1 INVITE", "7002 1 INVITE"]
+    _hidden(uac, uas)
+    assert wait_no_calls(sbc)["active_calls"] == 0
+
+
+def test_info_in_dialog_both_ways(sbc: SbcProcess, tmp_path: Path) -> None:
+    uac, uas = call_pair(sbc, tmp_path, "uac_info.xml", "uas_info.xml")
+    info_out = first_received(uas, "INFO ")
+    assert header(info_out, "Content-Type") == "application/dtmf-relay"
+    assert body(info_out).splitlines() == ["Signal=5", "Duration=160"]
+    info_in = first_received(uac, "INFO ")
+    assert info_in.startswith(f"INFO sip:alice@{PHONE}:{PHONE_PORT} ")  # to the phone's own Contact
+    assert body(info_in).splitlines() == ["Signal=#", "Duration=100"]
+    _hidden(uac, uas)
+
+
+def test_refer_and_notify_in_dialog_hide_the_inside(sbc: SbcProcess, tmp_path: Path) -> None:
+    """Blind transfer from the LAN phone: the trunk gets a Refer-To that names the transfer target by
+    user at the SBC's WAN address (no inside address or port), and its NOTIFYs reach the phone."""
+    uac, uas = call_pair(sbc, tmp_path, "uac_refer.xml", "uas_refer.xml")
+    refer = first_received(uas, "REFER ")
+    assert header(refer, "Refer-To") == f"<sip:carol@{WAN_SBC}:{SBC_PORT}>"
+    referred_by = header(refer, "Referred-By") or ""
+    assert "sip:alice@" in referred_by and PHONE not in referred_by
+    notifies = all_received(uac, "NOTIFY ")
+    assert [body(n) for n in notifies] == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
+    assert all(header(n, "Event") == "refer" for n in notifies)
+    assert header(notifies[1], "Subscription-State") == "terminated;reason=noresource"
+    assert header(notifies[0], "Content-Type") == "message/sipfrag;version=2.0"
+    assert_topology_hidden(uac, uas, lan_ports=[PHONE_PORT, 5090], wan_ports=[TRUNK_PORT])
+
+
+def test_late_offer_offer_in_200_answer_in_ack(sbc: SbcProcess, tmp_path: Path) -> None:
+    uac, uas = call_pair(sbc, tmp_path, "uac_late_offer.xml", "uas_late_offer.xml")
+    invite = first_received(uas, "INVITE ")
+    assert not body(invite) and header(invite, "Content-Type") is None
+    offer = body(first_received(uac, "SIP/2.0 200"))
+    assert f"c=IN IP4 {LAN_SBC}" in offer and "m=audio" in offer
+    answer = body(first_received(uas, "ACK "))
+    assert f"c=IN IP4 {WAN_SBC}" in answer and "m=audio" in answer
+    _hidden(uac, uas)
+
+
+def test_18x_with_and_without_sdp(sbc: SbcProcess, tmp_path: Path) -> None:
+    uac, uas = call_pair(sbc, tmp_path, "uac_early_media.xml", "uas_early_media.xml")
+    ringing = first_received(uac, "SIP/2.0 180")
+    assert not body(ringing) and header(ringing, "Content-Type") is None
+    early = first_received(uac, "SIP/2.0 183")
+    assert header(early, "Content-Type") == "application/sdp"
+    assert f"c=IN IP4 {LAN_SBC}" in body(early)
+    # Max-Forwards is decremented across the SBC (RFC 7332 §3), the caller sent 10.
+    assert header(first_received(uas, "INVITE "), "Max-Forwards") == "9"
+    _hidden(uac, uas)
+
+
+def _refused_call(
+    sbc: SbcProcess,
+    workdir: Path,
+    expected: int,
+    *,
+    uas_status: tuple[int, str] | None = None,
+    uas_headers: str = "",
+    max_forwards: int = 70,
+    caller_headers: str = "",
+) -> tuple[Sipp, Sipp | None]:
+    """A call the caller sees refused with `expected`; with `uas_status` the trunk refuses it so."""
+    uas = None
+    if uas_status is not None:
+        uas_scenario = render_scenario(
+            workdir, "uas_refuses.xml.in", status=uas_status[0], reason=uas_status[1], extra_headers=uas_headers
+        )
+        uas = sipp("uas", workdir, uas_scenario, local_ip=TRUNK, local_port=TRUNK_PORT, timeout_s=30).start()
+        time.sleep(0.3)
+    uac_scenario = render_scenario(
+        workdir, "uac_refused.xml.in", expected=expected, max_forwards=max_forwards, extra_headers=caller_headers
+    )
+    uac = sipp(
+        "uac", workdir, uac_scenario, local_ip=PHONE, local_port=PHONE_PORT, remote=f"{LAN_SBC}:{SBC_PORT}",
+        timeout_s=30,
+    ).start()  # fmt: skip
+    rc_uac = uac.wait(40)
+    rc_uas = uas.wait(15) if uas is not None else 0
+    details = f"{uac.report()}\n{uas.report() if uas else ''}\n--- sbc log tail:\n{sbc.log()[-6000:]}"
+    assert (rc_uac, rc_uas) == (0, 0), details
+    return uac, uas
+
+
+@pytest.mark.parametrize(
+    ("trunk", "caller", "caller_reason"),
+    [
+        ((486, "Busy Here"), 486, "Busy Here"),
+        ((603, "Decline"), 603, "Decline"),
+        ((404, "Not Found"), 404, "Not Found"),
+        ((480, "Temporarily Unavailable"), 480, "Temporarily Unavailable"),
+        ((503, "Service Unavailable"), 500, "Server Internal Error"),
+        ((302, "Moved Temporarily"), 480, "Temporarily Unavailable"),
+    ],
+    ids=["486", "603", "404", "480", "503-as-500", "302-as-480"],
+)
+def test_trunk_failure_mapped_to_the_caller(
+    sbc: SbcProcess, tmp_path: Path, trunk: tuple[int, str], caller: int, caller_reason: str
+) -> None:
+    """The trunk's final answer reaches the caller: as it is when it describes the call, mapped when it
+    would mislead the phone about the SBC (503) or hand it the far side's contacts (3xx)."""
+    extra = "      Retry-After: 30"
+    if trunk[0] == 302:
+        extra += f"\n      Contact: <sip:elsewhere@{TRUNK}:5099>"
+    uac, uas = _refused_call(sbc, tmp_path, caller, uas_status=trunk, uas_headers=extra)
+    assert uas is not None
+    final = first_received(uac, f"SIP/2.0 {caller} ")
+    assert final.startswith(f"SIP/2.0 {caller} {caller_reason}")
+    # Retry-After is the trunk's; it stays only when the status is the trunk's own.
+    assert (header(final, "Retry-After") is None) == (caller != trunk[0]), final
+    assert header(final, "Contact") is None
+    assert len(all_received(uas, "ACK ")) == 1  # the SBC ACKed the trunk's final response itself
+    _hidden(uac, uas)
+    status = wait_no_calls(sbc)
+    assert status["active_calls"] == 0
+
+
+def test_trunk_that_never_answers_gives_408(tmp_path: Path) -> None:
+    """Nothing listens at the trunk: the INVITE times out (Timer B = 64 x T1) and the caller gets 408."""
+    config = sbc_config(tmp_path / "state").replace("t1_ms: 500,", "t1_ms: 100,")
+    with running_sbc(tmp_path, config) as sbc:
+        uac, _ = _refused_call(sbc, tmp_path, 408)
+        assert first_received(uac, "SIP/2.0 408 ").startswith("SIP/2.0 408 Request Timeout")
+        assert wait_no_calls(sbc)["counters"]["calls_failed"] == 1  # type: ignore[index]
+
+
+def test_max_forwards_exhausted_gets_483(sbc: SbcProcess, tmp_path: Path) -> None:
+    uac, _ = _refused_call(sbc, tmp_path, 483, max_forwards=0)
+    assert first_received(uac, "SIP/2.0 483 ").startswith("SIP/2.0 483 Too Many Hops")
+    assert sbc.query("status")["counters"]["calls_total"] == 0
+
+
+def test_loop_back_into_the_sbc_gets_482(tmp_path: Path) -> None:
+    """A WAN peer that is the SBC's own LAN side: the INVITE comes back with our Via and Request-URI."""
+    config = sbc_config(tmp_path / "state").replace(
+        f"peer: {{host: {TRUNK}, port: {TRUNK_PORT}", f"peer: {{host: {LAN_SBC}, port: {SBC_PORT}"
+    )
+    with running_sbc(tmp_path, config) as sbc:
+        uac, _ = _refused_call(sbc, tmp_path, 482)
+        assert first_received(uac, "SIP/2.0 482 ").startswith("SIP/2.0 482 Loop Detected")
+        assert sbc.query("status")["counters"]["loops_detected"] == 1
+
+
+def test_options_to_the_sbc_answered_locally_on_both_realms(sbc: SbcProcess, tmp_path: Path) -> None:
+    for realm, local_ip, remote in (("lan", PHONE, LAN_SBC), ("wan", TRUNK, WAN_SBC)):
+        probe = sipp(
+            f"options_{realm}", tmp_path, "uac_options.xml", local_ip=local_ip, local_port=5095,
+            remote=f"{remote}:{SBC_PORT}", timeout_s=10,
+        ).start()  # fmt: skip
+        assert probe.wait(20) == 0, probe.report() + sbc.log()[-3000:]
+        answer = first_received(probe, "SIP/2.0 200 ")
+        assert header(answer, "Server") == "EdgeSBC-test"
+        assert "timer" in (header(answer, "Supported") or "")
+    assert sbc.query("status")["counters"]["calls_total"] == 0
+
+
+def test_session_expires_below_min_se_gets_422(sbc: SbcProcess, tmp_path: Path) -> None:
+    asked = "      Supported: timer\n      Session-Expires: 60"
+    uac, _ = _refused_call(sbc, tmp_path, 422, caller_headers=asked)
+    refused = first_received(uac, "SIP/2.0 422 ")
+    assert header(refused, "Min-SE") == "90"
+
+
+def _trace_time(peer: Sipp, start: str, *, received: bool = True) -> float:
+    """When `peer` first received (or sent) a message starting with `start`, from its trace (epoch s)."""
+    marker = "message received" if received else "message sent"
+    for block in peer.messages().split("----------------------------------------------- ")[1:]:
+        stamp, _, rest = block.partition("\n")
+        kind, _, msg = rest.partition("\n")
+        if marker in kind and msg.strip("\n").startswith(start):
+            return time.mktime(time.strptime(stamp.strip()[:19], "%Y-%m-%d %H:%M:%S")) + float("0" + stamp.strip()[19:])
+    raise AssertionError(f"{peer.name}: no {start!r} {marker}")
+
+
+def test_session_timer_refreshed_then_expired_with_bye_to_both(tmp_path: Path) -> None:
+    """RFC 4028: 90 s with the trunk as refresher. The trunk refreshes once (UPDATE after 15 s), which
+    the caller sees and answers; then it stops, and 60 s (90 - 90/3) after that refresh the SBC ends
+    the call with a BYE to each side. (No RTP flows here: the media timeout is told not to hang up.)"""
+    config = sbc_config(tmp_path / "state")
+    for dscp in ("ef", "af41"):
+        config = config.replace(f"      dscp: {dscp}\n", f"      dscp: {dscp}\n      hangup_on_timeout: false\n")
+    assert config.count("hangup_on_timeout: false") == 2
+    with running_sbc(tmp_path, config) as sbc:
+        uac, uas = call_pair(sbc, tmp_path, "uac_session_timer.xml", "uas_session_timer.xml", timeout_s=150)
+    invite = first_received(uas, "INVITE ")
+    assert header(invite, "Session-Expires") == "90;refresher=uas" and header(invite, "Min-SE") == "90"
+    assert header(first_received(uac, "SIP/2.0 200 "), "Session-Expires") == "90;refresher=uas"
+    refreshed = _trace_time(uac, "UPDATE ")
+    bye_caller, bye_trunk = first_received(uac, "BYE "), first_received(uas, "BYE ")
+    for bye in (bye_caller, bye_trunk):
+        assert header(bye, "Reason") == 'SIP;cause=408;text="session timer expired"'
+    # Without the refresh the BYE would have come 60 s after the answer, 15 s earlier than this.
+    assert _trace_time(uac, "BYE ") - refreshed >= 60 - 2.5
+    _hidden(uac, uas)
+    records = (tmp_path / "state" / "cdr.jsonl").read_text()
+    assert "session timer expired" in records
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "challenge", "credentials"),
+    [
+        (401, "Unauthorized", "WWW-Authenticate", "Authorization"),
+        (407, "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"),
+    ],
+    ids=["401", "407"],
+)
+def test_register_challenge_expiry_and_call_to_the_real_contact(
+    sbc: SbcProcess, tmp_path: Path, status: int, reason: str, challenge: str, credentials: str
+) -> None:
+    """The registrar's challenge reaches the phone and the phone's digest reaches the registrar, which
+    verifies it; the expiry the phone asked (300) goes up, the one granted (120) comes back; the
+    registrar saw only the SBC's contact, and its INVITE for that contact reaches the phone's own
+    Contact (another port than the one the phone registered from)."""
+    answer_port = 5073
+    phone_uas = sipp("phone_uas", tmp_path, "uas_basic.xml", local_ip=PHONE, local_port=answer_port,
+                     timeout_s=30).start()  # fmt: skip
+    if credentials == "Authorization":
+        verify = '      <verifyauth assign_to="auth_ok" username="alice" password="not-a-real-secret"/>'
+    else:  # SIPp's verifyauth reads Authorization only: check the digest is there and the same below
+        verify = (
+            '      <ereg regexp="Digest username=.alice." search_in="hdr" header="Proxy-Authorization:" '
+            'check_it="true" assign_to="seen"/>\n      <assign assign_to="auth_ok" value="1"/>'
+        )
+    registrar_scenario = render_scenario(
+        tmp_path, "registrar_challenge.xml.in", challenge_status=status, challenge_reason=reason,
+        challenge_header=challenge, granted=120, verify=verify,
+        referenced="asked,dummy" + (",seen" if credentials != "Authorization" else ""),
+    )  # fmt: skip
+    registrar = sipp("registrar", tmp_path, registrar_scenario, local_ip=TRUNK, local_port=TRUNK_PORT,
+                     timeout_s=30).start()  # fmt: skip
+    time.sleep(0.3)
+    phone_scenario = render_scenario(tmp_path, "phone_register_auth.xml.in", challenge_status=status, granted=120)
+    phone = sipp(
+        "phone", tmp_path, phone_scenario, local_ip=PHONE, local_port=PHONE_PORT,
+        remote=f"{LAN_SBC}:{SBC_PORT}", timeout_s=30, extra=["-set", "answer_port", str(answer_port)],
+    ).start()  # fmt: skip
+    rcs = (phone.wait(40), registrar.wait(40), phone_uas.wait(15))
+    details = f"{phone.report()}\n{registrar.report()}\n{phone_uas.report()}\n{sbc.log()[-6000:]}"
+    assert rcs == (0, 0, 0), details
+    challenged = first_received(phone, f"SIP/2.0 {status} ")
+    assert header(challenged, challenge) is not None and header(challenged, "Server") == "EdgeSBC-test"
+    registers = all_received(registrar, "REGISTER ")
+    assert len(registers) == 2 and header(registers[1], credentials) is not None
+    sent = [m for m in sent_messages(phone.messages()) if m.startswith("REGISTER ")]
+    assert header(registers[1], credentials) == header(sent[1], credentials)  # byte for byte
+    contact = header(registers[1], "Contact") or ""
+    assert contact.startswith("<sip:r") and f"@{WAN_SBC}:{SBC_PORT}>" in contact and "expires=300" in contact
+    invite = first_received(phone_uas, "INVITE ")
+    assert invite.startswith(f"INVITE sip:alice@{PHONE}:{answer_port} SIP/2.0")
+    # SIPp's digest-uri names the SBC's LAN address it sent the REGISTER to; the digest is passed as
+    # it is (a changed byte breaks it) and that is the only inside address allowed in it.
+    assert LAN_SBC in (header(registers[1], credentials) or "")
+    assert_topology_hidden(
+        [phone, phone_uas], registrar, lan_ports=[PHONE_PORT, answer_port], wan_ports=[TRUNK_PORT],
+        lan_credential_addresses=[LAN_SBC],
+    )  # fmt: skip
+
+
+def test_registration_expires_when_the_registrar_says(sbc: SbcProcess, tmp_path: Path) -> None:
+    """Granted 2 s (the phone asked 300): `sbc registrations` shows it, then it is gone, and an INVITE
+    from the WAN for the contact the registrar was given is refused with 404."""
+    registrar_scenario = render_scenario(tmp_path, "registrar_expiry.xml.in", granted=2, wait_ms=4500)
+    registrar = sipp("registrar", tmp_path, registrar_scenario, local_ip=TRUNK, local_port=TRUNK_PORT,
+                     timeout_s=30).start()  # fmt: skip
+    time.sleep(0.3)
+    phone_scenario = render_scenario(tmp_path, "phone_register_plain.xml.in", granted=2)
+    phone = sipp("phone", tmp_path, phone_scenario, local_ip=PHONE, local_port=PHONE_PORT,
+                 remote=f"{LAN_SBC}:{SBC_PORT}", timeout_s=30).start()  # fmt: skip
+    assert phone.wait(20) == 0, phone.report() + sbc.log()[-3000:]
+    bindings = sbc.query("registrations")["registrations"]
+    assert [b["aor"] for b in bindings] == ["alice@branch.example"] and bindings[0]["expires_in_s"] <= 2
+    assert registrar.wait(30) == 0, registrar.report() + sbc.log()[-3000:]
+    assert sbc.query("registrations")["registrations"] == []
+    assert first_received(registrar, "SIP/2.0 404 ")
