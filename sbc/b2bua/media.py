@@ -17,7 +17,8 @@ m-line position (RFC 3264 §8), so a re-offer keeps its anchors and ports.
 `check()` runs periodically for answered calls: one-way audio (media from one endpoint only, while
 both are supposed to send) and media timeouts (an endpoint that should be sending has sent nothing
 for the realm's `timeout_s`). A stream on hold is neither: an endpoint that said sendonly/inactive
-is not expected to receive, one that said recvonly/inactive not expected to send.
+is not expected to receive, one that said recvonly/inactive not expected to send. In a hairpin the
+far side's media is what the other call's inner anchor receives, not the (idle) anchor toward the PBX.
 """
 
 from __future__ import annotations
@@ -296,7 +297,7 @@ class MediaSessions:
         for index, stream in enumerate(media.streams):
             if len(stream.anchors) < 2:
                 continue
-            stats = {leg: self.dataplane.stats(stream.anchors[leg]) for leg in (0, 1)}
+            stats = self._media_stats(stream)
             if stream.sends(0) and stream.sends(1):
                 was = stream.flow.one_way
                 flow = stream.flow.observe_stats(now, stats[0], stats[1])
@@ -320,6 +321,17 @@ class MediaSessions:
                     watch.timed_out = True
                     findings.append(MediaFinding(index, leg=leg, idle_s=round(idle, 1)))
         return findings
+
+    def _media_stats(self, stream: StreamAnchors) -> dict[int, LegStats]:
+        """What each leg's endpoint sent, by leg. A hairpinned stream's outer anchor (toward the PBX)
+        carries nothing by design: what that side sends arrives at the other call's inner anchor."""
+        stats = {leg: self.dataplane.stats(anchor) for leg, anchor in stream.anchors.items()}
+        if stream.hairpinned and stream.hairpin_leg is not None and stream.hairpin_peer is not None:
+            peer_media, peer_index = stream.hairpin_peer
+            peer = peer_media.streams[peer_index] if peer_index < len(peer_media.streams) else None
+            if peer is not None and peer.hairpin_leg is not None and 1 - peer.hairpin_leg in peer.anchors:
+                stats[stream.hairpin_leg] = self.dataplane.stats(peer.anchors[1 - peer.hairpin_leg])
+        return stats
 
     def report(self, media: CallMedia) -> list[dict[str, object]]:
         """Per stream and leg: anchor, where media comes from, counters and quality (RFC 3550, G.107)."""

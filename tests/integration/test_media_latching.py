@@ -151,9 +151,11 @@ def test_natted_phone_is_learnt_inside_the_window_and_then_held_to(tmp_path: Pat
     assert f"c=IN IP4 {private}" in uac.messages()  # the SDP the phone sent named its private address
     a, _ = stream_legs(record)
     assert a["source"] == f"{PHONE}:{MEDIA_PORT}" and a["dropped_spoofed"] == SPOOF.count, a
-    # Media for the phone went to where it really is, none to the address in its SDP.
-    assert [d.seq for d in tap.between(LAN_SBC, PHONE, MEDIA_PORT) if d.is_rtp] == b_stream.sent_sequences
-    assert tap.to(private) == []
+    # Media for the phone went to where it really is once its first packet came in; until then only the
+    # address in its SDP was known (the trunk's stream may start a few ms earlier than the phone's).
+    to_real = [d.seq for d in tap.between(LAN_SBC, PHONE, MEDIA_PORT) if d.is_rtp]
+    to_private = [d.seq for d in tap.to(private, MEDIA_PORT) if d.is_rtp]
+    assert to_private + to_real == b_stream.sent_sequences and len(to_real) > len(to_private), (to_private, to_real)
     assert [d.seq for d in tap.between(WAN_SBC, TRUNK, MEDIA_PORT) if d.is_rtp] == a_stream.sent_sequences
     _no_spoof_delivered(tap)
 
