@@ -127,3 +127,63 @@ def test_several_streams_rtcp_mux_crypto_ice_and_rejected_streams(tmp_path: Path
     for leg in (video["a"], video["b"], audio["a"], audio["b"]):
         assert leg["lost"] == 0 and leg["dropped_spoofed"] == 0 and leg["jitter_ms"] < 100, leg
     assert len(record["streams"]) == 4 and record["streams"][1]["rtcp_mux"] is True
+
+
+def test_late_offer_anchors_the_offer_in_the_200_and_the_answer_in_the_ack(tmp_path: Path) -> None:
+    a_stream = RtpStream(count=100, ssrc=0xAD000001)
+    b_stream = RtpStream(count=100, ssrc=0xBD000001, first_seq=777)
+    write_rtp_pcap(tmp_path / "a_leg.pcap", a_stream)
+    write_rtp_pcap(tmp_path / "b_leg.pcap", b_stream)
+    with (
+        running_sbc(tmp_path, sbc_config(tmp_path / "state")) as sbc,
+        rtp_tap(f"{PHONE}/32", f"{TRUNK}/32", ignore_ports=sip_ports(PHONE_SIP_PORT, TRUNK_PORT)) as tap,
+    ):
+        uas = media_sipp("uas", tmp_path, "media_uas_late_offer.xml", address=TRUNK, sip_port=TRUNK_PORT).start()
+        uac = media_sipp(
+            "uac", tmp_path, "media_uac_late_offer.xml", address=PHONE, sip_port=PHONE_SIP_PORT,
+            remote=f"{LAN_SBC}:{SBC_PORT}", pause_ms=4000,
+        ).start()  # fmt: skip
+        finish(uac, uas, sbc=sbc)
+        record = cdr_records(sbc)[0]
+        tap.stop()
+
+    offer = received_sdps(uac, "200 OK")[-1]  # the trunk's offer, anchored for the phone
+    answer = received_sdps(uas, "ACK")[-1]  # the phone's answer, anchored for the trunk
+    a, b = record["streams"][0]["a"], record["streams"][0]["b"]
+    assert offer.connections == [LAN_SBC] and offer.ports == [_port(a["anchor"])]
+    assert answer.connections == [WAN_SBC] and answer.ports == [_port(b["anchor"])]
+    assert [d.seq for d in tap.between(WAN_SBC, TRUNK, AUDIO) if d.is_rtp] == a_stream.sent_sequences
+    assert [d.seq for d in tap.between(LAN_SBC, PHONE, AUDIO) if d.is_rtp] == b_stream.sent_sequences
+    assert (a["packets_in"], b["packets_in"]) == (a_stream.sent, b_stream.sent)
+
+
+def test_early_media_flows_before_the_answer_on_the_anchors_the_answer_keeps(tmp_path: Path) -> None:
+    ringback = RtpStream(count=100, ssrc=0xBE000001, first_seq=100)  # 2 s while the call is still ringing
+    a_stream = RtpStream(count=100, ssrc=0xAE000001)
+    b_stream = RtpStream(count=100, ssrc=0xBE000002, first_seq=300)
+    write_rtp_pcap(tmp_path / "b_early.pcap", ringback)
+    write_rtp_pcap(tmp_path / "a_leg.pcap", a_stream)
+    write_rtp_pcap(tmp_path / "b_leg.pcap", b_stream)
+    with (
+        running_sbc(tmp_path, sbc_config(tmp_path / "state")) as sbc,
+        rtp_tap(f"{PHONE}/32", f"{TRUNK}/32", ignore_ports=sip_ports(PHONE_SIP_PORT, TRUNK_PORT)) as tap,
+    ):
+        uas = media_sipp("uas", tmp_path, "media_uas_early.xml", address=TRUNK, sip_port=TRUNK_PORT).start()
+        uac = media_sipp(
+            "uac", tmp_path, "media_uac.xml", address=PHONE, sip_port=PHONE_SIP_PORT,
+            remote=f"{LAN_SBC}:{SBC_PORT}", pause_ms=4000,
+        ).start()  # fmt: skip
+        early = wait_for_calls(
+            sbc, lambda c: len(c) == 1 and c[0]["state"] == "early" and c[0]["streams"][0]["b"]["packets_in"] >= 50
+        )
+        finish(uac, uas, sbc=sbc)
+        record = cdr_records(sbc)[0]
+        tap.stop()
+
+    assert early[0]["state"] == "early", early  # media counted while the call was not answered yet
+    sdps = received_sdps(uac)  # the 183 and the 200
+    assert len(sdps) == 2 and sdps[0].ports == sdps[1].ports == [_port(record["streams"][0]["a"]["anchor"])]
+    to_phone = [d for d in tap.between(LAN_SBC, PHONE, AUDIO) if d.is_rtp]
+    assert [d.seq for d in to_phone if d.ssrc == ringback.ssrc] == ringback.sent_sequences
+    assert [d.seq for d in to_phone if d.ssrc == b_stream.ssrc] == b_stream.sent_sequences
+    assert [d.seq for d in tap.between(WAN_SBC, TRUNK, AUDIO) if d.is_rtp] == a_stream.sent_sequences

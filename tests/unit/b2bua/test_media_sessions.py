@@ -246,3 +246,19 @@ def test_hairpinned_calls_are_judged_by_their_inner_anchors() -> None:
     dp.set_stats(l2, LegStats(packets_in=1000, last_in_s=20.0))  # B falls silent at 20 s
     later = sessions.check(first, 32.0, 0.0, TIMEOUTS) + sessions.check(second, 32.0, 0.0, TIMEOUTS)
     assert sorted((f.leg, f.idle_s) for f in later if f.leg is not None) == [(1, 12.0), (1, 12.0)]
+
+
+def test_ipv4_lan_to_ipv6_wan() -> None:
+    wan6 = ipaddress.ip_address("2001:db8:5bc::1")
+    trunk6 = ipaddress.ip_address("2001:db8:7::10")
+    realms = (REALMS[0], Realm("wan", wan6, (), MediaSettings(wan6, 41000, 41999)))
+    dp = FakeDataplane()
+    sessions = MediaSessions(dp, realms)
+    call = sessions.new_call(MediaMode.ANCHOR, "lan", "wan")
+    offer = sessions.process(call, 0, sdp(PHONE, AUDIO)).decode()
+    assert f"c=IN IP6 {wan6}" in offer and f"IN IP6 {wan6}" in offer.splitlines()[1] and str(PHONE) not in offer
+    body = f"v=0\r\no=t 1 1 IN IP6 {trunk6}\r\ns=-\r\nc=IN IP6 {trunk6}\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n"
+    answer = sessions.process(call, 1, body.encode()).decode()
+    assert f"c=IN IP4 {LAN_SBC}" in answer and str(trunk6) not in answer
+    leg = dp.leg_of(call.streams[0].anchors[1])
+    assert leg is not None and leg.remote_rtp == Endpoint(trunk6, 6000)
