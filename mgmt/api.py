@@ -93,8 +93,15 @@ def _bad(name: str, message: str) -> Problem:
     return Problem(422, f"{name}: {message}", kind="invalid-field", field=name)
 
 
+def _present(body: dict[str, Any], name: str) -> Any:
+    """The field's value; None when it is absent. An explicit null is refused: no field is nullable."""
+    if name in body and body[name] is None:
+        raise _bad(name, "must not be null (leave the field out instead)")
+    return body.get(name)
+
+
 def get_str(body: dict[str, Any], name: str, *, required: bool = True, max_len: int = 1024) -> str | None:
-    value = body.get(name)
+    value = _present(body, name)
     if value is None:
         if required:
             raise _bad(name, "is required")
@@ -103,16 +110,22 @@ def get_str(body: dict[str, Any], name: str, *, required: bool = True, max_len: 
         raise _bad(name, "must be a string")
     if len(value) > max_len:
         raise _bad(name, f"must be at most {max_len} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(name, "is not valid Unicode text (a lone surrogate)") from None
     return value
 
 
 def get_int(body: dict[str, Any], name: str, *, required: bool = True, minimum: int = 0,
             maximum: int = 2**31) -> int | None:  # fmt: skip
-    value = body.get(name)
+    value = _present(body, name)
     if value is None:
         if required:
             raise _bad(name, "is required")
         return None
+    if isinstance(value, float) and value.is_integer():  # JSON Schema: 579.0 is an integer
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(name, "must be an integer")
     if not minimum <= value <= maximum:
@@ -121,7 +134,7 @@ def get_int(body: dict[str, Any], name: str, *, required: bool = True, minimum: 
 
 
 def get_bool(body: dict[str, Any], name: str) -> bool | None:
-    value = body.get(name)
+    value = _present(body, name)
     if value is not None and not isinstance(value, bool):
         raise _bad(name, "must be true or false")
     return value
@@ -138,9 +151,12 @@ def get_role(body: dict[str, Any], name: str = "role", *, required: bool = True)
 
 
 def query_int(call: Call, name: str, default: int | None, minimum: int, maximum: int) -> int | None:
-    raw = call.request.query.get(name)
-    if raw is None or raw == "":
+    values = call.request.query.getall(name, [])
+    if not values:
         return default
+    if len(values) > 1:
+        raise Problem(400, f"{name}: give it once", kind="invalid-parameter", field=name)
+    raw = values[0]
     try:
         value = int(raw)
     except ValueError:

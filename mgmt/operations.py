@@ -534,7 +534,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "config",
         OP,
         api.export,
-        {200: Response("The YAML file", STR, media="application/yaml")},
+        {200: Response("The YAML file", {"description": "YAML text"}, media="application/yaml")},
     ),
     Operation(
         POST,
