@@ -83,6 +83,11 @@ class Counters:
     options_answered: int = 0
     loops_detected: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    # RFC 4780 sipCommonSummaryStats: messages through the transaction layers, retransmissions included
+    in_requests: int = 0
+    in_responses: int = 0
+    out_requests: int = 0
+    out_responses: int = 0
 
 
 class Core:
@@ -147,6 +152,10 @@ class Core:
         return self._flush()
 
     def message_received(self, realm: str, msg: Request | Response, source: PeerAddress, now: float) -> list[Output]:
+        if isinstance(msg, Request):
+            self.counters.in_requests += 1
+        else:
+            self.counters.in_responses += 1
         try:
             events, commands = self.layers[realm].receive(msg, source, now)
             self._transmit(realm, commands)
@@ -185,6 +194,10 @@ class Core:
 
     def _transmit(self, realm: str, commands: list[tx.Transmit]) -> None:
         for cmd in commands:
+            if cmd.data.startswith(b"SIP/2.0 "):
+                self.counters.out_responses += 1
+            else:
+                self.counters.out_requests += 1
             self._out.append(Transmit(realm, cmd.data, cmd.destination))
 
     def _log(self, level: str, event: str, call: Call | None = None, **fields: object) -> None:
