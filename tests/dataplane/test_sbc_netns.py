@@ -216,8 +216,10 @@ def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, 
         assert during["a_call_id"] and during["b_call_id"] and during["a_call_id"] != during["b_call_id"]
         call.finish()
         call.stop_taps()
-        assert call.rtp_at_trunk() == call.a_stream.sent_sequences, "every RTP packet of the phone, in order"
-        assert call.rtp_at_phone() == call.b_stream.sent_sequences
+        # every RTP packet exactly once (the latching packet, relayed by userspace, may come in after
+        # the next one, which the kernel relayed right away)
+        assert sorted(call.rtp_at_trunk()) == sorted(call.a_stream.sent_sequences)
+        assert sorted(call.rtp_at_phone()) == sorted(call.b_stream.sent_sequences)
         end = relay(sbc)
         assert end["slow_path"]["relayed_packets"] == first["slow_path"]["relayed_packets"]
         # userspace relayed only the first packets: the phone's first RTP and RTCP (the LAN leg latches on
@@ -305,8 +307,8 @@ def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
         print(f"\n{sig.name}: down {up_at - down_at:.2f} s, relayed meanwhile {relayed_while_down} (kernel) / "
               f"{down} (taps), lost {lost}")  # fmt: skip
         assert relayed_while_down >= 100 and down >= 100, (relayed_while_down, down)
-        assert to_trunk == call.a_stream.sent_sequences, f"lost {lost[0]} toward the trunk"
-        assert to_phone == call.b_stream.sent_sequences, f"lost {lost[1]} toward the phone"
+        assert sorted(to_trunk) == sorted(call.a_stream.sent_sequences), f"lost {lost[0]} toward the trunk"
+        assert sorted(to_phone) == sorted(call.b_stream.sent_sequences), f"lost {lost[1]} toward the phone"
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         assert wait_until(lambda: kernel_entries(pin_dir) == {}, 5), "the BYE removed the session entries"
         assert saved_calls(sbc) == []
@@ -355,8 +357,8 @@ def test_without_xdp_the_same_call_runs_on_the_userspace_relay(
         assert sbc.cli("calls").count("[xdp]") == 0
         call.finish()
         call.stop_taps()
-        assert call.rtp_at_trunk() == call.a_stream.sent_sequences
-        assert call.rtp_at_phone() == call.b_stream.sent_sequences
+        assert sorted(call.rtp_at_trunk()) == sorted(call.a_stream.sent_sequences)
+        assert sorted(call.rtp_at_phone()) == sorted(call.b_stream.sent_sequences)
         end = relay(sbc)
         assert end["mode"] == "userspace" and end["kernel"] == {}
         assert end["slow_path"]["relayed_packets"] >= call.a_stream.sent + call.b_stream.sent
