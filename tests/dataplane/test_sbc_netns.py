@@ -13,6 +13,7 @@ namespaces (see `netns_sbc`), with RTP both ways played by the SIPps and counted
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -116,6 +117,22 @@ class Call:
         self.at_phone.stop()
 
 
+@contextlib.contextmanager
+def running(sbc: SbcProcess) -> Iterator[list[Call]]:
+    """`sbc` started; afterwards stopped, and the SIPps and taps of the calls put in the list killed
+    if the test failed."""
+    calls: list[Call] = []
+    sbc.start()
+    try:
+        yield calls
+    except BaseException:
+        for c in calls:
+            c.kill()
+        raise
+    finally:
+        sbc.stop()
+
+
 def place_call(net: Topology, sbc: SbcProcess, workdir: Path, *, packets: int, pause_ms: int) -> Call:
     a_stream = RtpStream(count=packets, ssrc=0xA11CE004, rtcp_every=25)
     b_stream = RtpStream(count=packets, ssrc=0xB0B0B004, first_seq=65000, rtcp_every=25)
@@ -188,13 +205,11 @@ def assert_anchor_ports(entries: dict[tuple[str, int], int]) -> None:
 
 def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, pin_dir: Path, tmp_path: Path) -> None:
     sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
-    sbc.start()
-    call = None
-    try:
+    with running(sbc) as calls:
         status = sbc.query("status")
         assert status["dataplane"] == "xdp", status
         assert xdp_attached(net, "m_a") and xdp_attached(net, "m_b")
-        call = place_call(net, sbc, tmp_path, packets=250, pause_ms=6500)
+        calls.append(call := place_call(net, sbc, tmp_path, packets=250, pause_ms=6500))
         during = media_flowing(sbc, minimum=60, in_kernel=True)
         first, per_cpu_first = relay(sbc), pinned(pin_dir).counters.read()
         time.sleep(1.5)
@@ -232,12 +247,6 @@ def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, 
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         assert wait_until(lambda: kernel_entries(pin_dir) == {}, 5), "the BYE removed the session entries"
         del a, b
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
 
 
 def saved_calls(sbc: SbcProcess) -> list[dict[str, Any]]:
@@ -270,10 +279,8 @@ def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
     net: Topology, pin_dir: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
     sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
-    sbc.start()
-    call = None
-    try:
-        call = place_call(net, sbc, tmp_path, packets=450, pause_ms=11500)  # 9 s of RTP each way
+    with running(sbc) as calls:
+        calls.append(call := place_call(net, sbc, tmp_path, packets=450, pause_ms=11500))  # 9 s of RTP each way
         before = media_flowing(sbc, minimum=40, in_kernel=True)
         assert wait_until(lambda: len(kernel_entries(pin_dir)) == 4, 10), kernel_entries(pin_dir)
         assert wait_until(lambda: len(saved_calls(sbc)) == 1, 5), "the call is in the dialog state file"
@@ -315,12 +322,6 @@ def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         assert wait_until(lambda: kernel_entries(pin_dir) == {}, 5), "the BYE removed the session entries"
         assert saved_calls(sbc) == []
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
 
 
 # --- fallback: the userspace relay ------------------------------------------------------------------
@@ -348,14 +349,12 @@ def test_without_xdp_the_same_call_runs_on_the_userspace_relay(
     else:
         sbc = netns_sbc(net.m, unprivileged_dir, user="nobody")
         reason = "not root"
-    sbc.start()
-    call = None
-    try:
+    with running(sbc) as calls:
         status = sbc.query("status")
         assert (status["dataplane"], status["dataplane_note"]) == ("userspace", reason)
         assert f"dataplane: userspace ({reason})" in sbc_cli(sbc, "status")
         assert not xdp_attached(net, "m_a") and not xdp_attached(net, "m_b")
-        call = place_call(net, sbc, tmp_path, packets=200, pause_ms=5500)
+        calls.append(call := place_call(net, sbc, tmp_path, packets=200, pause_ms=5500))
         during = media_flowing(sbc, minimum=50, in_kernel=False)
         assert sbc_cli(sbc, "calls").count("[xdp]") == 0
         call.finish()
@@ -367,20 +366,12 @@ def test_without_xdp_the_same_call_runs_on_the_userspace_relay(
         assert end["slow_path"]["relayed_packets"] >= call.a_stream.sent + call.b_stream.sent
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         del during
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
 
 
 def test_userspace_restart_keeps_the_call_and_media_resumes(net: Topology, tmp_path: Path) -> None:
     sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "userspace"})
-    sbc.start()
-    call = None
-    try:
-        call = place_call(net, sbc, tmp_path, packets=400, pause_ms=10500)
+    with running(sbc) as calls:
+        calls.append(call := place_call(net, sbc, tmp_path, packets=400, pause_ms=10500))
         before = media_flowing(sbc, minimum=40, in_kernel=False)
         assert wait_until(lambda: len(saved_calls(sbc)) == 1, 5)
         kill(sbc, signal.SIGKILL)
@@ -404,9 +395,3 @@ def test_userspace_restart_keeps_the_call_and_media_resumes(net: Topology, tmp_p
         assert paused == 0, "nothing relays while the userspace relay is down"
         assert resumed >= 100, "the restarted relay carries the call's media again"
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
