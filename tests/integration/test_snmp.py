@@ -199,6 +199,19 @@ def test_walk_matches_the_sbc_during_a_sipp_call(env: Env) -> None:
         # the SIP-COMMON-MIB-like counters are there and count what the SBC counted
         assert int(got["sbcMessagesReceived.0"]) >= status["counters"]["messages_received"] - 5
 
+        # RFC 4780 SIP-COMMON-MIB for applIndex 1: requests in stand still during the call's pause,
+        # the trunk keepalives move the others by a few a second
+        sip = walk(env, "SIP-COMMON-MIB::sipCommonMIB")
+        after = env.sbc.query("status")["sip"]
+        assert sip["sipCommonCfgProtocolVersion.1"] == "SIP/2.0"
+        assert sip["sipCommonCfgServiceOperStatus.1"] == "4"  # congested(4): the high-load alarm is up
+        assert sip["sipCommonSummaryInRequests.1"] == str(after["in_requests"]) == str(status["sip"]["in_requests"])
+        for name, key in (("OutRequests", "out_requests"), ("InResponses", "in_responses"),
+                          ("OutResponses", "out_responses"), ("TotalTransactions", "transactions_total")):  # fmt: skip
+            assert after[key] - 10 <= int(sip[f"sipCommonSummary{name}.1"]) <= after[key], (name, sip, after)
+        assert int(sip["sipCommonTransCurrentactions.1"]) >= 0
+        assert walk(env, "NETWORK-SERVICES-MIB::applName")["applName.1"] == "edge-sbc SIP service"
+
         system = walk(env, "SNMPv2-MIB::system")
         assert system["sysObjectID.0"].endswith("sbcApplianceProduct")
         assert system["sysLocation.0"] == f"test rack {NET}" and system["sysContact.0"] == "noc@example.net"
@@ -219,6 +232,8 @@ def test_walk_matches_the_sbc_during_a_sipp_call(env: Env) -> None:
     cleared = env.traps.wait_for(o.dotted(o.SBC_ALARM_CLEARED), timeout=20, after=mark)
     assert "high-load" in cleared[cleared.index(o.dotted(o.SBC_ALARM_CLEARED)) - 2000 :] or "high-load" in cleared
     assert walk(env, "EDGE-SBC-MIB::sbcActiveCalls")["sbcActiveCalls.0"] == "0"
+    operational = walk(env, "SIP-COMMON-MIB::sipCommonCfgServiceOperStatus")
+    assert operational["sipCommonCfgServiceOperStatus.1"] == "2"  # up(2) again: the call ended
 
 
 def test_sha512_aes256_user_walks_too(env: Env) -> None:
