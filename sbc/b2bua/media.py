@@ -96,6 +96,7 @@ class CallMedia:
     realms: tuple[str, str]  # realm of leg 0 (caller) and leg 1 (callee)
     streams: list[StreamAnchors] = field(default_factory=list)
     origins: dict[int, OriginRewriter] = field(default_factory=dict)  # per target leg
+    checked: bool = False  # check() ran once: a stream that shows up later starts its idle clock then
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +295,8 @@ class MediaSessions:
         """One-way audio and media timeouts that start now. `timeouts` is the media timeout per leg
         (its realm's `timeout_s`); a timeout is reported once and again only after media came back."""
         findings: list[MediaFinding] = []
+        start = now if media.checked else answered_at
+        media.checked = True
         for index, stream in enumerate(media.streams):
             if len(stream.anchors) < 2:
                 continue
@@ -307,7 +310,7 @@ class MediaSessions:
             else:  # on hold: media one way (or none) is what was asked for; start the window afresh
                 stream.flow = OneWayAudioDetector(ONE_WAY_WINDOW_S)
             for leg in (0, 1):
-                watch = stream.watches.setdefault(leg, LegWatch(since=answered_at))
+                watch = stream.watches.setdefault(leg, LegWatch(since=start))
                 expected = stream.sends(leg)
                 if expected and watch.expected is False:
                     watch.since = now  # resumed from hold: it gets the whole timeout from here

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sbc.config.model import IPAddress
 from sbc.sip.message import Message, header_key
@@ -121,6 +122,15 @@ _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d])")
 _IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]|(?<![\w:])((?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:.]*[0-9A-Fa-f])")
 
 
+@lru_cache(maxsize=1024)
+def _ipv4(text: str) -> ipaddress.IPv4Address | None:
+    """The address a dotted quad names (the same few addresses appear in every message)."""
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
+
+
 @dataclass(slots=True)
 class AddressScrubber:
     """Replaces addresses of the realm a message comes from by the SBC's address on the realm it goes to."""
@@ -138,9 +148,8 @@ class AddressScrubber:
             return text
 
         def v4(m: re.Match[str]) -> str:
-            try:
-                addr = ipaddress.IPv4Address(m.group(1))
-            except ValueError:
+            addr = _ipv4(m.group(1))
+            if addr is None:
                 return m.group(0)
             return str(replacement) if self.is_hidden(addr) else m.group(0)
 
@@ -167,10 +176,9 @@ class AddressScrubber:
             return set()
         found: set[IPAddress] = set()
         for m in _IPV4_RE.finditer(text):
-            try:
-                found.add(ipaddress.IPv4Address(m.group(1)))
-            except ValueError:
-                continue
+            addr = _ipv4(m.group(1))
+            if addr is not None:
+                found.add(addr)
         if ":" in text:
             for m in _IPV6_RE.finditer(text):
                 try:

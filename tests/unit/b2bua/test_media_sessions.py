@@ -262,3 +262,16 @@ def test_ipv4_lan_to_ipv6_wan() -> None:
     assert f"c=IN IP4 {LAN_SBC}" in answer and str(trunk6) not in answer
     leg = dp.leg_of(call.streams[0].anchors[1])
     assert leg is not None and leg.remote_rtp == Endpoint(trunk6, 6000)
+
+
+def test_stream_added_mid_call_gets_its_own_idle_clock() -> None:
+    dp, sessions, call = _answered()
+    _feed(dp, call, 10, 10, 99.0, 99.0)
+    assert sessions.check(call, 100.0, 0.0, TIMEOUTS) == []
+    video = "m=video 6002 RTP/AVP 96\na=rtpmap:96 H264/90000"
+    sessions.process(call, 0, sdp(PHONE, AUDIO, video))  # a re-INVITE adds video at 100 s
+    sessions.process(call, 1, sdp(TRUNK, AUDIO, video))
+    _feed(dp, call, 20, 20, 101.0, 101.0)
+    assert sessions.check(call, 102.0, 0.0, TIMEOUTS) == []  # video has sent nothing yet: 0 s, not 102 s
+    found = sessions.check(call, 113.0, 0.0, TIMEOUTS)
+    assert sorted((f.stream, f.leg) for f in found if f.leg is not None) == [(0, 0), (0, 1), (1, 0), (1, 1)]
