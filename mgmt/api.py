@@ -218,9 +218,35 @@ def pending_json(p: PendingConfirm | None) -> dict[str, Any] | None:
             "author": p.author}  # fmt: skip
 
 
-def commit_json(result: CommitResult) -> dict[str, Any]:
-    return {"revision": result.revision.as_dict(), "reload": result.reload.as_dict(),
-            "pending": pending_json(result.pending)}  # fmt: skip
+def commit_json(result: CommitResult, mgmt_restart: list[str] | None = None) -> dict[str, Any]:
+    reload = result.reload.as_dict()
+    reload["restart_required"] = [*reload["restart_required"], *(mgmt_restart or [])]
+    return {"revision": result.revision.as_dict(), "reload": reload, "pending": pending_json(result.pending)}
+
+
+# What `sbc mgmt` itself bound or read at start: a change to these waits for its restart.
+_MGMT_AT_START = ("http", "users_file")
+
+
+def mgmt_restart_required(store: ConfigStore, before: str) -> list[str]:
+    """The management settings a change from `before` to the active text leaves waiting for a restart of
+    `sbc mgmt` (SNMP settings and thresholds are picked up at the next poll, see mgmt.monitor)."""
+    try:
+        old, new = store.validate(before).management, store.validate(store.active_text()).management
+    except StoreError:
+        return []
+    return [f"management.{key} (restart sbc mgmt)" for key in _MGMT_AT_START if getattr(old, key) != getattr(new, key)]
+
+
+def _changing(call: Call, change: Callable[[], CommitResult]) -> Callable[[], tuple[CommitResult, list[str]]]:
+    """`change` (a commit or a rollback, run by `locked`) and what it leaves for a restart of sbc mgmt."""
+
+    def run() -> tuple[CommitResult, list[str]]:
+        before = call.state.store.active_text()
+        result = change()
+        return result, mgmt_restart_required(call.state.store, before)
+
+    return run
 
 
 def audit(call: Call, action: str, *, outcome: str = "ok", target: str | None = None, **details: Any) -> None:
@@ -594,8 +620,8 @@ async def commit(call: Call) -> web.StreamResponse:
         timeout = call.state.default_confirm_timeout_s
     state = call.state
     try:
-        result: CommitResult = await locked(
-            call, lambda: state.store.commit(call.who.name, state.clock(), comment, timeout)
+        result, mgmt_restart = await locked(
+            call, _changing(call, lambda: state.store.commit(call.who.name, state.clock(), comment, timeout))
         )
     except Problem as exc:
         audit(call, "config.commit", outcome="refused", reason=exc.detail)
@@ -604,8 +630,8 @@ async def commit(call: Call) -> web.StreamResponse:
     if result.pending is None:  # a change that stands: an earlier rollback alarm is over
         state.alarms.clear(CONFIG_ROLLBACK)
     audit(call, "config.commit", target=f"r{result.revision.number}", comment=comment, confirm_timeout_s=timeout,
-          reload=result.reload.as_dict())  # fmt: skip
-    return reply(commit_json(result))
+          reload=result.reload.as_dict(), mgmt_restart_required=mgmt_restart)  # fmt: skip
+    return reply(commit_json(result, mgmt_restart))
 
 
 async def confirm(call: Call) -> web.StreamResponse:
@@ -623,15 +649,15 @@ async def rollback(call: Call) -> web.StreamResponse:
     timeout = get_int(body, "confirm_timeout_s", required=False, minimum=1, maximum=86400)
     state = call.state
     try:
-        result: CommitResult = await locked(
-            call, lambda: state.store.rollback(number, call.who.name, state.clock(), comment, timeout)
+        result, mgmt_restart = await locked(
+            call, _changing(call, lambda: state.store.rollback(number, call.who.name, state.clock(), comment, timeout))
         )
     except Problem as exc:
         audit(call, "config.rollback", outcome="refused", target=f"r{number}", reason=exc.detail)
         raise
     state.config_changed.set()
     audit(call, "config.rollback", target=f"r{number}", new_revision=result.revision.number)
-    return reply(commit_json(result))
+    return reply(commit_json(result, mgmt_restart))
 
 
 async def list_revisions(call: Call) -> web.StreamResponse:

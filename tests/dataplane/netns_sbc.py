@@ -17,15 +17,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dataplane.xdp.tool import run
-from sbc.control.client import ControlError, control_request
 from tests.dataplane import xdp_netns
 from tests.dataplane.xdp_netns import Topology, inside
-from tests.integration.harness import SBC_BIN, Sipp, sipp
+from tests.integration.harness import SBC_BIN, SbcProcess, Sipp, sipp
 from tests.integration.rtp import RtpTap
 
 PHONE = "198.18.1.2"
@@ -81,86 +79,43 @@ def topology() -> Iterator[Topology]:
         topo.destroy()
 
 
-@dataclass
-class NetnsSbc:
-    """`sbc run` in namespace `netns`, optionally as another user; restartable on the same state."""
+def netns_sbc(netns: str, workdir: Path, *, env: dict[str, str] | None = None, user: str | None = None) -> SbcProcess:
+    """`sbc run` in namespace `netns` on `workdir`/sbc.yaml and `workdir`/state, optionally as `user`
+    (dropped with setpriv); restartable on the same state."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    state_dir = workdir / "state"
+    config_path = workdir / "sbc.yaml"
+    config_path.write_text(config_text(state_dir))
+    drop: list[str] = []
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        state_dir.mkdir(mode=0o700, exist_ok=True)
+        for path in (workdir, state_dir, config_path):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        drop = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+    return SbcProcess(workdir, config_path, prefix=[*enter(netns), *drop], env=dict(env or {}))
 
-    netns: str
-    workdir: Path
-    env: dict[str, str] = field(default_factory=dict)
-    user: str | None = None  # run as this user (setpriv), None: as root
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
 
-    def __post_init__(self) -> None:
-        self.state_dir = self.workdir / "state"
-        self.config_path = self.workdir / "sbc.yaml"
-        self.log_path = self.workdir / "sbc.log"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(config_text(self.state_dir))
-        if self.user is not None:
-            pw = pwd.getpwnam(self.user)
-            self.state_dir.mkdir(mode=0o700, exist_ok=True)
-            for path in (self.workdir, self.state_dir, self.config_path):
-                os.chown(path, pw.pw_uid, pw.pw_gid)
+def state_dir(sbc: SbcProcess) -> Path:
+    return sbc.workdir / "state"
 
-    @property
-    def control(self) -> Path:
-        return self.state_dir / "control.sock"
 
-    def argv(self) -> list[str]:
-        drop: list[str] = []
-        if self.user is not None:
-            pw = pwd.getpwnam(self.user)
-            drop = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
-        return [*enter(self.netns), *drop, str(SBC_BIN), "run", "--config", str(self.config_path)]
+def sbc_cli(sbc: SbcProcess, command: str) -> str:
+    """`sbc <command>` as an operator types it, against this SBC's control socket."""
+    argv = [str(SBC_BIN), command, "--socket", str(sbc.control)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=True).stdout
 
-    def start(self, timeout: float = 20.0) -> None:
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start {self.starts}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.argv(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env={**os.environ, **self.env}
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sbc exited with {self.proc.returncode}:\n{self.log()[-6000:]}")
-            with contextlib.suppress(ControlError, OSError, ValueError):
-                self.query("status")
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"sbc did not start within {timeout} s:\n{self.log()[-6000:]}")
 
-    def query(self, cmd: str) -> dict[str, Any]:
-        return control_request(self.control, cmd, timeout=5.0)
-
-    def cli(self, command: str, *, as_json: bool = False) -> str:
-        argv = [str(SBC_BIN), command, "--socket", str(self.control), *(["--json"] if as_json else [])]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=True).stdout
-
-    def kill(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+def kill(sbc: SbcProcess, sig: signal.Signals) -> None:
+    """Signal `sbc run` and wait until it is gone."""
+    assert sbc.proc is not None
+    sbc.proc.send_signal(sig)
+    try:
+        sbc.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        sbc.proc.kill()
+        sbc.proc.wait(timeout=5)
+        raise
 
 
 def netns_sipp(netns: str, name: str, workdir: Path, scenario: str, *, address: str, pause_ms: int,

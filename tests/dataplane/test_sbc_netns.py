@@ -13,6 +13,7 @@ namespaces (see `netns_sbc`), with RTP both ways played by the SIPps and counted
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -36,14 +37,17 @@ from tests.dataplane.netns_sbc import (
     TRUNK,
     WAN_MEDIA,
     WAN_SBC,
-    NetnsSbc,
+    kill,
+    netns_sbc,
     netns_sipp,
+    sbc_cli,
+    state_dir,
     tap_in,
     topology,
     wait_until,
 )
 from tests.dataplane.xdp_netns import Topology
-from tests.integration.harness import Sipp, received_messages, sipp_available
+from tests.integration.harness import SbcProcess, Sipp, received_messages, sipp_available
 from tests.integration.rtp import RtpStream, RtpTap, write_rtp_pcap
 
 pytestmark = [
@@ -77,7 +81,7 @@ def pin_dir() -> Iterator[Path]:
 class Call:
     """One call of the phone in A to the trunk in B, with the taps that count its media."""
 
-    sbc: NetnsSbc
+    sbc: SbcProcess
     uac: Sipp
     uas: Sipp
     at_trunk: RtpTap
@@ -113,7 +117,23 @@ class Call:
         self.at_phone.stop()
 
 
-def place_call(net: Topology, sbc: NetnsSbc, workdir: Path, *, packets: int, pause_ms: int) -> Call:
+@contextlib.contextmanager
+def running(sbc: SbcProcess) -> Iterator[list[Call]]:
+    """`sbc` started; afterwards stopped, and the SIPps and taps of the calls put in the list killed
+    if the test failed."""
+    calls: list[Call] = []
+    sbc.start()
+    try:
+        yield calls
+    except BaseException:
+        for c in calls:
+            c.kill()
+        raise
+    finally:
+        sbc.stop()
+
+
+def place_call(net: Topology, sbc: SbcProcess, workdir: Path, *, packets: int, pause_ms: int) -> Call:
     a_stream = RtpStream(count=packets, ssrc=0xA11CE004, rtcp_every=25)
     b_stream = RtpStream(count=packets, ssrc=0xB0B0B004, first_seq=65000, rtcp_every=25)
     write_rtp_pcap(workdir / "a_leg.pcap", a_stream)
@@ -128,7 +148,7 @@ def place_call(net: Topology, sbc: NetnsSbc, workdir: Path, *, packets: int, pau
     return Call(sbc, uac, uas, at_trunk, at_phone, a_stream, b_stream)
 
 
-def the_call(sbc: NetnsSbc) -> dict[str, Any] | None:
+def the_call(sbc: SbcProcess) -> dict[str, Any] | None:
     calls = sbc.query("calls")["calls"]
     return calls[0] if len(calls) == 1 else None
 
@@ -138,7 +158,7 @@ def legs(call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return stream["a"], stream["b"]
 
 
-def media_flowing(sbc: NetnsSbc, *, minimum: int, in_kernel: bool | None = None) -> dict[str, Any]:
+def media_flowing(sbc: SbcProcess, *, minimum: int, in_kernel: bool | None = None) -> dict[str, Any]:
     """Wait until both directions carried `minimum` packets (and are offloaded, if asked)."""
 
     def ready() -> bool:
@@ -155,7 +175,7 @@ def media_flowing(sbc: NetnsSbc, *, minimum: int, in_kernel: bool | None = None)
     return call
 
 
-def relay(sbc: NetnsSbc) -> dict[str, Any]:
+def relay(sbc: SbcProcess) -> dict[str, Any]:
     figures: dict[str, Any] = sbc.query("status")["relay"]
     return figures
 
@@ -184,14 +204,12 @@ def assert_anchor_ports(entries: dict[tuple[str, int], int]) -> None:
 
 
 def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, pin_dir: Path, tmp_path: Path) -> None:
-    sbc = NetnsSbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
-    sbc.start()
-    call = None
-    try:
+    sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
+    with running(sbc) as calls:
         status = sbc.query("status")
         assert status["dataplane"] == "xdp", status
         assert xdp_attached(net, "m_a") and xdp_attached(net, "m_b")
-        call = place_call(net, sbc, tmp_path, packets=250, pause_ms=6500)
+        calls.append(call := place_call(net, sbc, tmp_path, packets=250, pause_ms=6500))
         during = media_flowing(sbc, minimum=60, in_kernel=True)
         first, per_cpu_first = relay(sbc), pinned(pin_dir).counters.read()
         time.sleep(1.5)
@@ -208,16 +226,18 @@ def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, 
         relayed_meanwhile = per_cpu_second[abi.Counter.RELAYED] - per_cpu_first[abi.Counter.RELAYED]
         assert relayed_meanwhile >= 100
         assert per_cpu_second[abi.Counter.REDIRECTED] >= per_cpu_second[abi.Counter.RELAYED] - 1
-        status_text = sbc.cli("status")
-        calls_text = sbc.cli("calls")
+        status_text = sbc_cli(sbc, "status")
+        calls_text = sbc_cli(sbc, "calls")
         assert "dataplane: xdp" in status_text and "kernel" in status_text, status_text
         assert calls_text.count("[xdp]") == 2, calls_text
         a, b = legs(during)
         assert during["a_call_id"] and during["b_call_id"] and during["a_call_id"] != during["b_call_id"]
         call.finish()
         call.stop_taps()
-        assert call.rtp_at_trunk() == call.a_stream.sent_sequences, "every RTP packet of the phone, in order"
-        assert call.rtp_at_phone() == call.b_stream.sent_sequences
+        # every RTP packet exactly once (the latching packet, relayed by userspace, may come in after
+        # the next one, which the kernel relayed right away)
+        assert sorted(call.rtp_at_trunk()) == sorted(call.a_stream.sent_sequences)
+        assert sorted(call.rtp_at_phone()) == sorted(call.b_stream.sent_sequences)
         end = relay(sbc)
         assert end["slow_path"]["relayed_packets"] == first["slow_path"]["relayed_packets"]
         # userspace relayed only the first packets: the phone's first RTP and RTCP (the LAN leg latches on
@@ -227,16 +247,10 @@ def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, 
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         assert wait_until(lambda: kernel_entries(pin_dir) == {}, 5), "the BYE removed the session entries"
         del a, b
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
 
 
-def saved_calls(sbc: NetnsSbc) -> list[dict[str, Any]]:
-    path = sbc.state_dir / "dialogs.json"
+def saved_calls(sbc: SbcProcess) -> list[dict[str, Any]]:
+    path = state_dir(sbc) / "dialogs.json"
     if not path.exists():
         return []
     calls: list[dict[str, Any]] = json.loads(path.read_text())["calls"]
@@ -264,17 +278,15 @@ def arrived_between(tap: RtpTap, host: str, start: float, end: float) -> int:
 def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
     net: Topology, pin_dir: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    sbc = NetnsSbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
-    sbc.start()
-    call = None
-    try:
-        call = place_call(net, sbc, tmp_path, packets=450, pause_ms=11500)  # 9 s of RTP each way
+    sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
+    with running(sbc) as calls:
+        calls.append(call := place_call(net, sbc, tmp_path, packets=450, pause_ms=11500))  # 9 s of RTP each way
         before = media_flowing(sbc, minimum=40, in_kernel=True)
         assert wait_until(lambda: len(kernel_entries(pin_dir)) == 4, 10), kernel_entries(pin_dir)
         assert wait_until(lambda: len(saved_calls(sbc)) == 1, 5), "the call is in the dialog state file"
         configs = entry_configs(pin_dir)
 
-        sbc.kill(sig)
+        kill(sbc, sig)
         down_at = time.monotonic()
         relayed_at_kill = pinned(pin_dir).counters.read()[abi.Counter.RELAYED]
         time.sleep(2.0)  # nobody in userspace: the kernel alone relays
@@ -305,17 +317,11 @@ def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
         print(f"\n{sig.name}: down {up_at - down_at:.2f} s, relayed meanwhile {relayed_while_down} (kernel) / "
               f"{down} (taps), lost {lost}")  # fmt: skip
         assert relayed_while_down >= 100 and down >= 100, (relayed_while_down, down)
-        assert to_trunk == call.a_stream.sent_sequences, f"lost {lost[0]} toward the trunk"
-        assert to_phone == call.b_stream.sent_sequences, f"lost {lost[1]} toward the phone"
+        assert sorted(to_trunk) == sorted(call.a_stream.sent_sequences), f"lost {lost[0]} toward the trunk"
+        assert sorted(to_phone) == sorted(call.b_stream.sent_sequences), f"lost {lost[1]} toward the phone"
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         assert wait_until(lambda: kernel_entries(pin_dir) == {}, 5), "the BYE removed the session entries"
         assert saved_calls(sbc) == []
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
 
 
 # --- fallback: the userspace relay ------------------------------------------------------------------
@@ -338,47 +344,37 @@ def test_without_xdp_the_same_call_runs_on_the_userspace_relay(
     net: Topology, tmp_path: Path, unprivileged_dir: Path, how: str
 ) -> None:
     if how == "forced":
-        sbc = NetnsSbc(net.m, tmp_path / "sbc", env={"SBC_DATAPLANE": "userspace"})
+        sbc = netns_sbc(net.m, tmp_path / "sbc", env={"SBC_DATAPLANE": "userspace"})
         reason = "SBC_DATAPLANE=userspace"
     else:
-        sbc = NetnsSbc(net.m, unprivileged_dir, user="nobody")
+        sbc = netns_sbc(net.m, unprivileged_dir, user="nobody")
         reason = "not root"
-    sbc.start()
-    call = None
-    try:
+    with running(sbc) as calls:
         status = sbc.query("status")
         assert (status["dataplane"], status["dataplane_note"]) == ("userspace", reason)
-        assert f"dataplane: userspace ({reason})" in sbc.cli("status")
+        assert f"dataplane: userspace ({reason})" in sbc_cli(sbc, "status")
         assert not xdp_attached(net, "m_a") and not xdp_attached(net, "m_b")
-        call = place_call(net, sbc, tmp_path, packets=200, pause_ms=5500)
+        calls.append(call := place_call(net, sbc, tmp_path, packets=200, pause_ms=5500))
         during = media_flowing(sbc, minimum=50, in_kernel=False)
-        assert sbc.cli("calls").count("[xdp]") == 0
+        assert sbc_cli(sbc, "calls").count("[xdp]") == 0
         call.finish()
         call.stop_taps()
-        assert call.rtp_at_trunk() == call.a_stream.sent_sequences
-        assert call.rtp_at_phone() == call.b_stream.sent_sequences
+        assert sorted(call.rtp_at_trunk()) == sorted(call.a_stream.sent_sequences)
+        assert sorted(call.rtp_at_phone()) == sorted(call.b_stream.sent_sequences)
         end = relay(sbc)
         assert end["mode"] == "userspace" and end["kernel"] == {}
         assert end["slow_path"]["relayed_packets"] >= call.a_stream.sent + call.b_stream.sent
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         del during
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
 
 
 def test_userspace_restart_keeps_the_call_and_media_resumes(net: Topology, tmp_path: Path) -> None:
-    sbc = NetnsSbc(net.m, tmp_path, env={"SBC_DATAPLANE": "userspace"})
-    sbc.start()
-    call = None
-    try:
-        call = place_call(net, sbc, tmp_path, packets=400, pause_ms=10500)
+    sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "userspace"})
+    with running(sbc) as calls:
+        calls.append(call := place_call(net, sbc, tmp_path, packets=400, pause_ms=10500))
         before = media_flowing(sbc, minimum=40, in_kernel=False)
         assert wait_until(lambda: len(saved_calls(sbc)) == 1, 5)
-        sbc.kill(signal.SIGKILL)
+        kill(sbc, signal.SIGKILL)
         down_at = time.monotonic()
         time.sleep(1.5)
         sbc.start()
@@ -399,9 +395,3 @@ def test_userspace_restart_keeps_the_call_and_media_resumes(net: Topology, tmp_p
         assert paused == 0, "nothing relays while the userspace relay is down"
         assert resumed >= 100, "the restarted relay carries the call's media again"
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
-    except BaseException:
-        if call is not None:
-            call.kill()
-        raise
-    finally:
-        sbc.stop()
