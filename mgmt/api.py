@@ -28,6 +28,7 @@ from mgmt.problems import Problem
 from mgmt.routes import JSON, Call, Principal
 from mgmt.sbc_link import SbcLink, SbcUnavailable
 from mgmt.store import MAX_CONFIG_BYTES, CommitResult, ConfigStore, InvalidConfig, PendingConfirm, Revision, StoreError
+from mgmt.system_api import SystemServices
 from sbc.config.model import SbcConfig
 
 SESSION_COOKIE = "sbc_session"
@@ -45,6 +46,7 @@ class MgmtState:
     sbc: SbcLink
     alarms: AlarmTable
     monitor: Monitoring | None = None  # the SBC poll, alarm rules and SNMP agent (None in unit tests)
+    system: SystemServices | None = None  # hw/: systemd units, hostname, time (None: answers 503)
     host: HostStats = field(default_factory=HostStats)
     default_confirm_timeout_s: int = 300
     clock: Callable[[], float] = time.time
@@ -91,8 +93,15 @@ def _bad(name: str, message: str) -> Problem:
     return Problem(422, f"{name}: {message}", kind="invalid-field", field=name)
 
 
+def _present(body: dict[str, Any], name: str) -> Any:
+    """The field's value; None when it is absent. An explicit null is refused: no field is nullable."""
+    if name in body and body[name] is None:
+        raise _bad(name, "must not be null (leave the field out instead)")
+    return body.get(name)
+
+
 def get_str(body: dict[str, Any], name: str, *, required: bool = True, max_len: int = 1024) -> str | None:
-    value = body.get(name)
+    value = _present(body, name)
     if value is None:
         if required:
             raise _bad(name, "is required")
@@ -101,16 +110,22 @@ def get_str(body: dict[str, Any], name: str, *, required: bool = True, max_len: 
         raise _bad(name, "must be a string")
     if len(value) > max_len:
         raise _bad(name, f"must be at most {max_len} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(name, "is not valid Unicode text (a lone surrogate)") from None
     return value
 
 
 def get_int(body: dict[str, Any], name: str, *, required: bool = True, minimum: int = 0,
             maximum: int = 2**31) -> int | None:  # fmt: skip
-    value = body.get(name)
+    value = _present(body, name)
     if value is None:
         if required:
             raise _bad(name, "is required")
         return None
+    if isinstance(value, float) and value.is_integer():  # JSON Schema: 579.0 is an integer
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(name, "must be an integer")
     if not minimum <= value <= maximum:
@@ -119,7 +134,7 @@ def get_int(body: dict[str, Any], name: str, *, required: bool = True, minimum: 
 
 
 def get_bool(body: dict[str, Any], name: str) -> bool | None:
-    value = body.get(name)
+    value = _present(body, name)
     if value is not None and not isinstance(value, bool):
         raise _bad(name, "must be true or false")
     return value
@@ -136,9 +151,12 @@ def get_role(body: dict[str, Any], name: str = "role", *, required: bool = True)
 
 
 def query_int(call: Call, name: str, default: int | None, minimum: int, maximum: int) -> int | None:
-    raw = call.request.query.get(name)
-    if raw is None or raw == "":
+    values = call.request.query.getall(name, [])
+    if not values:
         return default
+    if len(values) > 1:
+        raise Problem(400, f"{name}: give it once", kind="invalid-parameter", field=name)
+    raw = values[0]
     try:
         value = int(raw)
     except ValueError:
@@ -200,9 +218,35 @@ def pending_json(p: PendingConfirm | None) -> dict[str, Any] | None:
             "author": p.author}  # fmt: skip
 
 
-def commit_json(result: CommitResult) -> dict[str, Any]:
-    return {"revision": result.revision.as_dict(), "reload": result.reload.as_dict(),
-            "pending": pending_json(result.pending)}  # fmt: skip
+def commit_json(result: CommitResult, mgmt_restart: list[str] | None = None) -> dict[str, Any]:
+    reload = result.reload.as_dict()
+    reload["restart_required"] = [*reload["restart_required"], *(mgmt_restart or [])]
+    return {"revision": result.revision.as_dict(), "reload": reload, "pending": pending_json(result.pending)}
+
+
+# What `sbc mgmt` itself bound or read at start: a change to these waits for its restart.
+_MGMT_AT_START = ("http", "users_file")
+
+
+def mgmt_restart_required(store: ConfigStore, before: str) -> list[str]:
+    """The management settings a change from `before` to the active text leaves waiting for a restart of
+    `sbc mgmt` (SNMP settings and thresholds are picked up at the next poll, see mgmt.monitor)."""
+    try:
+        old, new = store.validate(before).management, store.validate(store.active_text()).management
+    except StoreError:
+        return []
+    return [f"management.{key} (restart sbc mgmt)" for key in _MGMT_AT_START if getattr(old, key) != getattr(new, key)]
+
+
+def _changing(call: Call, change: Callable[[], CommitResult]) -> Callable[[], tuple[CommitResult, list[str]]]:
+    """`change` (a commit or a rollback, run by `locked`) and what it leaves for a restart of sbc mgmt."""
+
+    def run() -> tuple[CommitResult, list[str]]:
+        before = call.state.store.active_text()
+        result = change()
+        return result, mgmt_restart_required(call.state.store, before)
+
+    return run
 
 
 def audit(call: Call, action: str, *, outcome: str = "ok", target: str | None = None, **details: Any) -> None:
@@ -576,8 +620,8 @@ async def commit(call: Call) -> web.StreamResponse:
         timeout = call.state.default_confirm_timeout_s
     state = call.state
     try:
-        result: CommitResult = await locked(
-            call, lambda: state.store.commit(call.who.name, state.clock(), comment, timeout)
+        result, mgmt_restart = await locked(
+            call, _changing(call, lambda: state.store.commit(call.who.name, state.clock(), comment, timeout))
         )
     except Problem as exc:
         audit(call, "config.commit", outcome="refused", reason=exc.detail)
@@ -586,8 +630,8 @@ async def commit(call: Call) -> web.StreamResponse:
     if result.pending is None:  # a change that stands: an earlier rollback alarm is over
         state.alarms.clear(CONFIG_ROLLBACK)
     audit(call, "config.commit", target=f"r{result.revision.number}", comment=comment, confirm_timeout_s=timeout,
-          reload=result.reload.as_dict())  # fmt: skip
-    return reply(commit_json(result))
+          reload=result.reload.as_dict(), mgmt_restart_required=mgmt_restart)  # fmt: skip
+    return reply(commit_json(result, mgmt_restart))
 
 
 async def confirm(call: Call) -> web.StreamResponse:
@@ -605,15 +649,15 @@ async def rollback(call: Call) -> web.StreamResponse:
     timeout = get_int(body, "confirm_timeout_s", required=False, minimum=1, maximum=86400)
     state = call.state
     try:
-        result: CommitResult = await locked(
-            call, lambda: state.store.rollback(number, call.who.name, state.clock(), comment, timeout)
+        result, mgmt_restart = await locked(
+            call, _changing(call, lambda: state.store.rollback(number, call.who.name, state.clock(), comment, timeout))
         )
     except Problem as exc:
         audit(call, "config.rollback", outcome="refused", target=f"r{number}", reason=exc.detail)
         raise
     state.config_changed.set()
     audit(call, "config.rollback", target=f"r{number}", new_revision=result.revision.number)
-    return reply(commit_json(result))
+    return reply(commit_json(result, mgmt_restart))
 
 
 async def list_revisions(call: Call) -> web.StreamResponse:

@@ -32,6 +32,7 @@ from mgmt.problems import Problem
 from mgmt.routes import API, Call, Operation
 from mgmt.sbc_link import SbcLink
 from mgmt.store import ConfigStore, PendingConfirm, Revision
+from mgmt.system_api import hw_background, real_system_services
 from mgmt.tls import ensure_self_signed, server_context
 from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config
@@ -126,6 +127,7 @@ def build_app(state: MgmtState, operations: tuple[Operation, ...] = OPERATIONS) 
         app.router.add_static("/ui/", WEB_DIR, name="ui-static")
     app.cleanup_ctx.append(_confirm_timer)
     app.cleanup_ctx.append(_monitoring)
+    app.cleanup_ctx.append(hw_background)
     return app
 
 
@@ -201,8 +203,10 @@ def make_state(
     store.open(clock())
     auth = Authenticator(users, SessionTable(), LoginLimiter())
     monitor = Monitoring(config, config_path, alarms) if monitoring else None
+    system = real_system_services(state_dir) if monitoring else None
     return MgmtState(store=store, users=users, auth=auth, audit=audit, sbc=link, alarms=alarms, monitor=monitor,
-                     default_confirm_timeout_s=config.management.confirm_timeout_s, clock=clock)  # fmt: skip
+                     system=system, default_confirm_timeout_s=config.management.confirm_timeout_s,
+                     clock=clock)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

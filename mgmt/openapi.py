@@ -50,6 +50,9 @@ def _operation(op: Operation) -> dict[str, Any]:
         if response.headers:
             entry["headers"] = response.headers
         out["responses"][str(status)] = entry
+    if op.body is not None and "422" not in out["responses"]:
+        # the body is well-formed but refused: a config that does not validate, a taken name, a wrong code
+        out["responses"]["422"] = _problem("Refused: the problem names the field (and, for a config, each line)")
     out["responses"]["default"] = _problem("An error (RFC 9457 problem details naming the field at fault)")
     return out
 

@@ -11,6 +11,7 @@ from mgmt.alarms import Severity
 from mgmt.auth import Role
 from mgmt.routes import Operation, Response
 from mgmt.store import MAX_CONFIG_BYTES
+from mgmt.system_api import SYSTEM_OPERATIONS
 
 
 # ---- schemas -------------------------------------------------------------------------------------
@@ -533,7 +534,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "config",
         OP,
         api.export,
-        {200: Response("The YAML file", STR, media="application/yaml")},
+        {200: Response("The YAML file", {"description": "YAML text"}, media="application/yaml")},
     ),
     Operation(
         POST,
@@ -550,3 +551,5 @@ OPERATIONS: tuple[Operation, ...] = (
     # Firmware updates: their own module (image helper), registered here.
     *firmware.OPERATIONS,
 )
+# System operations (reboot, services, hostname, time, interfaces, factory reset): mgmt/system_api.py.
+OPERATIONS += SYSTEM_OPERATIONS

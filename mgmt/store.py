@@ -350,13 +350,14 @@ class ConfigStore:
         pending = self.pending()
         if pending is None or now < pending.deadline:
             return None
-        self._pending_path.unlink()
         _, text = self.revision(pending.previous)
         comment = (
             f"automatic rollback: revision {pending.revision} (by {pending.author}) was not confirmed "
             f"within {pending.timeout_s} s"
         )
         result = self._apply(text, "system", now, comment, RevisionKind.AUTO_ROLLBACK, rolled_back_to=pending.previous)
+        # Only now: if putting the old revision back failed, the deadline stays and the timer tries again.
+        self._pending_path.unlink()
         if self.on_auto_rollback is not None:
             self.on_auto_rollback(result.revision, pending)
         return result.revision

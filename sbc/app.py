@@ -7,13 +7,15 @@ not know is a bug and raises.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import time
+import traceback
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, TextIO, assert_never
 
 from dataplane.api import Dataplane, DataplaneMode
 from hw.watchdog import Health
@@ -29,6 +31,7 @@ from sbc.config.model import SbcConfig
 from sbc.control.figures import status_figures
 from sbc.control.server import ControlServer
 from sbc.sip.errors import RemoteProtocolError
+from sbc.sip.framing import InvalidFramedMessage
 from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
 from sbc.supervision import Supervision
@@ -66,6 +69,8 @@ class SbcApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._cdr_path = config.state_dir / "cdr.jsonl"
+        self._cdr_file: TextIO | None = None  # kept open: one record per call ends, many a second
+        self.internal_errors = 0
         self.supervision = Supervision(self.health, self._status_line, emit)
         self._debug_hooks = os.environ.get(DEBUG_HOOKS_ENV) == "1"
         self._core_stalled = False
@@ -129,6 +134,9 @@ class SbcApp:
             await rs.close()
         if self._dataplane is not None:
             self._dataplane.close()
+        if self._cdr_file is not None:
+            self._cdr_file.close()
+            self._cdr_file = None
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -150,19 +158,43 @@ class SbcApp:
 
     def _on_datagram(self, realm: str, data: bytes, source: PeerAddress) -> None:
         assert self.core is not None
-        self._dispatch(self.core.datagram_received(realm, data, source, self._now()))
+        try:
+            outputs = self.core.datagram_received(realm, data, source, self._now())
+        except Exception:
+            outputs = self._internal_error("datagram", realm)
+        self._dispatch(outputs)
 
     def _on_message(self, realm: str, msg: Request | Response, source: PeerAddress) -> None:
         assert self.core is not None
-        self._dispatch(self.core.message_received(realm, msg, source, self._now()))
+        try:
+            outputs = self.core.message_received(realm, msg, source, self._now())
+        except Exception:
+            outputs = self._internal_error("message", realm)
+        self._dispatch(outputs)
+
+    def _internal_error(self, where: str, realm: str = "") -> list[Output]:
+        """A bug in the core must not take a TCP connection (asyncio closes it when its protocol
+        raises) or the timer down with it: count it, log it with its traceback, carry on."""
+        self.internal_errors += 1
+        emit("error", "sbc.internal_error", where=where, realm=realm, traceback=traceback.format_exc(limit=12))
+        return []
 
     def _on_stream_error(self, realm: str, exc: RemoteProtocolError, source: PeerAddress) -> None:
-        emit("info", "sip.stream_error", realm=realm, reason=exc.reason, source=str(source))
+        assert self.core is not None
+        data = exc.data if isinstance(exc, InvalidFramedMessage) else None
+        try:
+            outputs = self.core.stream_error_received(realm, exc, data, source, self._now())
+        except Exception:
+            outputs = self._internal_error("stream", realm)
+        self._dispatch(outputs)
 
     def _on_timer(self) -> None:
         assert self.core is not None
         self._timer = None
-        outputs = self.core.tick(self._now())
+        try:
+            outputs = self.core.tick(self._now())
+        except Exception:
+            outputs = self._internal_error("tick")
         if self.persistence is not None:
             self.persistence.check_ended()
         self._dispatch(outputs)
@@ -198,10 +230,19 @@ class SbcApp:
     def _write_cdr(self, record: dict[str, object]) -> None:
         emit("info", "call.record", **record)
         try:
-            with self._cdr_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, default=str) + "\n")
+            if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):
+                self._cdr_file.close()  # rotated or removed meanwhile: write to the file at the path
+                self._cdr_file = None
+            if self._cdr_file is None:
+                self._cdr_file = self._cdr_path.open("a", encoding="utf-8")
+            self._cdr_file.write(json.dumps(record, default=str) + "\n")
+            self._cdr_file.flush()  # a record is whole in the file once the call is reported ended
         except OSError as exc:
             emit("warning", "cdr.write_failed", error=str(exc))
+            if self._cdr_file is not None:
+                with contextlib.suppress(OSError):
+                    self._cdr_file.close()
+                self._cdr_file = None  # opened again for the next record (the disk may be back)
 
     # ---- reload ----------------------------------------------------------------------------------
     def reload(self, path: Path) -> dict[str, Any]:
@@ -298,6 +339,7 @@ class SbcApp:
                     "malformed_answered": c.malformed_answered,
                     "malformed_dropped": c.malformed_dropped,
                     "loops_detected": c.loops_detected,
+                    "internal_errors": self.internal_errors,
                     "options_answered": c.options_answered,
                     "registrations_relayed": c.registrations_relayed,
                     "messages_received": c.received,
@@ -321,6 +363,13 @@ class SbcApp:
                 ]
             }
         raise KeyError(command)
+
+
+def _same_file(fh: TextIO, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+    except OSError:
+        return False
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", type=Path, help="config of the SBC to ask (for its control socket path)")
         p.add_argument("--socket", type=Path, help="control socket path")
         p.add_argument("--json", action="store_true", help="print the raw JSON")
+    reload = sub.add_parser("reload", help="make the running SBC re-read its config (live calls stay up)")
+    reload.add_argument("file", type=Path, nargs="?", help="config to load (default: the one it runs on)")
+    reload.add_argument("--config", type=Path, help="config of the SBC to ask (for its control socket path)")
+    reload.add_argument("--socket", type=Path, help="control socket path")
+    reload.add_argument("--json", action="store_true", help="print the raw JSON")
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args.config)
@@ -40,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_mgmt(args.config)
     if args.command == "check-config":
         return _check(args.file)
+    if args.command == "reload":
+        return _reload(args)
     return _query(args.command, args)
 
 
@@ -105,6 +112,45 @@ def _query(command: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload(args: argparse.Namespace) -> int:
+    """Exit 0 when the new config applies, 2 when it is refused (the running one stays), 1 when only
+    a restart can apply it or the SBC cannot be reached."""
+    from sbc.config.loader import ConfigError
+    from sbc.control.client import ControlError, control_request
+
+    sock = args.socket
+    if sock is None:
+        try:
+            sock = _load(args.config or args.file).control_path
+        except ConfigError as exc:
+            # The running SBC would refuse this file too; it is not even asked.
+            for problem in exc.problems:
+                print(str(problem), file=sys.stderr)
+            print("sbc reload: refused, the running configuration stays", file=sys.stderr)
+            return 2
+    request = {"path": str(args.file.resolve())} if args.file is not None else {}
+    try:
+        result = control_request(sock, "reload", request, timeout=30.0)
+    except ControlError as exc:
+        print(f"sbc reload: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif result["problems"]:
+        for problem in result["problems"]:
+            print(problem, file=sys.stderr)
+        print("sbc reload: refused, the running configuration stays", file=sys.stderr)
+    elif result["applied"]:
+        print("sbc reload: applied")
+    else:
+        print("sbc reload: nothing applied; a restart is needed", file=sys.stderr)
+    for what in result["restart_required"]:
+        print(f"  waits for a restart: {what}", file=sys.stderr)
+    if result["problems"]:
+        return 2
+    return 0 if result["applied"] else 1
+
+
 def _format(command: str, result: dict[str, Any]) -> str:
     if command == "status":
         lines = [
@@ -144,7 +190,12 @@ def _format(command: str, result: dict[str, Any]) -> str:
             lines.append(f"    a-leg Call-ID: {c['a_call_id']}")
             lines.append(f"    b-leg Call-ID: {c['b_call_id']}")
             for i, stream in enumerate(c["streams"]):
-                flags = [f"flow {stream.get('flow', '?')}"] + (["hairpin"] if stream.get("hairpin") else [])
+                flags = [f"flow {stream.get('flow', '?')}"]
+                flags += [name for key, name in _STREAM_FLAGS if stream.get(key)]
+                if stream.get("one_way_events"):
+                    flags.append(f"one-way seen {stream['one_way_events']}x")
+                if "a" not in stream and "b" not in stream:
+                    flags.append("no media (port 0)")
                 lines.append(f"    stream {i}: {', '.join(flags)}")
                 for leg in ("a", "b"):
                     s = stream.get(leg)
@@ -152,16 +203,21 @@ def _format(command: str, result: dict[str, Any]) -> str:
                         continue
                     mos = f" mos {s['mos']}" if s.get("mos") is not None else ""
                     kernel = " [xdp]" if s.get("in_kernel") else ""
+                    held = f" held {s['not_sent_hold']}" if s.get("not_sent_hold") else ""
+                    timed_out = " MEDIA TIMEOUT" if s.get("timed_out") else ""
                     lines.append(
-                        f"      {leg}: anchor {s['anchor']} from {s['source'] or '-'} in {s['packets_in']} "
-                        f"out {s['packets_out']} lost {s['lost']} ({s['loss_pct']}%) jitter {s['jitter_ms']} ms"
-                        f"{mos} spoofed {s['dropped_spoofed']}{kernel}"
+                        f"      {leg}: anchor {s['anchor']} from {s['source'] or '-'} {s.get('direction') or '-'} "
+                        f"in {s['packets_in']} out {s['packets_out']} lost {s['lost']} ({s['loss_pct']}%) "
+                        f"jitter {s['jitter_ms']} ms{mos} spoofed {s['dropped_spoofed']}{held}{kernel}{timed_out}"
                     )
         return "\n".join(lines)
     regs = result["registrations"]
     if not regs:
         return "no registrations"
     return "\n".join(f"  {r['aor']} -> {r['contact']} via {r['flow']} expires in {r['expires_in_s']} s" for r in regs)
+
+
+_STREAM_FLAGS = (("one_way", "ONE-WAY AUDIO"), ("hairpin", "hairpin"), ("rtcp_mux", "rtcp-mux"))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ class Cmd(IntEnum):
     PROG_TEST_RUN = 10
     OBJ_GET_INFO_BY_FD = 15
     MAP_LOOKUP_BATCH = 24
+    ENABLE_STATS = 32
 
 
 class UpdateFlag(IntEnum):
@@ -129,7 +130,7 @@ class _MapInfo(ctypes.Structure):
 
 
 class _ProgInfo(ctypes.Structure):
-    """The head of struct bpf_prog_info, up to the name."""
+    """The head of struct bpf_prog_info, up to the run statistics (run_time_ns at 192, run_cnt at 200)."""
 
     _fields_ = (
         ("type", ctypes.c_uint32),
@@ -144,6 +145,9 @@ class _ProgInfo(ctypes.Structure):
         ("nr_map_ids", ctypes.c_uint32),
         ("map_ids", ctypes.c_uint64),
         ("name", ctypes.c_char * 16),
+        ("_between", ctypes.c_ubyte * (192 - 80)),  # ifindex .. prog_tags: not needed here
+        ("run_time_ns", ctypes.c_uint64),
+        ("run_cnt", ctypes.c_uint64),
     )
 
 
@@ -162,6 +166,8 @@ class ProgInfo:
     type: int
     id: int
     name: str
+    run_time_ns: int = 0  # time spent in the program, counted while statistics are enabled
+    run_cnt: int = 0  # runs counted while statistics are enabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +276,26 @@ def map_info(obj: BpfFd) -> MapInfo:
 def prog_info(obj: BpfFd) -> ProgInfo:
     info = _ProgInfo()
     bpf(Cmd.OBJ_GET_INFO_BY_FD, _InfoAttr(obj.fd, ctypes.sizeof(info), ctypes.addressof(info)))
-    return ProgInfo(type=int(info.type), id=int(info.id), name=bytes(info.name).decode())
+    return ProgInfo(
+        type=int(info.type),
+        id=int(info.id),
+        name=bytes(info.name).decode(),
+        run_time_ns=int(info.run_time_ns),
+        run_cnt=int(info.run_cnt),
+    )
+
+
+class _EnableStatsAttr(ctypes.Structure):
+    _fields_ = (("type", ctypes.c_uint32),)
+
+
+BPF_STATS_RUN_TIME: Final = 0
+
+
+def enable_run_stats() -> BpfFd:
+    """BPF_ENABLE_STATS: every program's run_time_ns/run_cnt are counted while the returned fd is
+    open (a small cost on every run, so only for measurements; closing it turns counting off)."""
+    return BpfFd(bpf(Cmd.ENABLE_STATS, _EnableStatsAttr(BPF_STATS_RUN_TIME)))
 
 
 def map_lookup(m: BpfFd, key: bytes, value_size: int) -> bytes | None:

@@ -452,6 +452,30 @@ class XdpRelay:
             self._egress.clear()
         self.close()
 
+    # -- per-source blocklist (flood protection) ---------------------------------------------------
+
+    def block_source(self, address: IPAddress | str, for_s: float | None = None) -> None:
+        """Drop everything from `address` in the kernel before any other check, every port and
+        protocol, for `for_s` seconds or until `unblock_source` (counted as dropped "blocked")."""
+        expires_ns = 0 if for_s is None else max(1, time.monotonic_ns() + int(for_s * 1e9))  # CLOCK_MONOTONIC
+        self._tables.blocklist.add(ipaddress.ip_address(address), expires_ns=expires_ns)
+
+    def unblock_source(self, address: IPAddress | str) -> bool:
+        return self._tables.blocklist.remove(ipaddress.ip_address(address))
+
+    def blocked_sources(self) -> dict[IPAddress, tuple[float | None, int]]:
+        """Blocked address -> (seconds left or None for no expiry, packets dropped so far)."""
+        now = time.monotonic_ns()
+        out: dict[IPAddress, tuple[float | None, int]] = {}
+        for key, block in self._tables.blocklist.items():
+            raw = bytes(key.addr)
+            address: IPAddress = (
+                ipaddress.IPv4Address(raw[:4]) if key.family == abi.AF_INET else ipaddress.IPv6Address(raw)
+            )
+            left = None if block.expires_ns == 0 else max(0.0, (block.expires_ns - now) / 1e9)
+            out[address] = (left, block.drops)
+        return out
+
     # -- introspection (tests, `sbc status` later) -------------------------------------------------
 
     def kernel_counters(self) -> dict[abi.Counter, int]:

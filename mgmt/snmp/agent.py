@@ -28,7 +28,7 @@ from pysnmp.smi import error as smi_error  # type: ignore[import-untyped]
 from mgmt.alarms import AlarmTable
 from mgmt.snmp import oids as o
 from mgmt.snmp.interfaces import read_interfaces
-from mgmt.snmp.mib import MibTable, SystemInfo, build_mib, system_description, timeticks
+from mgmt.snmp.mib import MibTable, SystemInfo, build_mib, sip_service_status, system_description, timeticks
 from mgmt.snmp.settings import AuthProtocol, PrivProtocol, SnmpSettings
 from mgmt.snmp.source import SbcStateSource
 from mgmt.snmp.traps import READ_SECURITY_NAME, SnmpNotifier
@@ -127,6 +127,8 @@ class SnmpAgent:
         self._table_key: tuple[int, int] = (-1, -1)
         self._table_built = 0.0
         self._platform = f"{platform.system()} {platform.release()} {platform.machine()}"
+        self._service_status = 0
+        self._service_changed_s = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -145,14 +147,19 @@ class SnmpAgent:
         snapshot = self.source.snapshot
         key = (snapshot.generation, self.alarms.generation)
         if self._table is None or key != self._table_key or now - self._table_built >= REBUILD_AFTER_S:
+            active = self.alarms.active()
+            service = sip_service_status(snapshot, active)
+            if service != self._service_status:
+                self._service_status, self._service_changed_s = service, self.uptime_s()
             system = SystemInfo(
                 descr=system_description(snapshot, self._platform),
                 name=self.settings.system_name(),
                 contact=self.settings.sys_contact,
                 location=self.settings.sys_location,
                 agent_uptime_s=self.uptime_s(),
+                service_last_change_s=self._service_changed_s,
             )
-            self._table = build_mib(system, snapshot, self.alarms.active(), read_interfaces(), now)
+            self._table = build_mib(system, snapshot, active, read_interfaces(), now)
             self._table_key = key
             self._table_built = now
         return self._table

@@ -141,6 +141,7 @@ class SystemInfo:
     contact: str = ""
     location: str = ""
     agent_uptime_s: float = 0.0
+    service_last_change_s: float = 0.0  # agent uptime when sipCommonCfgServiceOperStatus last changed
 
 
 def system_description(snapshot: SbcSnapshot, platform_text: str) -> str:
@@ -266,6 +267,57 @@ def alarm_objects(alarms: Sequence[Alarm]) -> list[tuple[o.Oid, Value]]:
     return out
 
 
+# SIP-COMMON-MIB sipCommonCfgServiceOperStatus and NETWORK-SERVICES-MIB applOperStatus
+SIP_UNKNOWN, SIP_UP, SIP_DOWN, SIP_CONGESTED = 1, 2, 3, 4
+APPL_UP, APPL_DOWN, APPL_CONGESTED = 1, 2, 4
+HIGH_LOAD_ALARM = "high-load"
+
+
+def sip_service_status(snapshot: SbcSnapshot, alarms: Sequence[Alarm]) -> int:
+    if snapshot.generation == 0:
+        return SIP_UNKNOWN
+    if not snapshot.reachable:
+        return SIP_DOWN
+    return SIP_CONGESTED if any(a.name == HIGH_LOAD_ALARM for a in alarms) else SIP_UP
+
+
+def sip_common_objects(
+    system: SystemInfo, snapshot: SbcSnapshot, alarms: Sequence[Alarm], now: float
+) -> list[tuple[o.Oid, Value]]:
+    """RFC 4780 (and RFC 2788's applTable row it is indexed by) for the SBC's SIP service, applIndex 1."""
+    status = snapshot.status
+    i = o.SIP_APPL_INDEX
+    # the SBC's start on the agent's clock (sysUpTime); 0 when it started before the agent
+    started = timeticks(max(system.agent_uptime_s - number(status, "uptime_s") - snapshot.age(now), 0.0))
+    service = sip_service_status(snapshot, alarms)
+    appl = {SIP_UP: APPL_UP, SIP_CONGESTED: APPL_CONGESTED}.get(service, APPL_DOWN)
+
+    def sip(name: str) -> Value:
+        return counter32(number(status, "sip", name))
+
+    return [
+        ((*o.APPL_ENTRY, o.APPL_NAME, i), octets("edge-sbc SIP service")),
+        ((*o.APPL_ENTRY, o.APPL_VERSION, i), octets(figures.text(status, "version"))),
+        ((*o.APPL_ENTRY, o.APPL_UPTIME, i), started),
+        ((*o.APPL_ENTRY, o.APPL_OPER_STATUS, i), integer(appl)),
+        ((*o.SIP_CFG_ENTRY, o.SIP_CFG_PROTOCOL_VERSION, i), octets("SIP/2.0")),
+        ((*o.SIP_CFG_ENTRY, o.SIP_CFG_OPER_STATUS, i), integer(service)),
+        ((*o.SIP_CFG_ENTRY, o.SIP_CFG_START_TIME, i), started),
+        ((*o.SIP_CFG_ENTRY, o.SIP_CFG_LAST_CHANGE, i), timeticks(system.service_last_change_s)),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_IN_REQUESTS, i), sip("in_requests")),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_OUT_REQUESTS, i), sip("out_requests")),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_IN_RESPONSES, i), sip("in_responses")),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_OUT_RESPONSES, i), sip("out_responses")),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_TOTAL_TRANSACTIONS, i), sip("transactions_total")),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_SUMMARY_DISCON_TIME, i), started),
+        ((*o.SIP_TRANS_CURRENT_ENTRY, o.SIP_TRANS_CURRENT, i), gauge(number(status, "sip", "transactions_active"))),
+        ((*o.SIP_OTHER_ENTRY, o.SIP_UNSUPPORTED_URIS, i), sip("unsupported_uris")),
+        ((*o.SIP_OTHER_ENTRY, o.SIP_UNSUPPORTED_METHODS, i), sip("unsupported_methods")),
+        ((*o.SIP_OTHER_ENTRY, o.SIP_OTHERWISE_DISCARDED, i), sip("otherwise_discarded")),
+        ((*o.SIP_OTHER_ENTRY, o.SIP_OTHER_DISCON_TIME, i), started),
+    ]
+
+
 def build_mib(
     system: SystemInfo,
     snapshot: SbcSnapshot,
@@ -277,6 +329,7 @@ def build_mib(
         [
             *system_objects(system),
             *interface_objects(interfaces),
+            *sip_common_objects(system, snapshot, alarms, now),
             *sbc_objects(snapshot, now),
             *alarm_objects(alarms),
         ]

@@ -394,6 +394,7 @@ async function onStage() {
   }, `${line}\n`)));
   $("cfg-diff-box").hidden = false;
   setResult("Staged. Check the difference, then commit.", "ok");
+  $("cfg-diff-box").scrollIntoView({ block: "start" });
 }
 
 async function onCommit() {

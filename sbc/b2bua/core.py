@@ -12,6 +12,7 @@ import secrets
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dataplane.api import Dataplane
 from sbc import __version__
@@ -24,7 +25,7 @@ from sbc.b2bua.routing import RouteDecision, Router
 from sbc.b2bua.session_timer import SessionInterval, min_se, supports_timer, teardown_after
 from sbc.b2bua.transfer import DialogIds, MappedDialog, TargetRewriter
 from sbc.config.model import Direction, Realm, SbcConfig
-from sbc.policy.header_rules import apply_rules
+from sbc.policy.header_rules import HeaderRules, apply_rules
 from sbc.policy.topology import AddressScrubber, HeaderPolicy
 from sbc.sip import transaction as tx
 from sbc.sip.errors import LocalProtocolError, RemoteProtocolError, SipProtocolError
@@ -41,6 +42,7 @@ MEDIA_CHECK_INTERVAL_S = 2.0
 BRANCH_PREFIX = "z9hG4bKsbc"
 # Requests that only exist inside a dialog: without a To tag they match nothing (RFC 3261 §12.2.2).
 DIALOG_ONLY_METHODS = frozenset({"BYE", "PRACK", "UPDATE", "INFO", "NOTIFY", "REFER"})
+M = TypeVar("M", Request, Response)
 _TRANSFER_HEADERS = frozenset({"refer-to", "referred-by", "replaces"})
 # Digest credentials (RFC 3261 §22): they cross unchanged, see Core._pass_credentials.
 CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
@@ -81,6 +83,11 @@ class Counters:
     options_answered: int = 0
     loops_detected: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    # RFC 4780 sipCommonSummaryStats: messages through the transaction layers, retransmissions included
+    in_requests: int = 0
+    in_responses: int = 0
+    out_requests: int = 0
+    out_responses: int = 0
 
 
 class Core:
@@ -131,7 +138,24 @@ class Core:
             return self._flush()
         return self.message_received(realm, msg, source, now)
 
+    def stream_error_received(
+        self, realm: str, exc: RemoteProtocolError, data: bytes | None, source: PeerAddress, now: float
+    ) -> list[Output]:
+        """A stream transport could not parse a message: `data` is its bytes when it framed (answer it
+        like a bad datagram), None when the stream itself broke (the transport closes it)."""
+        self.counters.received += 1
+        if data is not None:
+            self._answer_malformed(realm, data, source, exc, now)
+        else:
+            self.counters.malformed_dropped += 1
+            self._log("info", "sip.stream_broken", realm=realm, reason=exc.reason, source=str(source))
+        return self._flush()
+
     def message_received(self, realm: str, msg: Request | Response, source: PeerAddress, now: float) -> list[Output]:
+        if isinstance(msg, Request):
+            self.counters.in_requests += 1
+        else:
+            self.counters.in_responses += 1
         try:
             events, commands = self.layers[realm].receive(msg, source, now)
             self._transmit(realm, commands)
@@ -170,6 +194,10 @@ class Core:
 
     def _transmit(self, realm: str, commands: list[tx.Transmit]) -> None:
         for cmd in commands:
+            if cmd.data.startswith(b"SIP/2.0 "):
+                self.counters.out_responses += 1
+            else:
+                self.counters.out_requests += 1
             self._out.append(Transmit(realm, cmd.data, cmd.destination))
 
     def _log(self, level: str, event: str, call: Call | None = None, **fields: object) -> None:
@@ -357,6 +385,9 @@ class Core:
         a_realm = self.realms[realm_name]
         b_realm = self.realms[decision.to_realm]
         a_tag = self.token(5)
+        store: dict[str, str] = {}
+        # What the callee leg is built from: the INVITE as the caller realm's inbound rules leave it.
+        inbound = self._inbound_copy(realm_name, decision.route.name, store, req)
         to = req.to
         frm = req.from_
         contacts = req.contacts
@@ -377,9 +408,10 @@ class Core:
         )
         b_transport = decision.destination.transport
         hidden_from = self._scrubber(caller)
-        b_from = frm.with_tag(None).with_uri(_rehost(frm.uri, hidden_from, str(b_realm.public_address), None))
+        b_frm, b_to_in = (inbound.from_, inbound.to) if inbound is not req else (frm, to)
+        b_from = b_frm.with_tag(None).with_uri(_rehost(b_frm.uri, hidden_from, str(b_realm.public_address), None))
         b_ruri = decision.request_uri
-        b_to = to.with_tag(None).with_uri(_rehost(to.uri, hidden_from, decision.destination.host, None))
+        b_to = b_to_in.with_tag(None).with_uri(_rehost(b_to_in.uri, hidden_from, decision.destination.host, None))
         callee = Leg(
             index=1,
             realm=b_realm.name,
@@ -401,12 +433,13 @@ class Core:
             created_at=now,
             initial_request=req,
             caller_invite_txn=txn_id,
+            store=store,
         )
         self.calls[call.call_ref] = call
         self.dialogs[(caller.realm, caller.call_id, caller.local_tag)] = (call, caller)
         self.dialogs[(callee.realm, callee.call_id, callee.local_tag)] = (call, callee)
         self.server_ctx[(realm_name, txn_id)] = ServerContext(call, caller, req)
-        invite = self._build_request(call, callee, "INVITE", req, now, cseq=1)
+        invite = self._build_request(call, callee, "INVITE", inbound, now, cseq=1)
         if invite is None:
             return
         mf = req.get("max-forwards")
@@ -481,7 +514,7 @@ class Core:
         call: Call,
         leg: Leg,
         method: str,
-        source: Message | None,
+        source: Request | None,
         now: float,
         *,
         cseq: int | None = None,
@@ -509,13 +542,13 @@ class Core:
             self._translate_transfer_headers(other, leg, request)
             if not self._carry_body(call, other, source, request):
                 return None
-        if isinstance(source, Request):
+        if source is not None:
             self._pass_credentials(source, request, self.realms[other.realm], self._scrubber(other))
         request.add("User-Agent", self._user_agent(leg.realm))
         if not request.has("content-length"):
             request.add("Content-Length", str(len(request.body)))
         self._scrubber(other).scrub_message(request, realm.public_address, skip=CREDENTIAL_HEADERS)
-        self._apply_rules(call, other, leg, request, inbound=source)
+        self._outbound_rules(call, leg, request)
         return request
 
     def _pass_credentials(self, source: Request, target: Request, from_realm: Realm, hidden: AddressScrubber) -> None:
@@ -586,21 +619,39 @@ class Core:
             target.add("Content-Type", source.get("content-type") or "application/octet-stream")
         return True
 
-    def _apply_rules(self, call: Call, from_leg: Leg, to_leg: Leg, msg: Message, inbound: Message | None) -> None:
-        if not self.config.header_rules:
-            return
-        del inbound
-        for realm, direction in ((from_leg.realm, Direction.INBOUND), (to_leg.realm, Direction.OUTBOUND)):
-            applied = apply_rules(
-                self.config.header_rules,
-                msg,
-                realm=realm,
-                route=call.route,
-                direction=direction,
-                store=call.store,
-            )
-            if applied:
-                self._log("debug", "header_rules.applied", call, realm=realm, actions=applied)
+    def _inbound_rules(self, call: Call, from_leg: Leg, msg: M) -> M:
+        """`msg` as the inbound rules of its realm leave it. They edit a copy: the original still
+        answers its sender; the other leg's message is built from the copy (topology hiding after)."""
+        return self._inbound_copy(from_leg.realm, call.route, call.store, msg, call)
+
+    def _inbound_copy(self, realm: str, route: str, store: dict[str, str], msg: M, call: Call | None = None) -> M:
+        if not self.config.header_rules or not self._rules_bound(realm, route, Direction.INBOUND):
+            return msg
+        edited = msg.copy()
+        applied = apply_rules(
+            self.config.header_rules, edited, realm=realm, route=route, direction=Direction.INBOUND, store=store
+        )
+        if applied:
+            self._log("debug", "header_rules.applied", call, realm=realm, direction="inbound", actions=applied)
+        return edited
+
+    def _outbound_rules(self, call: Call, to_leg: Leg, msg: Message) -> None:
+        """The last edit of a message built for `to_leg`, after topology hiding, before it is sent."""
+        if self.config.header_rules:
+            self._run_rules(call, to_leg.realm, Direction.OUTBOUND, msg)
+
+    def _rules_bound(self, realm: str, route: str, direction: Direction) -> bool:
+        rules = self.config.header_rules
+        if isinstance(rules, HeaderRules):
+            return bool(rules.bound_to(realm, route, direction))
+        return any(r.binds(realm, route, direction) for r in rules)
+
+    def _run_rules(self, call: Call, realm: str, direction: Direction, msg: Message) -> None:
+        applied = apply_rules(
+            self.config.header_rules, msg, realm=realm, route=call.route, direction=direction, store=call.store
+        )
+        if applied:
+            self._log("debug", "header_rules.applied", call, realm=realm, direction=direction.value, actions=applied)
 
     def _send_request(
         self,
@@ -732,6 +783,7 @@ class Core:
         status: int | None = None,
     ) -> Response | None:
         """The response for `to_leg`'s request, built from its own request plus what may cross."""
+        resp = self._inbound_rules(call, from_leg, resp)
         code = status if status is not None else resp.status
         reason = resp.reason if status is None or status == resp.status else _reason(code)
         out = make_response(to_request, code, reason, to_tag=to_leg.local_tag if to_leg.index == 0 else None)
@@ -749,7 +801,7 @@ class Core:
         self._scrubber(from_leg).scrub_message(
             out, self.realms[to_leg.realm].public_address, skip=("via", "from", "to", "call-id", "cseq")
         )
-        self._apply_rules(call, from_leg, to_leg, out, inbound=resp)
+        self._outbound_rules(call, to_leg, out)
         return out
 
     # ---- ACK -------------------------------------------------------------------------------------
@@ -771,6 +823,8 @@ class Core:
         if pending is not None and pending.ack is not None:
             self._out.append(Transmit(leg.realm, pending.ack, self._dialog_destination(leg)))
             return
+        if source is not None:
+            source = self._inbound_rules(call, call.other(leg), source)
         ack = self._build_request(call, leg, "ACK", source, now, cseq=cseq)
         if ack is None:
             return
@@ -841,7 +895,7 @@ class Core:
             if contacts:
                 leg.remote_target = str(contacts[0].uri)
         other = call.other(leg)
-        out = self._build_request(call, other, req.method, req, now)
+        out = self._build_request(call, other, req.method, self._inbound_rules(call, leg, req), now)
         if out is None:
             return
         mf = req.get("max-forwards")

@@ -17,7 +17,8 @@ m-line position (RFC 3264 §8), so a re-offer keeps its anchors and ports.
 `check()` runs periodically for answered calls: one-way audio (media from one endpoint only, while
 both are supposed to send) and media timeouts (an endpoint that should be sending has sent nothing
 for the realm's `timeout_s`). A stream on hold is neither: an endpoint that said sendonly/inactive
-is not expected to receive, one that said recvonly/inactive not expected to send.
+is not expected to receive, one that said recvonly/inactive not expected to send. In a hairpin the
+far side's media is what the other call's inner anchor receives, not the (idle) anchor toward the PBX.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class CallMedia:
     realms: tuple[str, str]  # realm of leg 0 (caller) and leg 1 (callee)
     streams: list[StreamAnchors] = field(default_factory=list)
     origins: dict[int, OriginRewriter] = field(default_factory=dict)  # per target leg
+    checked: bool = False  # check() ran once: a stream that shows up later starts its idle clock then
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,10 +295,12 @@ class MediaSessions:
         """One-way audio and media timeouts that start now. `timeouts` is the media timeout per leg
         (its realm's `timeout_s`); a timeout is reported once and again only after media came back."""
         findings: list[MediaFinding] = []
+        start = now if media.checked else answered_at
+        media.checked = True
         for index, stream in enumerate(media.streams):
             if len(stream.anchors) < 2:
                 continue
-            stats = {leg: self.dataplane.stats(stream.anchors[leg]) for leg in (0, 1)}
+            stats = self._media_stats(stream)
             if stream.sends(0) and stream.sends(1):
                 was = stream.flow.one_way
                 flow = stream.flow.observe_stats(now, stats[0], stats[1])
@@ -306,7 +310,7 @@ class MediaSessions:
             else:  # on hold: media one way (or none) is what was asked for; start the window afresh
                 stream.flow = OneWayAudioDetector(ONE_WAY_WINDOW_S)
             for leg in (0, 1):
-                watch = stream.watches.setdefault(leg, LegWatch(since=answered_at))
+                watch = stream.watches.setdefault(leg, LegWatch(since=start))
                 expected = stream.sends(leg)
                 if expected and watch.expected is False:
                     watch.since = now  # resumed from hold: it gets the whole timeout from here
@@ -320,6 +324,17 @@ class MediaSessions:
                     watch.timed_out = True
                     findings.append(MediaFinding(index, leg=leg, idle_s=round(idle, 1)))
         return findings
+
+    def _media_stats(self, stream: StreamAnchors) -> dict[int, LegStats]:
+        """What each leg's endpoint sent, by leg. A hairpinned stream's outer anchor (toward the PBX)
+        carries nothing by design: what that side sends arrives at the other call's inner anchor."""
+        stats = {leg: self.dataplane.stats(anchor) for leg, anchor in stream.anchors.items()}
+        if stream.hairpinned and stream.hairpin_leg is not None and stream.hairpin_peer is not None:
+            peer_media, peer_index = stream.hairpin_peer
+            peer = peer_media.streams[peer_index] if peer_index < len(peer_media.streams) else None
+            if peer is not None and peer.hairpin_leg is not None and 1 - peer.hairpin_leg in peer.anchors:
+                stats[stream.hairpin_leg] = self.dataplane.stats(peer.anchors[1 - peer.hairpin_leg])
+        return stats
 
     def report(self, media: CallMedia) -> list[dict[str, object]]:
         """Per stream and leg: anchor, where media comes from, counters and quality (RFC 3550, G.107)."""

@@ -142,7 +142,12 @@ class _Walker:
 
 def parse_yaml(text: str, source: str) -> tuple[YamlTree, list[ConfigProblem]]:
     """Parse one YAML document. A syntax error ends the parse; other problems let it continue."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters right here
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        message = f"character #x{exc.character:04x} is not allowed in YAML"
+        return YamlTree(None), [ConfigProblem(source, line, "syntax", message)]
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

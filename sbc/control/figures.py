@@ -33,8 +33,26 @@ def dataplane_expected(mode: DataplaneMode, fallback_reason: str) -> str:
     return "xdp"
 
 
+def sip_summary(core: Core) -> dict[str, int]:
+    """What RFC 4780 SIP-COMMON-MIB counts: messages in and out, transactions, what was refused or dropped."""
+    c = core.counters
+    layers = list(core.layers.values())
+    return {
+        "in_requests": c.in_requests,
+        "in_responses": c.in_responses,
+        "out_requests": c.out_requests,
+        "out_responses": c.out_responses,
+        "transactions_total": sum(layer.counters.client_created + layer.counters.server_created for layer in layers),
+        "transactions_active": sum(layer.active_count() for layer in layers),
+        "unsupported_uris": c.by_status.get(416, 0),
+        "unsupported_methods": c.by_status.get(405, 0),
+        "otherwise_discarded": c.malformed_dropped + sum(layer.counters.malformed for layer in layers),
+    }
+
+
 def status_figures(core: Core, dataplane: Dataplane, fallback_reason: str, now: float) -> dict[str, object]:
     return {
+        "sip": sip_summary(core),
         "max_calls": core.config.max_calls,
         "dataplane_expected": dataplane_expected(dataplane.mode, fallback_reason),
         "trunks": core.trunks.report(now),

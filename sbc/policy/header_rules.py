@@ -3,7 +3,10 @@
 Like AudioCodes Message Manipulation or Oracle HMR. Rules are compiled once at config load (every
 regex, template and header name checked there); applying them never raises on a bad rule, only
 skips an action whose input is missing. Rules run in config order; each rule's conditions look
-at the message as it is when that rule starts (after earlier rules, before its own actions).
+at the message as it is when that rule starts (after earlier rules, before its own actions). The
+B2BUA runs inbound rules on a copy of each message arriving from their realm, before it builds the
+other leg's message from that copy, and outbound rules on each message built for their realm, after
+topology hiding (see `Core._inbound_rules`, `Core._outbound_rules`).
 
 YAML form (the `header_rules:` list of the config)::
 

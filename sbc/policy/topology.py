@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sbc.config.model import IPAddress
 from sbc.sip.message import Message, header_key
@@ -121,31 +122,58 @@ _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d])")
 _IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]|(?<![\w:])((?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:.]*[0-9A-Fa-f])")
 
 
+@lru_cache(maxsize=1024)
+def _ipv4(text: str) -> ipaddress.IPv4Address | None:
+    """The address a dotted quad names (the same few addresses appear in every message)."""
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
+
+
 @dataclass(slots=True)
 class AddressScrubber:
     """Replaces addresses of the realm a message comes from by the SBC's address on the realm it goes to."""
 
     hidden_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     hidden_addresses: frozenset[IPAddress]
+    # Derived: (network as int, mask as int) per IP version; whether anything of a version is hidden
+    # (a pass for a version with nothing hidden could not change anything and is skipped).
+    _masks: dict[int, tuple[tuple[int, int], ...]] = field(init=False, repr=False, compare=False)
+    _versions: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._masks = {
+            v: tuple((int(n.network_address), int(n.netmask)) for n in self.hidden_networks if n.version == v)
+            for v in (4, 6)
+        }
+        self._versions = frozenset(
+            {n.version for n in self.hidden_networks} | {a.version for a in self.hidden_addresses}
+        )
 
     def is_hidden(self, address: IPAddress) -> bool:
-        return address in self.hidden_addresses or any(
-            address.version == net.version and address in net for net in self.hidden_networks
-        )
+        if address in self.hidden_addresses:
+            return True
+        value = int(address)
+        return any(value & mask == net for net, mask in self._masks[address.version])
 
     def scrub_text(self, text: str, replacement: IPAddress) -> str:
         if _MAYBE_ADDRESS.search(text) is None:
             return text
+        if 4 not in self._versions:
+            return self._scrub_v6(text, replacement)
 
         def v4(m: re.Match[str]) -> str:
-            try:
-                addr = ipaddress.IPv4Address(m.group(1))
-            except ValueError:
+            addr = _ipv4(m.group(1))
+            if addr is None:
                 return m.group(0)
             return str(replacement) if self.is_hidden(addr) else m.group(0)
 
         out = _IPV4_RE.sub(v4, text)
-        if ":" in out:
+        return self._scrub_v6(out, replacement)
+
+    def _scrub_v6(self, out: str, replacement: IPAddress) -> str:
+        if 6 in self._versions and ":" in out:
 
             def v6(m: re.Match[str]) -> str:
                 raw = m.group(1) or m.group(2)
@@ -167,10 +195,9 @@ class AddressScrubber:
             return set()
         found: set[IPAddress] = set()
         for m in _IPV4_RE.finditer(text):
-            try:
-                found.add(ipaddress.IPv4Address(m.group(1)))
-            except ValueError:
-                continue
+            addr = _ipv4(m.group(1))
+            if addr is not None:
+                found.add(addr)
         if ":" in text:
             for m in _IPV6_RE.finditer(text):
                 try:

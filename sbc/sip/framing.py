@@ -19,6 +19,15 @@ MAX_HEAD_SIZE = 16384
 _PING = b"\r\n\r\n"
 
 
+class InvalidFramedMessage(RemoteProtocolError):
+    """A message that framed but is invalid: it was consumed, the stream stays usable, and `data`
+    (its bytes) lets the receiver answer it like a bad datagram."""
+
+    def __init__(self, cause: RemoteProtocolError, data: bytes) -> None:
+        super().__init__(cause.reason, cause.status_hint)
+        self.data = data
+
+
 @dataclass(slots=True)
 class StreamFramer:
     """Bytes in (`feed`), whole messages out (`next_message`). A framing error poisons the stream.
@@ -40,8 +49,8 @@ class StreamFramer:
     def next_message(self) -> Request | Response | None:
         """The next complete message, or None until more bytes arrive.
 
-        Raises RemoteProtocolError for a message that cannot be framed (the stream must be closed) or
-        that frames but is invalid (the stream stays usable: the bad message was consumed).
+        Raises RemoteProtocolError for a message that cannot be framed (the stream must be closed), or
+        InvalidFramedMessage for one that frames but is invalid (the stream stays usable).
         """
         if self.broken:
             return None
@@ -73,9 +82,12 @@ class StreamFramer:
             raise RemoteProtocolError("message too large", 513)
         if len(buf) < total:
             return None
-        body = bytes(buf[split.body_start : total])
+        data = bytes(buf[:total])
         del buf[:total]
-        return parse_message(start, headers, body, split.line_ending)
+        try:
+            return parse_message(start, headers, data[split.body_start :], split.line_ending)
+        except RemoteProtocolError as exc:
+            raise InvalidFramedMessage(exc, data) from exc
 
     def _skip_keepalives(self, buf: bytearray) -> None:
         """Drop the CR/LF run before a message, counting its CRLFCRLF pings.

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sbc.sip.errors import LocalProtocolError, RemoteProtocolError
-from sbc.sip.uri import LWS, NameAddr, Uri, Via, is_digits, split_quoted
+from sbc.sip.uri import LWS, NameAddr, Uri, Via, is_digits, memoized, split_quoted
 
 SIP_VERSION = "SIP/2.0"
 
@@ -85,8 +85,18 @@ MAX_HEADERS = 256
 
 def header_key(name: str) -> str:
     """The lowercase long form of a header name, used for every lookup."""
-    low = name.strip(LWS).lower()
-    return COMPACT_FORMS.get(low, low)
+    key = _KEYS.get(name)
+    if key is None:
+        low = name.strip(LWS).lower()
+        key = COMPACT_FORMS.get(low, low)
+        if len(_KEYS) < _MAX_KEYS:  # header names are few; a peer inventing new ones stops the growth
+            _KEYS[name] = key
+    return key
+
+
+_KEYS: dict[str, str] = {}
+_VALID_NAMES: set[str] = set()  # header names that passed the token check
+_MAX_KEYS = 2048
 
 
 def canonical_name(name: str) -> str:
@@ -367,7 +377,7 @@ def _copy_state(src: Message, dst: Message) -> None:
     dst._terminator = src._terminator
 
 
-def parse_cseq(value: str) -> tuple[int, str]:
+def _parse_cseq(value: str) -> tuple[int, str]:
     parts = re.split(r"[ \t]+", value.strip(LWS))
     if len(parts) != 2 or not is_digits(parts[0]) or len(parts[0]) > 10 or not _TOKEN_RE.fullmatch(parts[1]):
         raise RemoteProtocolError(f"bad CSeq {value[:40]!r}", 400)
@@ -375,6 +385,9 @@ def parse_cseq(value: str) -> tuple[int, str]:
     if num >= 2**31:
         raise RemoteProtocolError(f"CSeq number out of range {value[:40]!r}", 400)
     return num, parts[1]
+
+
+parse_cseq = memoized(_parse_cseq)
 
 
 # ---- parsing -----------------------------------------------------------------------------------------
@@ -433,19 +446,28 @@ def parse_head(head_bytes: bytes, nl: str) -> tuple[str, list[HeaderField]]:
             raise RemoteProtocolError("bare CR or LF in the header block", 400)
     elif "\r" in text:
         raise RemoteProtocolError("bare CR in the header block", 400)
-    lines = _iter_lines(text, nl)
-    start = next(lines, "")
-    if nl in start:
-        raise RemoteProtocolError("folded start line", 400)
+    folded = (nl + " ") in text or (nl + "\t") in text
+    if folded:
+        lines = list(_iter_lines(text, nl))
+        if nl in lines[0]:
+            raise RemoteProtocolError("folded start line", 400)
+    else:
+        lines = text.split(nl)  # the common case: one physical line per header
+    start = lines[0]
     headers: list[HeaderField] = []
-    for raw in lines:
+    for raw in lines[1:]:
         if not raw:
             continue  # only a caller's own slicing leaves one (a head split by split_head has none)
         name, colon, value = raw.partition(":")
         sname = name.strip(LWS)
-        if not colon or not _TOKEN_RE.fullmatch(sname):
+        if not colon:
             raise RemoteProtocolError(f"malformed header line {raw[:60]!r}", 400)
-        headers.append(HeaderField(sname, _unfold(value), raw))
+        if sname not in _VALID_NAMES:
+            if not _TOKEN_RE.fullmatch(sname):
+                raise RemoteProtocolError(f"malformed header line {raw[:60]!r}", 400)
+            if len(_VALID_NAMES) < _MAX_KEYS:
+                _VALID_NAMES.add(sname)
+        headers.append(HeaderField(sname, _unfold(value) if folded else value.strip(LWS), raw))
         if len(headers) > MAX_HEADERS:
             raise RemoteProtocolError("too many header lines", 513)
     return start, headers

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import TypeVar
 
 from sbc.sip.errors import RemoteProtocolError
 
@@ -30,6 +33,24 @@ _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
 # RFC 3261 §25.1 token, used for unquoted display names (plus non-ASCII, which real phones send).
 _DISPLAY_CHARS = r"[A-Za-z0-9\-.!%*_+`'~\x80-\U0010ffff]+"
 _DISPLAY_TOKENS_RE = re.compile(rf"{_DISPLAY_CHARS}(?:[ \t]+{_DISPLAY_CHARS})*")
+
+
+_T = TypeVar("_T")
+# Values are parsed far more often than they differ: every message's From, To, Via and Contact are
+# read by the parser's checks, the transaction layer and the B2BUA, and retransmissions repeat them.
+# The parsed types are frozen, so equal text can share one parsed value. Only short texts are kept
+# (no peer can fill the cache with huge values), and errors are never cached (raised every time).
+_CACHE_SIZE = 4096
+_CACHEABLE_LENGTH = 512
+
+
+def memoized(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    cached = lru_cache(maxsize=_CACHE_SIZE)(parse)
+
+    def lookup(text: str) -> _T:
+        return cached(text) if len(text) <= _CACHEABLE_LENGTH else parse(text)
+
+    return lookup
 
 
 def parse_params(text: str, sep: str = ";", *, strict: bool = False) -> Params:
@@ -91,8 +112,10 @@ def without_param(params: Params, name: str) -> Params:
 
 def split_quoted(text: str, sep: str) -> list[str]:
     """Split on `sep` outside double quotes and angle brackets (RFC 3261 §7.3.1 comma rule)."""
+    if sep not in text:
+        return [text]
     if '"' not in text and "<" not in text:
-        return text.split(sep)  # the common case, without the character walk
+        return text.split(sep)  # no quotes or brackets to skip: no character walk
     parts: list[str] = []
     start = 0
     in_quote = False
@@ -154,6 +177,10 @@ class Uri:
     @classmethod
     def parse(cls, text: str) -> Uri:
         """Parse a URI; 416 for a well-formed but unsupported scheme, 400 for anything malformed."""
+        return _parse_uri(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Uri:
         text = text.strip(LWS)
         scheme, colon, rest = text.partition(":")
         lscheme = scheme.lower()
@@ -267,6 +294,10 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        return _parse_name_addr(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip(LWS)
         if not text:
             raise RemoteProtocolError("empty name-addr", 400)
@@ -367,6 +398,10 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """`SIP/2.0/UDP host:port;params`, with LWS around the slashes (RFC 4475 §3.1.1.1)."""
+        return _parse_via(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         m = _VIA_RE.fullmatch(text.strip(LWS))
         if m is None:
             raise RemoteProtocolError(f"bad Via {text[:60]!r}", 400)
@@ -384,3 +419,8 @@ class Via:
     @property
     def branch(self) -> str | None:
         return self.param("branch")
+
+
+_parse_uri = memoized(Uri._parse)
+_parse_name_addr = memoized(NameAddr._parse)
+_parse_via = memoized(Via._parse)

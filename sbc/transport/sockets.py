@@ -14,6 +14,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sbc.config.model import Realm, TlsSettings, Transport
 from sbc.sip.errors import RemoteProtocolError
@@ -233,7 +234,9 @@ def _strip(host: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
+@lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
+    """An IP literal, sent to as it is, or a name to resolve first (asked for every message sent)."""
     try:
         ipaddress.ip_address(_strip(host))
     except ValueError:

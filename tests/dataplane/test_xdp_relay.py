@@ -99,9 +99,7 @@ def new_relay(topo: Topology, pin_dir: Path, loop: asyncio.AbstractEventLoop, re
 
 
 @pytest.fixture
-def relay(
-    topo: Topology, pin_dir: Path, loop: asyncio.AbstractEventLoop, relay_object: Path
-) -> Iterator[XdpRelay]:
+def relay(topo: Topology, pin_dir: Path, loop: asyncio.AbstractEventLoop, relay_object: Path) -> Iterator[XdpRelay]:
     r = new_relay(topo, pin_dir, loop, relay_object)
     try:
         yield r
@@ -164,9 +162,7 @@ def leg(remote: Endpoint | None, **kw: object) -> LegProgram:
     return LegProgram(remote_rtp=remote, **kw)  # type: ignore[arg-type]
 
 
-def call(
-    relay: XdpRelay, topo: Topology, lan_leg: LegProgram, wan_leg: LegProgram
-) -> tuple[AnchorPort, AnchorPort]:
+def call(relay: XdpRelay, topo: Topology, lan_leg: LegProgram, wan_leg: LegProgram) -> tuple[AnchorPort, AnchorPort]:
     with inside(topo.m):
         lan = relay.allocate("lan", LAN, 40000, 40099)
         wan = relay.allocate("wan", WAN, 41000, 41099)
@@ -249,6 +245,27 @@ def test_learn_latches_on_the_first_packet_then_offloads(
         40,
     )
     assert c.relayed_bytes == 41 * (12 + 160)
+
+
+def test_a_blocked_source_is_dropped_in_the_kernel_until_unblocked(
+    relay: XdpRelay, topo: Topology, peers: tuple[Peer, Peer, Peer, Peer], loop: asyncio.AbstractEventLoop
+) -> None:
+    phone, far, _, _ = peers
+    prime_neighbours(topo)
+    lan, _ = call(relay, topo, leg(PHONE), leg(FAR))
+    relay.block_source(PHONE.address, for_s=60)
+    ((left, drops),) = relay.blocked_sources().values()
+    assert left is not None and 55 < left <= 60 and drops == 0
+    phone.send(lan, 5)
+    pump(loop)
+    assert far.drain() == []
+    assert relay.blocked_sources()[PHONE.address][1] == 5
+    assert (relay.counters().dropped["blocked"], slow_stats(relay, lan)) == (5, (0, 0)), "never reached userspace"
+    assert relay.unblock_source(PHONE.address)
+    assert relay.blocked_sources() == {}
+    phone.send(lan, 3, first_seq=6)
+    pump(loop)
+    assert len(far.drain()) == 3
 
 
 def test_spoofed_source_is_dropped_in_the_kernel_and_counted(

@@ -108,6 +108,8 @@ class SbcProcess:
     config_path: Path
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
+    prefix: list[str] = field(default_factory=list)  # e.g. nsenter into a network namespace
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment
 
     def __post_init__(self) -> None:
         self.log_path = self.workdir / "sbc.log"
@@ -119,10 +121,11 @@ class SbcProcess:
     def start(self, timeout: float = 15.0) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(SBC_BIN), "run", "--config", str(self.config_path)],
+            [*self.prefix, str(SBC_BIN), "run", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

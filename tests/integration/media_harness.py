@@ -32,6 +32,14 @@ needs_media_tools = [
 ]
 
 
+_STARTED: list[Sipp] = []  # every SIPp made here, killed after each test (see conftest.py)
+
+
+def stop_media_peers() -> None:
+    while _STARTED:
+        _STARTED.pop().kill()
+
+
 def media_sipp(
     name: str,
     workdir: Path,
@@ -46,7 +54,7 @@ def media_sipp(
     extra: list[str] | None = None,
 ) -> Sipp:
     """A SIPp with its media on `address`:6000; `pause_ms` is the length of the scenario's <pause/>."""
-    return sipp(
+    peer = sipp(
         name,
         workdir,
         scenario,
@@ -57,6 +65,8 @@ def media_sipp(
         timeout_s=timeout_s,
         extra=["-mi", address, "-mp", str(MEDIA_PORT), "-d", str(pause_ms), *(extra or [])],
     )
+    _STARTED.append(peer)
+    return peer
 
 
 def sbc_cli(sbc: SbcProcess, command: str) -> dict[str, Any]:

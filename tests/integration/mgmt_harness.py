@@ -33,7 +33,7 @@ CARRIER_SBC = f"127.{NET}.3.5"
 CARRIER_PEER = f"127.{NET}.3.10"
 CARRIER_PEER_PORT = 5090
 MIBS = ROOT / "mgmt" / "mibs"
-MIB_MODULES = "SNMPv2-MIB:IF-MIB:EDGE-SBC-MIB"
+MIB_MODULES = "SNMPv2-MIB:IF-MIB:NETWORK-SERVICES-MIB:SIP-COMMON-MIB:EDGE-SBC-MIB"
 ADMIN_PASSWORD = "integration-admin-pw"
 
 
@@ -177,6 +177,20 @@ class TrapReceiver:
                 return text
             time.sleep(0.2)
         raise AssertionError(f"snmptrapd did not receive {needles} within {timeout} s:\n{self.log()[after:]}")
+
+    def notifications(self, after: int = 0) -> list[str]:
+        """One line per notification received (snmptrapd -Lf: a header line, then the varbinds)."""
+        return [line for line in self.log()[after:].splitlines() if line.startswith(".1.3.6.1.2.1.1.3.0 = ")]
+
+    def wait_for_trap(self, trap_oid: str, *needles: str, after: int = 0, timeout: float = 30.0) -> str:
+        """The first notification since `after` whose snmpTrapOID is `trap_oid` and that holds every needle."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.notifications(after):
+                if f"= OID: .{trap_oid}\t" in line + "\t" and all(n in line for n in needles):
+                    return line
+            time.sleep(0.2)
+        raise AssertionError(f"no notification {trap_oid} with {needles} within {timeout} s:\n{self.log()[after:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -47,6 +47,7 @@ class RtpStream:
     rtcp_every: int | None = None
     rtcp_mux: bool = False
     clock_rate: int = 8000
+    port_offset: int = 0  # 2: the second stream of a pcap, played to the SDP's port + 2 (see write_rtp_pcap)
 
     def dropped(self, i: int) -> bool:
         return self.drop_every is not None and i % self.drop_every == self.drop_every // 2
@@ -102,27 +103,34 @@ class RtpStream:
         )
 
 
-def write_rtp_pcap(path: Path, stream: RtpStream) -> Path:
+def write_rtp_pcap(path: Path, *streams: RtpStream) -> Path:
+    """One pcap with every packet of `streams`, in time order.
+
+    SIPp 3.6 plays one pcap per call at a time (a second `play_pcap_*` stops the first), so two streams
+    (audio and video) that must flow together go into one file: SIPp sends each packet to the port of
+    the SDP plus the packet's distance from the lowest port of the pcap, so a stream with
+    `port_offset=2` reaches the port two above the audio port."""
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
     from scapy.utils import wrpcap
 
     start = 1_700_000_000.0
+    timed: list[tuple[float, int, bytes]] = []
+    for stream in streams:
+        rtp_port = PCAP_BASE_PORT + stream.port_offset
+        rtcp_port = rtp_port if stream.rtcp_mux else rtp_port + 1
+        for i in range(stream.count):
+            at = start + i * stream.ptime_ms / 1000
+            if not stream.dropped(i):
+                timed.append((at, rtp_port, stream.rtp_packet(i)))
+            if stream.rtcp_every and (i + 1) % stream.rtcp_every == 0:
+                timed.append((at + 0.001, rtcp_port, stream.rtcp_packet(i)))
     packets = []
-    rtcp_port = PCAP_BASE_PORT if stream.rtcp_mux else PCAP_BASE_PORT + 1
-    for i in range(stream.count):
-        at = start + i * stream.ptime_ms / 1000
-        if not stream.dropped(i):
-            p = Ether() / IP(src=PCAP_SRC, dst=PCAP_DST) / UDP(sport=PCAP_BASE_PORT, dport=PCAP_BASE_PORT)
-            p = p / Raw(stream.rtp_packet(i))
-            p.time = at
-            packets.append(p)
-        if stream.rtcp_every and (i + 1) % stream.rtcp_every == 0:
-            q = Ether() / IP(src=PCAP_SRC, dst=PCAP_DST) / UDP(sport=rtcp_port, dport=rtcp_port)
-            q = q / Raw(stream.rtcp_packet(i))
-            q.time = at + 0.001
-            packets.append(q)
+    for at, port, payload in sorted(timed, key=lambda item: item[0]):
+        p = Ether() / IP(src=PCAP_SRC, dst=PCAP_DST) / UDP(sport=port, dport=port) / Raw(payload)
+        p.time = at
+        packets.append(p)
     wrpcap(str(path), packets)
     return path
 

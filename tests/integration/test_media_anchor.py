@@ -45,7 +45,7 @@ from tests.integration.rtp import Datagram, RtpStream, RtpTap, rtp_tap, write_rt
 pytestmark = needs_media_tools
 
 PHONE_SIP_PORT = 5071
-EF, AF41 = 46, 34  # the harness config: LAN media dscp ef, WAN media dscp af41
+EF, AF41 = 46, 34  # the default media DSCP (LAN, not configured) and the WAN realm's configured one
 A_STREAM = RtpStream(count=150, ssrc=0xA11CE001, rtcp_every=50)  # the phone: 3 s of PCMU + 3 sender reports
 B_STREAM = RtpStream(count=120, ssrc=0xB0B0B002, first_seq=65500, first_ts=2**32 - 800, rtcp_every=40)
 
@@ -75,8 +75,12 @@ def anchored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchoredCall]
     work: Path = tmp_path_factory.mktemp("anchored")
     write_rtp_pcap(work / "a_leg.pcap", A_STREAM)
     write_rtp_pcap(work / "b_leg.pcap", B_STREAM)
+    # The LAN realm names no media DSCP (so EF is the default at work); the WAN realm sets AF41.
+    config = sbc_config(work / "state")
+    assert config.count("      dscp: ef\n") == 1 and "      dscp: af41\n" in config
+    config = config.replace("      dscp: ef\n", "")
     with (
-        running_sbc(work, sbc_config(work / "state")) as sbc,
+        running_sbc(work, config) as sbc,
         rtp_tap(f"{PHONE}/32", f"{TRUNK}/32", f"{LAN_SBC}/32", f"{WAN_SBC}/32",
                 ignore_ports=sip_ports(PHONE_SIP_PORT, TRUNK_PORT)) as tap,
     ):  # fmt: skip
@@ -180,7 +184,8 @@ def test_relayed_packets_carry_each_realms_ds_field(anchored: AnchoredCall) -> N
     toward_trunk = _from_anchor(anchored.tap, WAN_SBC, WAN_MEDIA_PORTS, TRUNK)
     assert len(toward_phone) == B_STREAM.sent + B_STREAM.rtcp_sent
     assert len(toward_trunk) == A_STREAM.sent + A_STREAM.rtcp_sent
-    # Every relayed packet, RTP and RTCP: EF (the default) on the LAN, the WAN realm's AF41; ECN bits 0.
+    # Every relayed packet, RTP and RTCP: EF (the default, the LAN realm sets none) toward the phone,
+    # the WAN realm's configured AF41 toward the trunk; ECN bits 0.
     assert {d.tos for d in toward_phone} == {EF << 2}
     assert {d.tos for d in toward_trunk} == {AF41 << 2}
     # SIPp itself sends with DS 0: the marking is the SBC's.

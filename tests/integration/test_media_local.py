@@ -49,6 +49,9 @@ PHONE_SIP_PORT = 5071
 PHONE_B_SIP_PORT = 5072
 A_STREAM = RtpStream(count=100, ssrc=0xA0000003, rtcp_every=25)
 B_STREAM = RtpStream(count=90, ssrc=0xB0000004, first_seq=7, rtcp_every=30)
+# Hairpin: 5 s of media in a 6 s call, so a media timeout of 2 s on the WAN anchors would show.
+HAIRPIN_A = RtpStream(count=250, ssrc=0xA0000005, rtcp_every=50)
+HAIRPIN_B = RtpStream(count=240, ssrc=0xB0000006, first_seq=100, rtcp_every=60)
 
 
 def _sdp_without_origin(body: str) -> list[str]:
@@ -108,11 +111,13 @@ def test_hairpin_through_a_cloud_pbx_keeps_media_in_the_branch(tmp_path: Path) -
   - {{name: back-to-b, from: wan, to: lan, match_user: "^phoneb$",
       target: {{host: {PHONE_B}, port: {PHONE_B_SIP_PORT}, transport: udp}}}}
 """
-    write_rtp_pcap(tmp_path / "a_leg.pcap", A_STREAM)
-    write_rtp_pcap(tmp_path / "b_leg.pcap", B_STREAM)
+    write_rtp_pcap(tmp_path / "a_leg.pcap", HAIRPIN_A)
+    write_rtp_pcap(tmp_path / "b_leg.pcap", HAIRPIN_B)
     pbx = PassThroughPbx(TRUNK, TRUNK_PORT, sbc=(WAN_SBC, SBC_PORT), forward_user="phoneb")
+    wan_timeout = "      timeout_s: 2"
     with (
-        running_sbc(tmp_path, sbc_config(tmp_path / "state", routes=routes)) as sbc,
+        # A WAN media timeout far shorter than the call: the idle anchors toward the PBX must not count.
+        running_sbc(tmp_path, sbc_config(tmp_path / "state", routes=routes, extra_realm_wan=wan_timeout)) as sbc,
         rtp_tap(f"127.{NET}.0.0/16", ignore_ports=sip_ports(PHONE_SIP_PORT, PHONE_B_SIP_PORT, TRUNK_PORT)) as tap,
     ):
         pbx.start()
@@ -130,7 +135,9 @@ def test_hairpin_through_a_cloud_pbx_keeps_media_in_the_branch(tmp_path: Path) -
                 if len(calls) != 2 or not all(c["streams"] for c in calls):
                     return False
                 lan = [leg for c in calls for leg in stream_legs(c) if leg["anchor"].startswith(LAN_SBC)]
-                return sum(leg["packets_in"] for leg in lan) >= A_STREAM.sent + B_STREAM.sent + 6
+                return sum(leg["packets_in"] for leg in lan) >= (
+                    HAIRPIN_A.sent + HAIRPIN_A.rtcp_sent + HAIRPIN_B.sent + HAIRPIN_B.rtcp_sent
+                )
 
             calls = wait_for_calls(sbc, media_through, timeout=25)
             status = sbc_cli(sbc, "status")
@@ -158,12 +165,12 @@ def test_hairpin_through_a_cloud_pbx_keeps_media_in_the_branch(tmp_path: Path) -
     b_port = int(b_anchor["anchor"].rsplit(":", 1)[1])
     at_b = [d for d in tap.between(LAN_SBC, PHONE_B, MEDIA_PORT) if d.is_rtp]
     at_a = [d for d in tap.between(LAN_SBC, PHONE, MEDIA_PORT) if d.is_rtp]
-    assert [d.seq for d in at_b] == A_STREAM.sent_sequences and {d.sport for d in at_b} == {b_port}
-    assert [d.seq for d in at_a] == B_STREAM.sent_sequences and {d.sport for d in at_a} == {a_port}
-    assert len(tap.between(LAN_SBC, PHONE_B, MEDIA_PORT + 1)) == A_STREAM.rtcp_sent
-    assert len(tap.between(LAN_SBC, PHONE, MEDIA_PORT + 1)) == B_STREAM.rtcp_sent
-    assert a_anchor["packets_in"] == A_STREAM.sent + A_STREAM.rtcp_sent
-    assert b_anchor["packets_in"] == B_STREAM.sent + B_STREAM.rtcp_sent
+    assert [d.seq for d in at_b] == HAIRPIN_A.sent_sequences and {d.sport for d in at_b} == {b_port}
+    assert [d.seq for d in at_a] == HAIRPIN_B.sent_sequences and {d.sport for d in at_a} == {a_port}
+    assert len(tap.between(LAN_SBC, PHONE_B, MEDIA_PORT + 1)) == HAIRPIN_A.rtcp_sent
+    assert len(tap.between(LAN_SBC, PHONE, MEDIA_PORT + 1)) == HAIRPIN_B.rtcp_sent
+    assert a_anchor["packets_in"] == HAIRPIN_A.sent + HAIRPIN_A.rtcp_sent
+    assert b_anchor["packets_in"] == HAIRPIN_B.sent + HAIRPIN_B.rtcp_sent
     # Nothing went toward the WAN: the WAN anchors sent and received nothing, and the tap saw no
     # datagram on the WAN side other than SIP.
     wan_legs = [leg for c in calls for leg in stream_legs(c) if leg["anchor"].startswith(WAN_SBC)]
@@ -174,5 +181,5 @@ def test_hairpin_through_a_cloud_pbx_keeps_media_in_the_branch(tmp_path: Path) -
     assert not tap.select(lambda d: d.sport in WAN_MEDIA_PORTS or d.dport in WAN_MEDIA_PORTS)
     # Both call records say so too.
     assert [s["hairpin_events"] for r in records for s in r["streams"]] == [1, 1], records
-    assert {r["reason"] for r in records} >= {"BYE from caller"}
+    assert [r["reason"] for r in records] == ["BYE from caller"] * 2, records  # A hung up, the PBX passed it on
     assert all(p in LAN_MEDIA_PORTS for p in (a_port, b_port))

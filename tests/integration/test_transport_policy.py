@@ -267,3 +267,30 @@ def test_header_rules_apply_on_a_real_call(tmp_path: Path) -> None:
     assert "X-Branch-Id: branch-42" in invite
     assert "X-Original-Caller: alice" in invite
     assert "Subject:" not in invite
+
+
+INBOUND_RULES = """
+  - name: remember-phone
+    realm: lan
+    direction: inbound
+    match: {method: INVITE, header: {name: User-Agent, regex: "^InsidePhone/"}}
+    actions:
+      - {store: version, from: User-Agent, regex: "^InsidePhone/(\\\\S+)"}
+      - {remove: Subject}
+  - name: tag-for-trunk
+    realm: wan
+    direction: outbound
+    match: {message: request, method: INVITE}
+    actions:
+      - {add: X-Phone-Version, value: "${stored.version}"}
+"""
+
+
+def test_inbound_rule_reads_the_message_as_it_arrived(tmp_path: Path) -> None:
+    """The phone's User-Agent never crosses (topology hiding replaces it), but an inbound rule on the
+    LAN sees it as it arrived and stores a part that an outbound rule puts in the trunk's INVITE."""
+    with running_sbc(tmp_path, sbc_config(tmp_path / "state", rules=INBOUND_RULES)) as sbc:
+        _, uas = call_pair(sbc, tmp_path, "uac_basic.xml", "uas_basic.xml")
+    invite = next(m for m in received_messages(uas.messages()) if m.startswith("INVITE "))
+    assert "X-Phone-Version: 1.0" in invite
+    assert "Subject:" not in invite and "User-Agent: EdgeSBC-test" in invite

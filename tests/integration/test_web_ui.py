@@ -10,6 +10,7 @@ artifacts/ui/ in the repository root (git-ignored), for a person to look at.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from tests.integration.harness import (
     sbc_config,
     sipp,
 )
+from tests.integration.media_harness import media_sipp
 from tests.integration.mgmt_harness import (
     ADMIN_PASSWORD,
     API,
@@ -43,11 +45,16 @@ from tests.integration.mgmt_harness import (
     free_port,
     running_mgmt,
 )
+from tests.integration.rtp import RtpStream, write_rtp_pcap
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = ROOT / "artifacts" / "ui"
 WEB_USER, WEB_PASSWORD = "webadmin", "web admin password"
+# With root SIPp plays RTP from a pcap: the phone talks, the trunk stays silent — one-way audio that the
+# calls view must flag. Without root the call has no media and the view says so.
+WITH_MEDIA = os.geteuid() == 0
+PHONE_STREAM = RtpStream(count=500, ssrc=0x0E0E0001)  # 10 s of PCMU
 
 pytestmark = [
     pytest.mark.integration,
@@ -148,6 +155,11 @@ def set_editor(driver: Any, text: str) -> None:
 def long_call(env: Env) -> tuple[Sipp, Sipp]:
     uas = sipp("uas", env.workdir, "uas_basic.xml", local_ip=TRUNK, local_port=TRUNK_PORT, timeout_s=60).start()
     time.sleep(0.3)
+    if WITH_MEDIA:
+        write_rtp_pcap(env.workdir / "a_leg.pcap", PHONE_STREAM)
+        uac = media_sipp("uac", env.workdir, "media_uac.xml", address=PHONE, sip_port=5071,
+                         remote=f"{LAN_SBC}:{SBC_PORT}", pause_ms=12000, timeout_s=60).start()  # fmt: skip
+        return uas, uac
     scenario = env.workdir / "uac_long.xml"
     scenario.write_text((SCENARIOS / "uac_basic.xml").read_text().replace('milliseconds="200"', 'milliseconds="12000"'))
     uac = sipp("uac", env.workdir, str(scenario), local_ip=PHONE, local_port=5071, remote=f"{LAN_SBC}:{SBC_PORT}",
@@ -188,6 +200,13 @@ def test_ui_login_dashboard_config_edit_commit_rollback(env: Env, browser: Any) 
         row_text = text_of(d, "c-rows")
         assert "lan-to-trunk" in row_text and "confirmed" in row_text and "a-leg" in row_text and "b-leg" in row_text
         assert env.sbc.query("calls")["calls"][0]["call"] in row_text
+        if WITH_MEDIA:  # the phone's RTP arrives, nothing comes back: flagged, with its quality figures
+            wait(d, lambda d: "ONE-WAY" in text_of(d, "c-rows"), "the one-way audio flag", timeout=20)
+            assert d.find_elements(By.CSS_SELECTOR, "#c-rows td.flag-bad")
+            a_leg = d.find_elements(By.CSS_SELECTOR, "#c-rows tr")[0].text
+            assert "a-leg" in a_leg and " 0 (0 %)" in a_leg  # packets in, none lost on the phone's leg
+            mos = d.find_elements(By.CSS_SELECTOR, "#c-rows tr")[0].find_elements(By.TAG_NAME, "td")[10].text
+            assert 4.0 <= float(mos) <= 4.5, a_leg  # G.711 without loss: the E-model's best
         shot(d, "03-live-calls")
     finally:
         assert uac.wait(60) == 0, uac.report()

@@ -24,25 +24,26 @@ PHONE_PORT = 5062
 WAN_SBC = "198.51.100.1"
 TRUNK = "203.0.113.10"
 
-CONFIG = f"""
+CONFIG = """
 sbc: {{user_agent: TestSBC, state_dir: /nonexistent/sbc-unit}}
 timers: {{t1_ms: 500, t2_ms: 4000, t4_ms: 5000, session_expires_s: 1800, min_se_s: 90}}
 realms:
   - name: lan
     trusted: true
-    address: {LAN_SBC}
+    address: {lan_sbc}
     networks: [192.0.2.0/24]
     listen: [{{transport: udp, port: 5060}}]
-    media: {{address: {LAN_SBC}, ports: 30000-30099}}
+    media: {{address: {lan_sbc}, ports: 30000-30099}}
   - name: wan
-    address: {WAN_SBC}
+    address: {wan_sbc}
     listen: [{{transport: udp, port: 5060}}]
-    peer: {{host: {TRUNK}, port: 5060, transport: udp}}
-    registrar: {{host: {TRUNK}, port: 5060, transport: udp}}
-    media: {{address: {WAN_SBC}, ports: 31000-31099}}
+    peer: {{host: {trunk}, port: 5060, transport: udp}}
+    registrar: {{host: {trunk}, port: 5060, transport: udp}}
+    media: {{address: {wan_sbc}, ports: 31000-31099}}
 routes:
   - {{name: out, from: lan, to: wan}}
   - {{name: in, from: wan, to: lan, use_registrations: true}}
+header_rules: {rules}
 """
 
 
@@ -55,14 +56,16 @@ class Sent:
 
 @dataclass
 class Net:
+    rules: str = "[]"  # the config's header_rules, YAML
     core: Core = field(init=False)
     now: float = 0.0
     logs: list[LogEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         counter = itertools.count(1)
+        config = CONFIG.format(lan_sbc=LAN_SBC, wan_sbc=WAN_SBC, trunk=TRUNK, rules=self.rules)
         self.core = Core(
-            load_config_text(CONFIG, "unit-test"),
+            load_config_text(config, "unit-test"),
             FakeDataplane(),
             token=lambda n: format(next(counter), "x").rjust(2 * n, "0"),
         )

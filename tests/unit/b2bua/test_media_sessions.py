@@ -228,3 +228,50 @@ def test_media_timeout_waits_while_held_and_restarts_after_resume() -> None:
     assert sessions.check(call, 40.0, 0.0, TIMEOUTS) == []
     found = sessions.check(call, 44.0, 0.0, TIMEOUTS)
     assert sorted((f.leg, f.idle_s) for f in found) == [(0, 12.0), (1, 12.0)]
+
+
+def test_hairpinned_calls_are_judged_by_their_inner_anchors() -> None:
+    dp, sessions, first, second = _hairpin()
+    l1, w1 = first.streams[0].anchors[0], first.streams[0].anchors[1]
+    w2, l2 = second.streams[0].anchors[0], second.streams[0].anchors[1]
+    found = []
+    for t in range(0, 21, 2):  # A and B talk; the anchors toward the PBX never see a packet
+        dp.set_stats(l1, LegStats(packets_in=50 * t, last_in_s=float(t)))
+        dp.set_stats(l2, LegStats(packets_in=50 * t, last_in_s=float(t)))
+        dp.set_stats(w1, LegStats())
+        dp.set_stats(w2, LegStats())
+        found += sessions.check(first, float(t), 0.0, TIMEOUTS) + sessions.check(second, float(t), 0.0, TIMEOUTS)
+    assert found == []
+    dp.set_stats(l1, LegStats(packets_in=1600, last_in_s=31.0))  # A goes on
+    dp.set_stats(l2, LegStats(packets_in=1000, last_in_s=20.0))  # B falls silent at 20 s
+    later = sessions.check(first, 32.0, 0.0, TIMEOUTS) + sessions.check(second, 32.0, 0.0, TIMEOUTS)
+    assert sorted((f.leg, f.idle_s) for f in later if f.leg is not None) == [(1, 12.0), (1, 12.0)]
+
+
+def test_ipv4_lan_to_ipv6_wan() -> None:
+    wan6 = ipaddress.ip_address("2001:db8:5bc::1")
+    trunk6 = ipaddress.ip_address("2001:db8:7::10")
+    realms = (REALMS[0], Realm("wan", wan6, (), MediaSettings(wan6, 41000, 41999)))
+    dp = FakeDataplane()
+    sessions = MediaSessions(dp, realms)
+    call = sessions.new_call(MediaMode.ANCHOR, "lan", "wan")
+    offer = sessions.process(call, 0, sdp(PHONE, AUDIO)).decode()
+    assert f"c=IN IP6 {wan6}" in offer and f"IN IP6 {wan6}" in offer.splitlines()[1] and str(PHONE) not in offer
+    body = f"v=0\r\no=t 1 1 IN IP6 {trunk6}\r\ns=-\r\nc=IN IP6 {trunk6}\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n"
+    answer = sessions.process(call, 1, body.encode()).decode()
+    assert f"c=IN IP4 {LAN_SBC}" in answer and str(trunk6) not in answer
+    leg = dp.leg_of(call.streams[0].anchors[1])
+    assert leg is not None and leg.remote_rtp == Endpoint(trunk6, 6000)
+
+
+def test_stream_added_mid_call_gets_its_own_idle_clock() -> None:
+    dp, sessions, call = _answered()
+    _feed(dp, call, 10, 10, 99.0, 99.0)
+    assert sessions.check(call, 100.0, 0.0, TIMEOUTS) == []
+    video = "m=video 6002 RTP/AVP 96\na=rtpmap:96 H264/90000"
+    sessions.process(call, 0, sdp(PHONE, AUDIO, video))  # a re-INVITE adds video at 100 s
+    sessions.process(call, 1, sdp(TRUNK, AUDIO, video))
+    _feed(dp, call, 20, 20, 101.0, 101.0)
+    assert sessions.check(call, 102.0, 0.0, TIMEOUTS) == []  # video has sent nothing yet: 0 s, not 102 s
+    found = sessions.check(call, 113.0, 0.0, TIMEOUTS)
+    assert sorted((f.stream, f.leg) for f in found if f.leg is not None) == [(0, 0), (0, 1), (1, 0), (1, 1)]

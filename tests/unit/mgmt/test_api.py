@@ -350,6 +350,60 @@ def test_bad_bodies_are_problems_naming_the_field(tmp_path: Path) -> None:
     run_with(tmp_path, body)
 
 
+def test_nulls_floats_repeats_and_bad_text_are_answered_not_crashed(tmp_path: Path) -> None:
+    """What schemathesis found against the served document, kept as plain cases."""
+
+    async def body(client: Client, state: MgmtState) -> None:
+        h = bearer(state, "admin")
+        p = await problem(await client.post(f"{API}/auth/tokens", json={"name": "x", "expires_in_s": None},
+                                            headers=h), 422)  # fmt: skip
+        assert p["field"] == "expires_in_s" and "null" in p["detail"]
+        resp = await client.post(f"{API}/auth/tokens", json={"name": "x", "expires_in_s": 600.0}, headers=h)
+        assert resp.status == 201, await resp.text()  # 600.0 is an integer to JSON Schema
+        p = await problem(await client.get(f"{API}/logs?lines=5&lines=6", headers=h), 400)
+        assert p["field"] == "lines"
+        await problem(await client.get(f"{API}/logs?lines=", headers=h), 400)
+        resp = await client.post(f"{API}/config/validate", json={"text": "realms: []\nx: \u0080"}, headers=h)
+        result = await resp.json()
+        assert resp.status == 200 and not result["valid"] and result["errors"][0]["line"] == 2
+        raw = b'{"text": "\\ud800"}'  # a lone surrogate survives json.loads but not UTF-8
+        p = await problem(await client.put(f"{API}/config/candidate", data=raw,
+                                           headers={**h, "Content-Type": "application/json"}), 422)  # fmt: skip
+        assert p["field"] == "text"
+
+    run_with(tmp_path, body)
+
+
+def test_a_change_to_the_https_listener_says_sbc_mgmt_needs_a_restart(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        h = bearer(state, "oper")
+        text = BASE_CONFIG + "management:\n  http: {port: 9443}\n"
+        assert (await client.put(f"{API}/config/candidate", json={"text": text}, headers=h)).status == 200
+        result = await (await client.post(f"{API}/config/commit", json={}, headers=h)).json()
+        assert result["reload"]["restart_required"] == ["management.http (restart sbc mgmt)"]
+        resp = await client.post(f"{API}/config/rollback", json={"revision": 1}, headers=h)
+        assert (await resp.json())["reload"]["restart_required"] == ["management.http (restart sbc mgmt)"]
+
+    run_with(tmp_path, body)
+
+
+def test_ui_is_served_with_its_assets_under_the_csp(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        resp = await client.get("/")
+        assert resp.status == 200 and resp.content_type == "text/html"
+        html = await resp.text()
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert "<script>" not in html and "http://" not in html and "https://" not in html  # no CDN, no inline
+        for asset in re.findall(r'(?:src|href)="(/ui/[^"]+)"', html):
+            got = await client.get(asset)
+            assert got.status == 200, asset
+            text = await got.text()
+            assert "http://" not in text and "https://" not in text, asset
+
+    run_with(tmp_path, body)
+
+
 def test_users_crud(tmp_path: Path) -> None:
     async def body(client: Client, state: MgmtState) -> None:
         h = bearer(state, "admin")

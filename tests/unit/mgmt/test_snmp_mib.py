@@ -17,7 +17,8 @@ from mgmt.snmp.mib import SystemInfo, build_mib
 from mgmt.snmp.source import SbcSnapshot
 
 MIBS = Path(__file__).resolve().parents[3] / "mgmt" / "mibs"
-MODULES = ["SNMPv2-SMI", "SNMPv2-TC", "SNMPv2-CONF", "SNMPv2-MIB", "IANAifType-MIB", "IF-MIB", "EDGE-SBC-MIB"]
+MODULES = ["SNMPv2-SMI", "SNMPv2-TC", "SNMPv2-CONF", "SNMPv2-MIB", "IANAifType-MIB", "IF-MIB", "SNMP-FRAMEWORK-MIB",
+           "NETWORK-SERVICES-MIB", "SIP-COMMON-MIB", "EDGE-SBC-MIB"]  # fmt: skip
 
 needs_netsnmp = pytest.mark.skipif(shutil.which("snmptranslate") is None, reason="net-snmp (snmp) not installed")
 
@@ -86,6 +87,7 @@ def snapshot() -> SbcSnapshot:
         "max_calls": 10,
         "counters": {"calls_total": 7, "calls_answered": 5, "calls_failed": 1, "calls_cancelled": 1},
         "relay": {"relayed_packets": 1234, "dropped_packets": 3},
+        "sip": {"in_requests": 11, "out_responses": 12, "transactions_total": 9, "transactions_active": 2},
         "realms": [{"name": "lan", "address": "198.18.0.1", "listen": ["udp:5060"], "media": "198.18.0.1:1-2"}],
         "trunks": [{"name": "wan", "address": "udp:198.18.1.10:5060", "state": "up", "realm": "wan"}],
     }
@@ -119,3 +121,8 @@ def test_snapshot_figures_land_on_their_oids() -> None:
     assert value((*o.IF_X_ENTRY, o.IF_HC_IN_OCTETS, 2)) == 2**33
     assert value((*o.IF_X_ENTRY, o.IF_HIGH_SPEED, 2)) == 1000
     assert value(o.IF_NUMBER) == 1
+    sip_in = (*o.SIP_SUMMARY_ENTRY, o.SIP_IN_REQUESTS, o.SIP_APPL_INDEX)
+    assert value(sip_in) == 11 and value((*o.SIP_SUMMARY_ENTRY, o.SIP_TOTAL_TRANSACTIONS, 1)) == 9
+    assert value((*o.SIP_TRANS_CURRENT_ENTRY, o.SIP_TRANS_CURRENT, 1)) == 2
+    assert value((*o.SIP_CFG_ENTRY, o.SIP_CFG_OPER_STATUS, 1)) == 4  # congested: the high-load alarm is active
+    assert value((*o.SIP_CFG_ENTRY, o.SIP_CFG_PROTOCOL_VERSION, 1)) == b"SIP/2.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sbc.sip.errors import RemoteProtocolError
-from sbc.sip.framing import MAX_HEAD_SIZE, StreamFramer
+from sbc.sip.framing import MAX_HEAD_SIZE, InvalidFramedMessage, StreamFramer
 from sbc.sip.message import Request, Response
 
 
@@ -137,10 +137,11 @@ def test_bad_but_framed_message_is_consumed_and_the_next_one_parsed() -> None:
     framer = StreamFramer()
     framer.feed(b"".join(bad) + good)
     statuses = []
-    for _ in bad:
-        with pytest.raises(RemoteProtocolError) as exc:
+    for data in bad:
+        with pytest.raises(InvalidFramedMessage) as exc:
             framer.next_message()
         statuses.append(exc.value.status_hint)
+        assert exc.value.data == data  # the bytes, for the receiver to answer it
     assert statuses == [400, 505, 416, 400]
     msg = framer.next_message()
     assert msg is not None and msg.serialize() == good

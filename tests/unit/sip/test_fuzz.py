@@ -51,8 +51,9 @@ header_line = st.builds(
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(SEEDS)))
+def mutated(draw: st.DrawFn, seeds: list[bytes] = SEEDS) -> bytes:
+    """One of `seeds` with 1 to 4 byte or line edits."""
+    data = bytearray(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["flip", "insert", "delete", "cut", "dup_line", "replace_line", "add_line"]))
         pos = draw(st.integers(0, max(0, len(data) - 1)))

@@ -1,0 +1,98 @@
+"""Traffic for the relay benchmark: `send` blasts RTP at an anchor, `recv` counts what arrives.
+
+Both are bounded in count and time and print one JSON line at the end, with their own CPU time (so
+the driver can tell the generator's cost from the relay's).
+
+    python -m tests.bench.relay_traffic send --source 198.18.1.2:5000 --to 198.18.1.1:40000 --count N --max-s T
+    python -m tests.bench.relay_traffic recv --bind 198.18.2.2:5004 --idle-s 1 --max-s T
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+
+from dataplane.xdp.testrun import rtp_payload
+
+PAYLOAD = 160  # 20 ms of G.711: the packet size of a real call
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def send(source: tuple[str, int], to: tuple[str, int], count: int, max_s: float) -> dict[str, float]:
+    # a whole cycle of sequence numbers, so the relay sees an ordinary in-order stream
+    packets = [rtp_payload(seq, timestamp=seq * 160, size=PAYLOAD) for seq in range(65536)]
+    sent = errors = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        s.bind(source)
+        s.connect(to)
+        start = time.monotonic()
+        deadline = start + max_s
+        send_one = s.send
+        while sent + errors < count:
+            try:
+                send_one(packets[sent & 0xFFFF])
+                sent += 1
+            except OSError:  # ENOBUFS under load, ECONNREFUSED from an ICMP error: count, go on
+                errors += 1
+            if (sent + errors) & 0xFFF == 0 and time.monotonic() > deadline:
+                break
+        elapsed = time.monotonic() - start
+    return {"sent": sent, "errors": errors, "elapsed_s": elapsed, "cpu_s": time.process_time()}
+
+
+def recv(bind: tuple[str, int], idle_s: float, max_s: float) -> dict[str, float]:
+    received = 0
+    first = last = 0.0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        s.bind(bind)
+        s.settimeout(idle_s)
+        deadline = time.monotonic() + max_s
+        buf = bytearray(2048)
+        recv_into = s.recv_into
+        print(json.dumps({"ready": True}), flush=True)
+        while time.monotonic() < deadline:
+            try:
+                recv_into(buf)
+            except TimeoutError:
+                if received:
+                    break  # the stream is over
+                continue
+            received += 1
+            if received == 1:
+                first = time.monotonic()
+        last = time.monotonic()
+    return {"received": received, "elapsed_s": max(0.0, last - first - idle_s), "cpu_s": time.process_time()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="relay_traffic")
+    sub = parser.add_subparsers(dest="what", required=True)
+    p_send = sub.add_parser("send")
+    p_send.add_argument("--source", required=True)
+    p_send.add_argument("--to", required=True)
+    p_send.add_argument("--count", type=int, required=True)
+    p_send.add_argument("--max-s", type=float, required=True)
+    p_recv = sub.add_parser("recv")
+    p_recv.add_argument("--bind", required=True)
+    p_recv.add_argument("--idle-s", type=float, default=1.0)
+    p_recv.add_argument("--max-s", type=float, required=True)
+    args = parser.parse_args()
+    if args.what == "send":
+        result = send(_addr(args.source), _addr(args.to), args.count, args.max_s)
+    else:
+        result = recv(_addr(args.bind), args.idle_s, args.max_s)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
