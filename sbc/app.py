@@ -223,6 +223,8 @@ class SbcApp:
         self._reschedule()
 
     def _write_cdr(self, record: dict[str, object]) -> None:
+        # start/answer/end are the core's monotonic clock; the wall-clock time says when it ended
+        record = {"recorded_at": round(time.time(), 3), **record}
         emit("info", "call.record", **record)
         try:
             with self._cdr_path.open("a", encoding="utf-8") as fh:
