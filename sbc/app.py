@@ -238,6 +238,8 @@ class SbcApp:
         self._reschedule()
 
     def _write_cdr(self, record: dict[str, object]) -> None:
+        # start/answer/end are the core's monotonic clock; the wall-clock time says when it ended
+        record = {"recorded_at": round(time.time(), 3), **record}
         emit("info", "call.record", **record)
         try:
             if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):
