@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,7 +21,7 @@ from aiohttp import web
 from mgmt import totp
 from mgmt.alarm_rules import CONFIG_ROLLBACK
 from mgmt.alarms import Alarm, AlarmTable
-from mgmt.audit import AuditLog
+from mgmt.audit import AuditLog, tail_json_lines
 from mgmt.auth import Authenticator, AuthError, Role, UserStore, check_password_policy, csrf_ok, valid_user_name
 from mgmt.host import HostStats
 from mgmt.monitor import Monitoring
@@ -46,6 +47,7 @@ class MgmtState:
     sbc: SbcLink
     alarms: AlarmTable
     monitor: Monitoring | None = None  # the SBC poll, alarm rules and SNMP agent (None in unit tests)
+    cdr_path: Path | None = None  # the SBC's call records (<state_dir>/cdr.jsonl)
     system: SystemServices | None = None  # hw/: systemd units, hostname, time (None: answers 503)
     host: HostStats = field(default_factory=HostStats)
     default_confirm_timeout_s: int = 300
@@ -218,9 +220,35 @@ def pending_json(p: PendingConfirm | None) -> dict[str, Any] | None:
             "author": p.author}  # fmt: skip
 
 
-def commit_json(result: CommitResult) -> dict[str, Any]:
-    return {"revision": result.revision.as_dict(), "reload": result.reload.as_dict(),
-            "pending": pending_json(result.pending)}  # fmt: skip
+def commit_json(result: CommitResult, mgmt_restart: list[str] | None = None) -> dict[str, Any]:
+    reload = result.reload.as_dict()
+    reload["restart_required"] = [*reload["restart_required"], *(mgmt_restart or [])]
+    return {"revision": result.revision.as_dict(), "reload": reload, "pending": pending_json(result.pending)}
+
+
+# What `sbc mgmt` itself bound or read at start: a change to these waits for its restart.
+_MGMT_AT_START = ("http", "users_file")
+
+
+def mgmt_restart_required(store: ConfigStore, before: str) -> list[str]:
+    """The management settings a change from `before` to the active text leaves waiting for a restart of
+    `sbc mgmt` (SNMP settings and thresholds are picked up at the next poll, see mgmt.monitor)."""
+    try:
+        old, new = store.validate(before).management, store.validate(store.active_text()).management
+    except StoreError:
+        return []
+    return [f"management.{key} (restart sbc mgmt)" for key in _MGMT_AT_START if getattr(old, key) != getattr(new, key)]
+
+
+def _changing(call: Call, change: Callable[[], CommitResult]) -> Callable[[], tuple[CommitResult, list[str]]]:
+    """`change` (a commit or a rollback, run by `locked`) and what it leaves for a restart of sbc mgmt."""
+
+    def run() -> tuple[CommitResult, list[str]]:
+        before = call.state.store.active_text()
+        result = change()
+        return result, mgmt_restart_required(call.state.store, before)
+
+    return run
 
 
 def audit(call: Call, action: str, *, outcome: str = "ok", target: str | None = None, **details: Any) -> None:
@@ -515,6 +543,13 @@ async def clear_alarm(call: Call) -> web.StreamResponse:
     return no_content()
 
 
+async def get_cdrs(call: Call) -> web.StreamResponse:
+    lines = query_int(call, "lines", 100, 1, 1000) or 100
+    path = call.state.cdr_path
+    records = await asyncio.to_thread(tail_json_lines, path, lines) if path is not None else []
+    return reply({"records": records})
+
+
 async def get_logs(call: Call) -> web.StreamResponse:
     lines = query_int(call, "lines", 100, 1, 1000) or 100
     return reply({"entries": await asyncio.to_thread(call.state.audit.tail, lines)})
@@ -594,8 +629,8 @@ async def commit(call: Call) -> web.StreamResponse:
         timeout = call.state.default_confirm_timeout_s
     state = call.state
     try:
-        result: CommitResult = await locked(
-            call, lambda: state.store.commit(call.who.name, state.clock(), comment, timeout)
+        result, mgmt_restart = await locked(
+            call, _changing(call, lambda: state.store.commit(call.who.name, state.clock(), comment, timeout))
         )
     except Problem as exc:
         audit(call, "config.commit", outcome="refused", reason=exc.detail)
@@ -604,8 +639,8 @@ async def commit(call: Call) -> web.StreamResponse:
     if result.pending is None:  # a change that stands: an earlier rollback alarm is over
         state.alarms.clear(CONFIG_ROLLBACK)
     audit(call, "config.commit", target=f"r{result.revision.number}", comment=comment, confirm_timeout_s=timeout,
-          reload=result.reload.as_dict())  # fmt: skip
-    return reply(commit_json(result))
+          reload=result.reload.as_dict(), mgmt_restart_required=mgmt_restart)  # fmt: skip
+    return reply(commit_json(result, mgmt_restart))
 
 
 async def confirm(call: Call) -> web.StreamResponse:
@@ -623,15 +658,15 @@ async def rollback(call: Call) -> web.StreamResponse:
     timeout = get_int(body, "confirm_timeout_s", required=False, minimum=1, maximum=86400)
     state = call.state
     try:
-        result: CommitResult = await locked(
-            call, lambda: state.store.rollback(number, call.who.name, state.clock(), comment, timeout)
+        result, mgmt_restart = await locked(
+            call, _changing(call, lambda: state.store.rollback(number, call.who.name, state.clock(), comment, timeout))
         )
     except Problem as exc:
         audit(call, "config.rollback", outcome="refused", target=f"r{number}", reason=exc.detail)
         raise
     state.config_changed.set()
     audit(call, "config.rollback", target=f"r{number}", new_revision=result.revision.number)
-    return reply(commit_json(result))
+    return reply(commit_json(result, mgmt_restart))
 
 
 async def list_revisions(call: Call) -> web.StreamResponse:

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from mgmt.alarm_rules import AlarmRules, AlarmThresholds
-from mgmt.alarms import AlarmTable
+from mgmt.alarms import AlarmTable, Severity
 from mgmt.snmp.agent import SnmpAgent, start_snmp_agent
 from mgmt.snmp.settings import SnmpSettings, SnmpSettingsError
 from mgmt.snmp.source import SbcSnapshot, SbcStateSource
@@ -25,6 +25,7 @@ from sbc.config.model import SbcConfig
 
 log = logging.getLogger("mgmt.monitor")
 RESTART_ATTEMPTS = 30
+SNMP_DOWN = "snmp-agent-down"
 
 
 def snmp_settings(config: SbcConfig) -> SnmpSettings:
@@ -53,9 +54,27 @@ class Monitoring:
         return self.source.snapshot
 
     async def start(self) -> None:
-        """Start the agent first (so coldStart goes out at once), then the poll."""
-        self.agent = await start_snmp_agent(self.settings, self.source, self.alarms)
+        """Start the agent first (so coldStart goes out at once), then the poll. An agent that cannot
+        start (its port taken) leaves the web UI and REST API running, with an alarm saying why."""
+        await self._start_agent(self.settings, attempts=1)
         await self.source.start()
+
+    async def _start_agent(self, settings: SnmpSettings, attempts: int) -> None:
+        for attempt in range(attempts):
+            try:
+                self.agent = await start_snmp_agent(settings, self.source, self.alarms)
+                self.alarms.clear(SNMP_DOWN)
+                return
+            except OSError as exc:  # after a restart the old transport releases its port a little later
+                if attempt == attempts - 1:
+                    log.error("the SNMP agent cannot start: %s", exc)
+                    self.alarms.raise_alarm(SNMP_DOWN, Severity.MAJOR, f"the SNMP agent cannot start: {exc}")
+                else:
+                    await asyncio.sleep(0.1)
+            except SnmpSettingsError as exc:
+                log.error("the SNMP agent cannot start with these settings: %s", exc)
+                self.alarms.raise_alarm(SNMP_DOWN, Severity.MAJOR, f"the SNMP settings are refused: {exc}")
+                return
 
     async def close(self) -> None:
         if self._reloading is not None:
@@ -96,14 +115,4 @@ class Monitoring:
             self.agent.close()
             self.agent = None
         self.settings = settings
-        for attempt in range(RESTART_ATTEMPTS):
-            try:
-                self.agent = await start_snmp_agent(settings, self.source, self.alarms)
-                return
-            except OSError as exc:  # the old transport releases its port on a later loop iteration
-                if attempt == RESTART_ATTEMPTS - 1:
-                    log.error("the SNMP agent cannot start with the new settings: %s", exc)
-                await asyncio.sleep(0.1)
-            except SnmpSettingsError as exc:
-                log.error("the SNMP agent cannot start with the new settings: %s", exc)
-                return
+        await self._start_agent(settings, attempts=RESTART_ATTEMPTS)

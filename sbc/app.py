@@ -7,6 +7,7 @@ not know is a bug and raises.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import signal
 import time
 import traceback
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, TextIO, assert_never
 
 from dataplane.api import Dataplane, DataplaneMode
 from hw.watchdog import Health
@@ -68,6 +69,7 @@ class SbcApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._cdr_path = config.state_dir / "cdr.jsonl"
+        self._cdr_file: TextIO | None = None  # kept open: one record per call ends, many a second
         self.internal_errors = 0
         self.supervision = Supervision(self.health, self._status_line, emit)
         self._debug_hooks = os.environ.get(DEBUG_HOOKS_ENV) == "1"
@@ -91,7 +93,9 @@ class SbcApp:
         try:
             restored = self.persistence.restore()  # before any SIP socket opens: re-takes the anchors
             for realm in self.config.realms:
-                rs = RealmSockets(realm, self._on_datagram, self._on_message, self._on_stream_error)
+                rs = RealmSockets(
+                    realm, self._on_datagram, self._on_message, self._on_stream_error, self._on_send_failed
+                )
                 await rs.start()
                 self.sockets[realm.name] = rs
             self.control = ControlServer(self.config.control_path, self._control)
@@ -132,6 +136,9 @@ class SbcApp:
             await rs.close()
         if self._dataplane is not None:
             self._dataplane.close()
+        if self._cdr_file is not None:
+            self._cdr_file.close()
+            self._cdr_file = None
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,6 +172,14 @@ class SbcApp:
             outputs = self.core.message_received(realm, msg, source, self._now())
         except Exception:
             outputs = self._internal_error("message", realm)
+        self._dispatch(outputs)
+
+    def _on_send_failed(self, realm: str, txn_id: str) -> None:
+        assert self.core is not None
+        try:
+            outputs = self.core.transport_failed(realm, txn_id, self._now())
+        except Exception:
+            outputs = self._internal_error("send", realm)
         self._dispatch(outputs)
 
     def _internal_error(self, where: str, realm: str = "") -> list[Output]:
@@ -211,7 +226,7 @@ class SbcApp:
     def _dispatch(self, outputs: list[Output]) -> None:
         for out in outputs:
             if isinstance(out, Transmit):
-                self.sockets[out.realm].send(out.data, out.destination)
+                self.sockets[out.realm].send(out.data, out.destination, out.txn_id)
             elif isinstance(out, LogEvent):
                 emit(out.level, out.event, **out.fields)
             elif isinstance(out, CallEnded):
@@ -223,12 +238,23 @@ class SbcApp:
         self._reschedule()
 
     def _write_cdr(self, record: dict[str, object]) -> None:
+        # start/answer/end are the core's monotonic clock; the wall-clock time says when it ended
+        record = {"recorded_at": round(time.time(), 3), **record}
         emit("info", "call.record", **record)
         try:
-            with self._cdr_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, default=str) + "\n")
+            if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):
+                self._cdr_file.close()  # rotated or removed meanwhile: write to the file at the path
+                self._cdr_file = None
+            if self._cdr_file is None:
+                self._cdr_file = self._cdr_path.open("a", encoding="utf-8")
+            self._cdr_file.write(json.dumps(record, default=str) + "\n")
+            self._cdr_file.flush()  # a record is whole in the file once the call is reported ended
         except OSError as exc:
             emit("warning", "cdr.write_failed", error=str(exc))
+            if self._cdr_file is not None:
+                with contextlib.suppress(OSError):
+                    self._cdr_file.close()
+                self._cdr_file = None  # opened again for the next record (the disk may be back)
 
     # ---- reload ----------------------------------------------------------------------------------
     def reload(self, path: Path) -> dict[str, Any]:
@@ -349,6 +375,13 @@ class SbcApp:
                 ]
             }
         raise KeyError(command)
+
+
+def _same_file(fh: TextIO, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+    except OSError:
+        return False
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

@@ -254,17 +254,27 @@ def _anchors_of(call: Call) -> Iterable[AnchorPort]:
 # ---- the file ----------------------------------------------------------------------------------
 
 
+def encode_record(record: dict[str, object]) -> str:
+    return json.dumps(record, separators=(",", ":"))
+
+
 class DialogStateFile:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._boot_id = boot_id()  # it does not change while we run
 
     def write(self, calls: list[dict[str, object]]) -> None:
-        doc = {"format": FORMAT, "boot_id": boot_id(), "written_at": time.time(), "calls": calls}
+        self.write_encoded([encode_record(c) for c in calls])
+
+    def write_encoded(self, calls: list[str]) -> None:
+        """Write records already encoded by `encode_record`: a busy SBC rewrites the file up to
+        1 / WRITE_INTERVAL_S times a second, and encoding every live call each time cost most of its
+        CPU; each record is encoded once per change instead."""
+        meta = {"format": FORMAT, "boot_id": self._boot_id, "written_at": time.time()}
+        head = json.dumps(meta, separators=(",", ":"))
+        text = head[:-1] + ',"calls":[' + ",".join(calls) + "]}"
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        # json.dumps, not json.dump: dump() to a file runs the pure-Python encoder, dumps() the C one
-        # (tens of times faster, and this runs up to 1 / WRITE_INTERVAL_S times a second under load).
-        text = json.dumps(doc, separators=(",", ":"))
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, self.path)
@@ -326,6 +336,7 @@ class DialogPersistence:
         self._emit = emit
         self._interval = write_interval_s
         self._saved: dict[str, dict[str, object]] = {}  # call_ref -> record as last written
+        self._encoded: dict[str, str] = {}  # call_ref -> that record, encoded
         self._owner: dict[int, str] = {}  # anchor_id -> call_ref, for saved calls
         self._touched: set[str] = set()
         self._dirty = False
@@ -379,12 +390,14 @@ class DialogPersistence:
         call = self.core.calls.get(ref)
         if call is None or call.state is not CallState.CONFIRMED:
             if self._saved.pop(ref, None) is not None:
+                self._encoded.pop(ref, None)
                 self._dirty = True
                 self._owner = {a: r for a, r in self._owner.items() if r != ref}
             return
         record = call_record(call, self.ledger, self._owner_of)
         if self._saved.get(ref) != record:
             self._saved[ref] = record
+            self._encoded[ref] = encode_record(record)
             self._dirty = True
             for anchor in _anchors_of(call):
                 self._owner[anchor.anchor_id] = ref
@@ -407,7 +420,7 @@ class DialogPersistence:
         self._handle = None
         self._last_write = self._loop.time()
         try:
-            self.file.write(list(self._saved.values()))
+            self.file.write_encoded(list(self._encoded.values()))
         except OSError as exc:
             self._emit("warning", "dialogs.write_failed", path=str(self.file.path), error=str(exc))
             return

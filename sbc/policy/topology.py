@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sbc.config.model import IPAddress
@@ -137,15 +137,31 @@ class AddressScrubber:
 
     hidden_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     hidden_addresses: frozenset[IPAddress]
+    # Derived: (network as int, mask as int) per IP version; whether anything of a version is hidden
+    # (a pass for a version with nothing hidden could not change anything and is skipped).
+    _masks: dict[int, tuple[tuple[int, int], ...]] = field(init=False, repr=False, compare=False)
+    _versions: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._masks = {
+            v: tuple((int(n.network_address), int(n.netmask)) for n in self.hidden_networks if n.version == v)
+            for v in (4, 6)
+        }
+        self._versions = frozenset(
+            {n.version for n in self.hidden_networks} | {a.version for a in self.hidden_addresses}
+        )
 
     def is_hidden(self, address: IPAddress) -> bool:
-        return address in self.hidden_addresses or any(
-            address.version == net.version and address in net for net in self.hidden_networks
-        )
+        if address in self.hidden_addresses:
+            return True
+        value = int(address)
+        return any(value & mask == net for net, mask in self._masks[address.version])
 
     def scrub_text(self, text: str, replacement: IPAddress) -> str:
         if _MAYBE_ADDRESS.search(text) is None:
             return text
+        if 4 not in self._versions:
+            return self._scrub_v6(text, replacement)
 
         def v4(m: re.Match[str]) -> str:
             addr = _ipv4(m.group(1))
@@ -154,7 +170,10 @@ class AddressScrubber:
             return str(replacement) if self.is_hidden(addr) else m.group(0)
 
         out = _IPV4_RE.sub(v4, text)
-        if ":" in out:
+        return self._scrub_v6(out, replacement)
+
+    def _scrub_v6(self, out: str, replacement: IPAddress) -> str:
+        if 6 in self._versions and ":" in out:
 
             def v6(m: re.Match[str]) -> str:
                 raw = m.group(1) or m.group(2)

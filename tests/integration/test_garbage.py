@@ -168,8 +168,14 @@ def test_garbage_on_every_transport_during_a_call(tmp_path: Path) -> None:
         assert first_received(uas, "BYE ")
         assert_topology_hidden(uac, uas, lan_ports=[PHONE_PORT], wan_ports=[TRUNK_PORT])
         assert wait_no_calls(sbc)["active_calls"] == 0
-        # And the next call goes through as if nothing happened.
+        # And the next call goes through as if nothing happened; its record goes to a new file after
+        # the old one was rotated away.
+        cdr = tmp_path / "state" / "cdr.jsonl"
+        assert len(cdr.read_text().splitlines()) == 1
+        cdr.rename(cdr.with_name("cdr.jsonl.1"))
         next_call = tmp_path / "next"
         next_call.mkdir()
         call_pair(sbc, next_call, "uac_basic.xml", "uas_basic.xml")
+        assert wait_no_calls(sbc)["active_calls"] == 0
+        assert len(cdr.read_text().splitlines()) == 1
         assert "sbc.internal_error" not in sbc.log()

@@ -374,6 +374,32 @@ def test_nulls_floats_repeats_and_bad_text_are_answered_not_crashed(tmp_path: Pa
     run_with(tmp_path, body)
 
 
+def test_a_change_to_the_https_listener_says_sbc_mgmt_needs_a_restart(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        h = bearer(state, "oper")
+        text = BASE_CONFIG + "management:\n  http: {port: 9443}\n"
+        assert (await client.put(f"{API}/config/candidate", json={"text": text}, headers=h)).status == 200
+        result = await (await client.post(f"{API}/config/commit", json={}, headers=h)).json()
+        assert result["reload"]["restart_required"] == ["management.http (restart sbc mgmt)"]
+        resp = await client.post(f"{API}/config/rollback", json={"revision": 1}, headers=h)
+        assert (await resp.json())["reload"]["restart_required"] == ["management.http (restart sbc mgmt)"]
+
+    run_with(tmp_path, body)
+
+
+def test_call_records_are_the_tail_of_the_sbcs_cdr_file(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        h = bearer(state, "viewer")
+        assert (await (await client.get(f"{API}/cdrs", headers=h)).json()) == {"records": []}
+        state.cdr_path = tmp_path / "cdr.jsonl"
+        lines = [f'{{"call": "c{i}", "status": 200}}' for i in range(5)] + ['{"call": "torn']
+        state.cdr_path.write_text("\n".join(lines) + "\n")
+        got = await (await client.get(f"{API}/cdrs?lines=3", headers=h)).json()
+        assert [r["call"] for r in got["records"]] == ["c3", "c4"]  # the torn last line is left out
+
+    run_with(tmp_path, body)
+
+
 def test_ui_is_served_with_its_assets_under_the_csp(tmp_path: Path) -> None:
     async def body(client: Client, state: MgmtState) -> None:
         resp = await client.get("/")
