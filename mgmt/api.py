@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,7 +21,7 @@ from aiohttp import web
 from mgmt import totp
 from mgmt.alarm_rules import CONFIG_ROLLBACK
 from mgmt.alarms import Alarm, AlarmTable
-from mgmt.audit import AuditLog
+from mgmt.audit import AuditLog, tail_json_lines
 from mgmt.auth import Authenticator, AuthError, Role, UserStore, check_password_policy, csrf_ok, valid_user_name
 from mgmt.host import HostStats
 from mgmt.monitor import Monitoring
@@ -46,6 +47,7 @@ class MgmtState:
     sbc: SbcLink
     alarms: AlarmTable
     monitor: Monitoring | None = None  # the SBC poll, alarm rules and SNMP agent (None in unit tests)
+    cdr_path: Path | None = None  # the SBC's call records (<state_dir>/cdr.jsonl)
     system: SystemServices | None = None  # hw/: systemd units, hostname, time (None: answers 503)
     host: HostStats = field(default_factory=HostStats)
     default_confirm_timeout_s: int = 300
@@ -539,6 +541,13 @@ async def clear_alarm(call: Call) -> web.StreamResponse:
     call.state.alarms.clear(found.name)
     audit(call, "alarms.clear", target=found.name, id=found.id)
     return no_content()
+
+
+async def get_cdrs(call: Call) -> web.StreamResponse:
+    lines = query_int(call, "lines", 100, 1, 1000) or 100
+    path = call.state.cdr_path
+    records = await asyncio.to_thread(tail_json_lines, path, lines) if path is not None else []
+    return reply({"records": records})
 
 
 async def get_logs(call: Call) -> web.StreamResponse:

@@ -205,6 +205,7 @@ def make_state(
     monitor = Monitoring(config, config_path, alarms) if monitoring else None
     system = real_system_services(state_dir) if monitoring else None
     return MgmtState(store=store, users=users, auth=auth, audit=audit, sbc=link, alarms=alarms, monitor=monitor,
+                     cdr_path=state_dir / "cdr.jsonl",
                      system=system, default_confirm_timeout_s=config.management.confirm_timeout_s,
                      clock=clock)  # fmt: skip
 

@@ -49,18 +49,24 @@ class AuditLog:
         return entry
 
     def tail(self, lines: int = 100) -> list[dict[str, Any]]:
-        lines = max(1, min(lines, MAX_TAIL))
+        return tail_json_lines(self.path, lines)
+
+
+def tail_json_lines(path: Path, lines: int = 100) -> list[dict[str, Any]]:
+    """The last `lines` JSON objects of a JSON-lines file (the audit log, the SBC's cdr.jsonl); lines that
+    are not JSON objects (a torn last write) are left out. A missing file has none."""
+    lines = max(1, min(lines, MAX_TAIL))
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            last = deque(fh, maxlen=lines)
+    except (FileNotFoundError, PermissionError):
+        return []
+    out = []
+    for line in last:
         try:
-            with self.path.open(encoding="utf-8", errors="replace") as fh:
-                last = deque(fh, maxlen=lines)
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in last:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                out.append(entry)
-        return out
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out

@@ -343,6 +343,24 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         GET,
+        "/cdrs",
+        "getCallRecords",
+        "The latest call records (CDRs) the SBC wrote: legs, route, times, status, media quality",
+        "status",
+        RO,
+        api.get_cdrs,
+        ok(obj({"records": {"type": "array", "items": ANY_OBJ}}, ("records",))),
+        params=(
+            {
+                "name": "lines",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+            },
+        ),
+    ),
+    Operation(
+        GET,
         "/logs",
         "getLogs",
         "The tail of the audit log",

@@ -93,7 +93,9 @@ class SbcApp:
         try:
             restored = self.persistence.restore()  # before any SIP socket opens: re-takes the anchors
             for realm in self.config.realms:
-                rs = RealmSockets(realm, self._on_datagram, self._on_message, self._on_stream_error)
+                rs = RealmSockets(
+                    realm, self._on_datagram, self._on_message, self._on_stream_error, self._on_send_failed
+                )
                 await rs.start()
                 self.sockets[realm.name] = rs
             self.control = ControlServer(self.config.control_path, self._control)
@@ -172,6 +174,14 @@ class SbcApp:
             outputs = self._internal_error("message", realm)
         self._dispatch(outputs)
 
+    def _on_send_failed(self, realm: str, txn_id: str) -> None:
+        assert self.core is not None
+        try:
+            outputs = self.core.transport_failed(realm, txn_id, self._now())
+        except Exception:
+            outputs = self._internal_error("send", realm)
+        self._dispatch(outputs)
+
     def _internal_error(self, where: str, realm: str = "") -> list[Output]:
         """A bug in the core must not take a TCP connection (asyncio closes it when its protocol
         raises) or the timer down with it: count it, log it with its traceback, carry on."""
@@ -216,7 +226,7 @@ class SbcApp:
     def _dispatch(self, outputs: list[Output]) -> None:
         for out in outputs:
             if isinstance(out, Transmit):
-                self.sockets[out.realm].send(out.data, out.destination)
+                self.sockets[out.realm].send(out.data, out.destination, out.txn_id)
             elif isinstance(out, LogEvent):
                 emit(out.level, out.event, **out.fields)
             elif isinstance(out, CallEnded):
@@ -228,6 +238,8 @@ class SbcApp:
         self._reschedule()
 
     def _write_cdr(self, record: dict[str, object]) -> None:
+        # start/answer/end are the core's monotonic clock; the wall-clock time says when it ended
+        record = {"recorded_at": round(time.time(), 3), **record}
         emit("info", "call.record", **record)
         try:
             if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):

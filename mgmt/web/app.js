@@ -302,6 +302,14 @@ async function loadCalls() {
     });
   }
   fill($("c-rows"), rows);
+  const cdrs = await api("GET", "/cdrs?lines=20");
+  fill($("cdr-rows"), cdrs.records.slice().reverse().map((r) => {
+    const mos = (r.streams || []).map((st) => ["a", "b"].map((k) => (st[k] && st[k].mos) ?? "–").join(" / "));
+    return el("tr", {}, el("td", { text: when(r.recorded_at) }),
+      el("td", { text: r.call }), el("td", { text: `${r.route} (${r.a_realm} → ${r.b_realm})` }),
+      el("td", { text: r.status }), el("td", { text: `${r.duration_s} s` }), el("td", { text: r.reason }),
+      el("td", { text: r.media_mode }), el("td", { text: mos.join(", ") || "–" }));
+  }));
 }
 
 // ---- configuration editor ----------------------------------------------------------------------

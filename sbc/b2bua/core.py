@@ -165,6 +165,15 @@ class Core:
             self._log("warning", "sip.rejected", reason=exc.reason, realm=realm)
         return self._flush()
 
+    def transport_failed(self, realm: str, txn_id: str, now: float) -> list[Output]:
+        """The shell could not send a message of `txn_id` (TCP/TLS connection refused, name not found):
+        the transaction ends now instead of timing out (RFC 3261 §8.1.3.1: as if it got 503)."""
+        events, commands = self.layers[realm].transport_failed(txn_id, now)
+        self._transmit(realm, commands)
+        for event in events:
+            self._handle_event(realm, event, now)
+        return self._flush()
+
     def tick(self, now: float) -> list[Output]:
         for realm, layer in self.layers.items():
             events, commands = layer.tick(now)
@@ -198,7 +207,7 @@ class Core:
                 self.counters.out_responses += 1
             else:
                 self.counters.out_requests += 1
-            self._out.append(Transmit(realm, cmd.data, cmd.destination))
+            self._out.append(Transmit(realm, cmd.data, cmd.destination, cmd.txn_id))
 
     def _log(self, level: str, event: str, call: Call | None = None, **fields: object) -> None:
         if call is not None:
@@ -298,7 +307,7 @@ class Core:
         elif isinstance(event, tx.AckTimedOut):
             self._on_ack_timeout(realm, event.txn_id, now)
         elif isinstance(event, tx.TransportError):
-            self._on_timeout(realm, event.txn_id, now)
+            self._on_timeout(realm, event.txn_id, now, unreachable=True)
         elif isinstance(event, tx.TransactionTerminated):
             self.client_ctx.pop((realm, event.txn_id), None)
             self.server_ctx.pop((realm, event.txn_id), None)
@@ -958,15 +967,20 @@ class Core:
             self._send_bye(call, call.callee, now)
             self._end_call(call, now, "no ACK for 2xx")
 
-    def _on_timeout(self, realm: str, txn_id: str, now: float) -> None:
+    def _on_timeout(self, realm: str, txn_id: str, now: float, *, unreachable: bool = False) -> None:
+        """A request of ours got no final answer: timed out (408 to whoever waits for it), or could not
+        be sent at all (`unreachable`: 503 from the SBC itself, which cannot reach the far end)."""
         ctx = self.client_ctx.pop((realm, txn_id), None)
         if ctx is None:
             return
+        status = 503 if unreachable else 408
+        why = "far end unreachable (transport error)" if unreachable else "no answer (transaction timeout)"
+        extra = [("Warning", f'399 {self._realm_host(realm)} "{why}"')] if unreachable else None
         if ctx.purpose == "keepalive":
-            self._trunk_changed(self.trunks.failed(realm, txn_id, now, "no answer (transaction timeout)"))
+            self._trunk_changed(self.trunks.failed(realm, txn_id, now, why))
             return
         if ctx.purpose == "register" and ctx.peer is not None and ctx.peer_request is not None:
-            self._reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, 408, now=now)
+            self._reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, status, now=now, extra=extra)
             return
         call = ctx.call
         if call is None or ctx.leg is None:
@@ -977,15 +991,16 @@ class Core:
                 call.caller.realm,
                 call.caller_invite_txn,
                 call.initial_request,
-                408,
+                status,
                 now=now,
                 to_tag=call.caller.local_tag,
+                extra=extra,
             )
             self.counters.calls_failed += 1
-            call.final_status = 408
-            self._end_call(call, now, "callee did not answer (timeout)")
+            call.final_status = status
+            self._end_call(call, now, f"callee: {why}")
         elif ctx.purpose == "in-dialog" and ctx.peer is not None and ctx.peer_request is not None:
-            self._reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, 408, now=now)
+            self._reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, status, now=now, extra=extra)
             if ctx.method == "INVITE":
                 call.reinvite_in_progress = False
 

@@ -9,11 +9,13 @@ from sbc.sip.transaction import PeerAddress
 
 @dataclass(frozen=True, slots=True)
 class Transmit:
-    """Send these bytes from the realm's socket of the destination's transport."""
+    """Send these bytes from the realm's socket of the destination's transport. When they cannot be
+    sent (no connection to the destination), the shell reports `txn_id` to `Core.transport_failed`."""
 
     realm: str
     data: bytes
     destination: PeerAddress
+    txn_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ log = logging.getLogger("sbc.transport")
 DatagramHandler = Callable[[str, bytes, PeerAddress], None]
 MessageHandler = Callable[[str, Request | Response, PeerAddress], None]
 ErrorHandler = Callable[[str, RemoteProtocolError, PeerAddress], None]
+SendFailedHandler = Callable[[str, str], None]  # realm, transaction id
 
 
 def set_dscp(sock: socket.socket, dscp: int) -> None:
@@ -124,10 +125,11 @@ class RealmSockets:
     on_datagram: DatagramHandler
     on_message: MessageHandler
     on_stream_error: ErrorHandler
+    on_send_failed: SendFailedHandler | None = None  # a message of this transaction could not be sent
     udp: asyncio.DatagramTransport | None = None
     servers: list[asyncio.Server] = field(default_factory=list)
     connections: dict[tuple[str, str, int], _Stream] = field(default_factory=dict)
-    _pending: dict[tuple[str, str, int], list[bytes]] = field(default_factory=dict)
+    _pending: dict[tuple[str, str, int], list[tuple[bytes, str | None]]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
@@ -162,15 +164,18 @@ class RealmSockets:
                     set_dscp(s, self.realm.sip_dscp)
                 self.servers.append(server)
 
-    def send(self, data: bytes, destination: PeerAddress) -> None:
+    def send(self, data: bytes, destination: PeerAddress, txn_id: str | None = None) -> None:
+        """Send `data`; when it cannot go (no UDP socket, name not found, no connection), the
+        transaction `txn_id` it belongs to is reported to `on_send_failed`."""
         if destination.transport == "udp":
             if self.udp is None:
                 log.warning("realm %s has no UDP socket; dropping to %s", self.realm.name, destination)
+                self._failed(txn_id)
                 return
             if _is_ip(destination.host):
                 self.udp.sendto(data, (_strip(destination.host), destination.port))
             else:
-                self._spawn(self._resolve_and_send(data, destination))
+                self._spawn(self._resolve_and_send(data, destination, txn_id))
             return
         key = (destination.transport, _strip(destination.host), destination.port)
         conn = self.connections.get(key)
@@ -179,16 +184,26 @@ class RealmSockets:
             return
         queued = self._pending.get(key)
         if queued is not None:
-            queued.append(data)
+            queued.append((data, txn_id))
             return
-        self._pending[key] = [data]
+        self._pending[key] = [(data, txn_id)]
         self._spawn(self._connect(key))
 
-    async def _resolve_and_send(self, data: bytes, destination: PeerAddress) -> None:
+    def _failed(self, txn_id: str | None) -> None:
+        if txn_id is not None and self.on_send_failed is not None:
+            self.on_send_failed(self.realm.name, txn_id)
+
+    async def _resolve_and_send(self, data: bytes, destination: PeerAddress, txn_id: str | None) -> None:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(destination.host, destination.port, type=socket.SOCK_DGRAM)
+        try:
+            infos = await loop.getaddrinfo(destination.host, destination.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.warning("cannot resolve %s: %s", destination.host, exc)
+            infos = []
         if infos and self.udp is not None:
             self.udp.sendto(data, infos[0][4][:2])
+        else:
+            self._failed(txn_id)
 
     async def _connect(self, key: tuple[str, str, int]) -> None:
         loop = asyncio.get_running_loop()
@@ -204,12 +219,13 @@ class RealmSockets:
             )
         except OSError as exc:
             log.warning("connect to %s:%s over %s failed: %s", host, port, transport_name, exc)
-            self._pending.pop(key, None)
+            for _, txn_id in self._pending.pop(key, []):
+                self._failed(txn_id)
             return
         stream = proto
         # The connection is registered under the address we dialled, so later sends find it.
         self.connections[key] = stream
-        for data in self._pending.pop(key, []):
+        for data, _ in self._pending.pop(key, []):
             if stream.transport is not None:
                 stream.transport.write(data)
 

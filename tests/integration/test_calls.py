@@ -49,6 +49,7 @@ def call_pair(
     rate: float | None = None,
     timeout_s: int = 40,
     trace: bool = True,
+    uas_transport: str = "u1",
 ) -> tuple[Sipp, Sipp]:
     uas = sipp(
         "uas",
@@ -59,6 +60,7 @@ def call_pair(
         calls=calls,
         timeout_s=timeout_s,
         trace=trace,
+        transport=uas_transport,
     ).start()
     time.sleep(0.3)
     uac = sipp(
@@ -107,6 +109,14 @@ def _hold_resume(uac: Sipp, uas: Sipp) -> None:
     assert all(f"c=IN IP4 {LAN_SBC}" in body(r) for r in reinvites)
 
 
+def _caller_holds_resumes_updates(uac: Sipp, uas: Sipp) -> None:
+    reinvites = all_received(uas, "INVITE ")[1:]
+    assert ["a=sendonly" in body(r) for r in reinvites] == [True, False]
+    assert all(f"c=IN IP4 {WAN_SBC}" in body(r) for r in reinvites)
+    assert "RTP/AVP 8" in body(first_received(uas, "UPDATE "))
+    assert "RTP/AVP 8" in body(all_received(uac, "SIP/2.0 200 ")[-2])  # the UPDATE's answer
+
+
 def _update_early(uac: Sipp, uas: Sipp) -> None:
     update = first_received(uas, "UPDATE ")
     assert f"c=IN IP4 {WAN_SBC}" in body(update) and "PCMA" in body(update)
@@ -120,9 +130,18 @@ def _update_early(uac: Sipp, uas: Sipp) -> None:
         ("uac_cancel.xml", "uas_ring_cancelled.xml", _cancelled),
         ("uac_busy.xml", "uas_busy.xml", _busy),
         ("uac_accepts_reinvites.xml", "uas_hold_resume.xml", _hold_resume),
+        ("uac_hold_resume.xml", "uas_accepts_hold.xml", _caller_holds_resumes_updates),
         ("uac_update_early.xml", "uas_update_early.xml", _update_early),
     ],
-    ids=["caller-hangs-up", "callee-hangs-up", "cancel", "busy-486", "reinvite-hold-resume", "update-early"],
+    ids=[
+        "caller-hangs-up",
+        "callee-hangs-up",
+        "cancel",
+        "busy-486",
+        "reinvite-hold-resume-from-callee",
+        "reinvite-hold-resume-update-from-caller",
+        "update-early",
+    ],
 )
 def test_call_flow(
     sbc: SbcProcess, tmp_path: Path, uac_scenario: str, uas_scenario: str, check: Callable[[Sipp, Sipp], None]

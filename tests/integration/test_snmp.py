@@ -258,6 +258,8 @@ def test_walk_matches_the_sbc_during_a_sipp_call(env: Env) -> None:
         lo = next(k.split(".")[1] for k, v in interfaces.items() if k.startswith("ifDescr.") and v == "lo")
         assert interfaces[f"ifName.{lo}"] == "lo" and int(interfaces[f"ifHCInOctets.{lo}"]) > 0
 
+        print(f"walked: EDGE-SBC-MIB {len(got)}, SIP-COMMON-MIB {len(sip)}, system {len(system)}, "
+              f"IF-MIB {len(interfaces)} instances")  # fmt: skip
         raised = env.traps.wait_for_trap(o.dotted(o.SBC_ALARM_RAISED), "STRING: high-load", after=mark)
         assert "INTEGER: major(4)" in raised and "active calls of at most 1" in raised
         if WITH_MEDIA:  # mean MOS of 4.4 and ~1.5 is below 3.5: media quality below the threshold

@@ -294,3 +294,104 @@ def test_inbound_rule_reads_the_message_as_it_arrived(tmp_path: Path) -> None:
     invite = next(m for m in received_messages(uas.messages()) if m.startswith("INVITE "))
     assert "X-Phone-Version: 1.0" in invite
     assert "Subject:" not in invite and "User-Agent: EdgeSBC-test" in invite
+
+
+def _tcp_trunk(config: str) -> str:
+    udp = f"peer: {{host: {TRUNK}, port: {TRUNK_PORT}, transport: udp}}"
+    assert udp in config
+    return config.replace(udp, f"peer: {{host: {TRUNK}, port: {TRUNK_PORT}, transport: tcp}}")
+
+
+def test_call_over_udp_on_the_lan_and_tcp_to_the_trunk(tmp_path: Path) -> None:
+    with running_sbc(tmp_path, _tcp_trunk(sbc_config(tmp_path / "state"))) as sbc:
+        _, uas = call_pair(sbc, tmp_path, "uac_basic.xml", "uas_basic.xml", uas_transport="t1")
+    invite = next(m for m in received_messages(uas.messages()) if m.startswith("INVITE "))
+    assert invite.startswith(f"INVITE sip:bob@{TRUNK}:{TRUNK_PORT};transport=tcp SIP/2.0")
+    assert f"Via: SIP/2.0/TCP {WAN_SBC}:{SBC_PORT}" in invite and f"@{WAN_SBC}:{SBC_PORT};transport=tcp>" in invite
+    assert any(m.startswith("BYE ") for m in received_messages(uas.messages()))
+
+
+def test_unreachable_tcp_trunk_gives_503_without_waiting_for_timer_b(tmp_path: Path) -> None:
+    """Nothing listens at the trunk's TCP port: the connection is refused, the INVITE's transaction
+    ends on the transport error (RFC 3261 §8.1.3.1), the caller gets 503 from the SBC itself at
+    once (SIPp's 30 s limit is shorter than Timer B's 32 s)."""
+    from tests.integration.test_call_flows import _refused_call
+
+    with running_sbc(tmp_path, _tcp_trunk(sbc_config(tmp_path / "state"))) as sbc:
+        uac, _ = _refused_call(sbc, tmp_path, 503)
+        refused = next(m for m in received_messages(uac.messages()) if m.startswith("SIP/2.0 503 "))
+        assert "unreachable (transport error)" in refused
+        assert sbc.query("status")["active_calls"] == 0
+
+
+class _TlsPhone:
+    """A phone on TLS (this SIPp is built without TLS): one connection for everything, as RFC 3261
+    §18 wants, and SIP framed by Content-Length."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        raw = socket.create_connection((LAN_SBC, TLS_PORT), timeout=10, source_address=(PHONE, 0))
+        self.conn = ctx.wrap_socket(raw)
+        self.port = self.conn.getsockname()[1]
+        self.buffer = b""
+
+    def send(self, text: str) -> None:
+        head, _, body = text.partition("\n\n")
+        data = body.replace("\n", "\r\n").encode()
+        self.conn.sendall((head.replace("\n", "\r\n") + f"\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+
+    def receive(self) -> str:
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.conn.recv(65536)
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            rest += self.conn.recv(65536)
+        self.buffer = rest[length:]
+        return (head + b"\r\n\r\n" + rest[:length]).decode()
+
+    def receive_until(self, start: str) -> str:
+        for _ in range(10):
+            msg = self.receive()
+            if msg.startswith(start):
+                return msg
+        raise AssertionError(f"no {start!r}")
+
+
+def test_call_from_a_tls_phone_the_callee_hangs_up(tmp_path: Path) -> None:
+    """INVITE over TLS 1.3; the answer, and later the trunk's BYE, come back on the phone's own TLS
+    connection (the SBC never connects back to its ephemeral port)."""
+    ca, cert, key, _, _ = _make_ca_and_cert(tmp_path, "tls-call")
+    config = _with_tls_listener(sbc_config(tmp_path / "state", extra_realm_lan=_tls_realm(cert, key, None)))
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.check_hostname = False
+    with running_sbc(tmp_path, config) as sbc:
+        uas = sipp("uas", tmp_path, "uas_hangs_up.xml", local_ip=TRUNK, local_port=TRUNK_PORT).start()
+        time.sleep(0.3)
+        phone = _TlsPhone(ctx)
+        me = f"{PHONE}:{phone.port}"
+        dialog = f"From: <sip:alice@{PHONE}>;tag=tls1\nCall-ID: tls-call@{PHONE}"
+        sdp = f"v=0\no=a 1 1 IN IP4 {PHONE}\ns=-\nc=IN IP4 {PHONE}\nt=0 0\nm=audio 7000 RTP/AVP 0\n"
+        phone.send(
+            f"INVITE sip:bob@{LAN_SBC}:{TLS_PORT};transport=tls SIP/2.0\nVia: SIP/2.0/TLS {me};branch=z9hG4bKtls1\n"
+            f"Max-Forwards: 70\n{dialog}\nTo: <sip:bob@{LAN_SBC}>\nCSeq: 1 INVITE\n"
+            f"Contact: <sip:alice@{me};transport=tls>\nContent-Type: application/sdp\n\n{sdp}"
+        )
+        ok = phone.receive_until("SIP/2.0 200 ")
+        to = next(line for line in ok.split("\r\n") if line.startswith("To:"))
+        assert f"c=IN IP4 {LAN_SBC}" in ok and ";transport=tls>" in ok
+        phone.send(
+            f"ACK sip:sbc@{LAN_SBC}:{TLS_PORT};transport=tls SIP/2.0\nVia: SIP/2.0/TLS {me};branch=z9hG4bKtls2\n"
+            f"Max-Forwards: 70\n{dialog}\n{to}\nCSeq: 1 ACK\n\n"
+        )
+        bye = phone.receive_until("BYE ")
+        assert bye.startswith(f"BYE sip:alice@{me};transport=tls SIP/2.0") and "Via: SIP/2.0/TLS" in bye
+        via = next(line for line in bye.split("\r\n") if line.startswith("Via:"))
+        keep = ("From", "To", "Call-ID", "CSeq")
+        fields = "\n".join(line for line in bye.split("\r\n") if line.split(":")[0] in keep)
+        phone.send(f"SIP/2.0 200 OK\n{via}\n{fields}\n\n")
+        assert uas.wait(20) == 0, uas.report() + sbc.log()[-3000:]
+        phone.conn.close()
+        deadline = time.monotonic() + 5
+        while sbc.query("status")["active_calls"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sbc.query("status")["active_calls"] == 0

@@ -214,6 +214,9 @@ def test_ui_login_dashboard_config_edit_commit_rollback(env: Env, browser: Any) 
         uac.kill()
         uas.kill()
 
+    wait(d, lambda d: "lan-to-trunk" in text_of(d, "cdr-rows"), "the call record of the ended call")
+    assert "200" in text_of(d, "cdr-rows") and "BYE from caller" in text_of(d, "cdr-rows")
+
     # the config editor: a broken header rule is refused with its line, a good one is committed
     d.find_element(By.CSS_SELECTOR, "#nav a[data-view=config]").click()
     wait(d, lambda d: "header_rules: []" in d.find_element(By.ID, "cfg-text").get_attribute("value"), "the config text")

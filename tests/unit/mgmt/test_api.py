@@ -387,6 +387,19 @@ def test_a_change_to_the_https_listener_says_sbc_mgmt_needs_a_restart(tmp_path: 
     run_with(tmp_path, body)
 
 
+def test_call_records_are_the_tail_of_the_sbcs_cdr_file(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        h = bearer(state, "viewer")
+        assert (await (await client.get(f"{API}/cdrs", headers=h)).json()) == {"records": []}
+        state.cdr_path = tmp_path / "cdr.jsonl"
+        lines = [f'{{"call": "c{i}", "status": 200}}' for i in range(5)] + ['{"call": "torn']
+        state.cdr_path.write_text("\n".join(lines) + "\n")
+        got = await (await client.get(f"{API}/cdrs?lines=3", headers=h)).json()
+        assert [r["call"] for r in got["records"]] == ["c3", "c4"]  # the torn last line is left out
+
+    run_with(tmp_path, body)
+
+
 def test_ui_is_served_with_its_assets_under_the_csp(tmp_path: Path) -> None:
     async def body(client: Client, state: MgmtState) -> None:
         resp = await client.get("/")
