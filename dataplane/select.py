@@ -35,8 +35,8 @@ ENV_XDP_MODE = "SBC_XDP_MODE"
 
 def xdp_unavailable(config: SbcConfig) -> str | None:
     """Why XDP cannot run here (None: it can). Builds the object if clang can."""
-    if os.geteuid() != 0:
-        return "not root"
+    if not _bpf_privileged():
+        return "not root (and without CAP_BPF and CAP_NET_ADMIN)"
     if platform.machine() not in ("x86_64", "aarch64", "arm64"):
         return f"no bpf() syscall number known for {platform.machine()}"
     from dataplane.xdp import loader
@@ -57,6 +57,25 @@ def xdp_unavailable(config: SbcConfig) -> str | None:
     if missing:
         return missing
     return _media_on_lo(config)
+
+
+CAP_NET_ADMIN = 12
+CAP_BPF = 39
+
+
+def _bpf_privileged() -> bool:
+    """Root, or what sbc.service grants its own user instead: CAP_BPF and CAP_NET_ADMIN effective."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    effective = int(line.split()[1], 16)
+                    return all(effective >> cap & 1 for cap in (CAP_BPF, CAP_NET_ADMIN))
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _media_on_lo(config: SbcConfig) -> str | None:

@@ -5,6 +5,12 @@
     image/build.py --arch arm64    # ARM64 (needs qemu-user-static and binfmt_misc)
     image/build.py --if-needed     # skip when build/ is newer than every input (the tests use this)
     image/build.py --version 0.1.1 # another version of the same image (update tests)
+    image/build.py --extra-tree DIR  # lay DIR over the image too (site files; the tests' broken image)
+
+Besides the disk image, each build writes the signed update bundle of its version,
+`sbc_<version>_<arch>.sbcupdate` (see sbc/appliance/bundle.py), signed with the build's Ed25519 key
+(SBC_SIGNING_KEY, default build/keys/update-signing.pem, made on the first build); the image trusts
+that key's public half. Keep the key: images built with another key refuse bundles signed by it.
 
 Every external tool runs through `run(argv)`: no shell, the command line is logged so it can be
 pasted, and a failure names the tool and a hint. The mkosi caches live outside the repository
@@ -21,6 +27,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -29,6 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 CACHE = Path(os.environ.get("SBC_MKOSI_CACHE", "/var/cache/sbc-mkosi"))
+SIGNING_KEY = Path(os.environ.get("SBC_SIGNING_KEY", str(BUILD / "keys" / "update-signing.pem")))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sbc.appliance import bundle  # noqa: E402 - after the path set-up above
 
 # Debian architecture names mkosi uses -> wheel platform tags (bookworm: glibc 2.36, CPython 3.11).
 PLATFORMS = {"x86-64": "x86_64", "arm64": "aarch64"}
@@ -36,6 +48,7 @@ PYTHON_VERSION = "3.11"
 # manylinux tags a bookworm system (glibc 2.36) accepts; pip does not widen a single --platform.
 MANYLINUX = ("manylinux_2_36", "manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux2014")
 
+PACKAGES = ("sbc", "dataplane", "mgmt", "hw")
 # Everything the image is made of: newer than the image means it must be rebuilt.
 INPUTS = (
     "mkosi.conf",
@@ -44,6 +57,7 @@ INPUTS = (
     "rootfs",
     "image/repart",
     "image/mkosi",
+    "image/initrd",
     "image/requirements-image.txt",
     "pyproject.toml",
     "sbc",
@@ -57,11 +71,21 @@ class BuildError(RuntimeError):
     pass
 
 
-def run(argv: list[str], *, hint: str = "", cwd: Path = ROOT, capture: bool = False) -> str:
+# The system's tools first: mkosi runs ukify with the `python3` it finds, which must be Debian's (with
+# python3-pefile), not a pyenv or venv interpreter earlier on PATH.
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run(
+    argv: list[str], *, hint: str = "", cwd: Path = ROOT, capture: bool = False, env: dict[str, str] | None = None
+) -> str:
     """Run one tool without a shell; log it copy-pasteable; turn a failure into a readable error."""
     print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
     try:
-        done = subprocess.run(argv, cwd=cwd, check=False, text=True, stdout=subprocess.PIPE if capture else None)
+        done = subprocess.run(
+            argv, cwd=cwd, check=False, text=True, stdout=subprocess.PIPE if capture else None,
+            env=None if env is None else {**os.environ, **env},
+        )  # fmt: skip
     except FileNotFoundError:
         raise BuildError(f"{argv[0]} is not installed" + (f": {hint}" if hint else "")) from None
     if done.returncode != 0:
@@ -74,6 +98,7 @@ class Target:
     arch: str  # mkosi's name: x86-64, arm64
     version: str
     output_dir: Path
+    extra_trees: tuple[Path, ...] = ()
 
     @property
     def inputs_dir(self) -> Path:
@@ -82,6 +107,10 @@ class Target:
     @property
     def image(self) -> Path:
         return self.output_dir / "image.raw"
+
+    @property
+    def bundle(self) -> Path:
+        return self.output_dir / f"sbc_{self.version}_{self.arch}.sbcupdate"
 
 
 def project() -> dict[str, object]:
@@ -108,10 +137,19 @@ def prepare_wheels(target: Target) -> None:
         shutil.rmtree(wheels)
     wheels.mkdir(parents=True)
     pip = [sys.executable, "-m", "pip"]
-    # setuptools builds in ROOT/build/{lib,bdist.*}: clear them so a removed module never lingers in the wheel.
-    _clear_setuptools_build()
-    run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)], hint="building the SBC wheel")
-    _clear_setuptools_build()
+    # From a fresh copy of the package sources: setuptools builds in <source>/build/{lib,bdist.*}, which in
+    # the tree itself would keep removed modules in the wheel and race with a build for the other arch.
+    with tempfile.TemporaryDirectory(prefix="sbc-wheel-") as tmp:
+        source = Path(tmp) / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md", *PACKAGES):
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.o"))
+            elif src.exists():
+                shutil.copy2(src, source / name)
+        run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)],
+            hint="building the SBC wheel")  # fmt: skip
     deps = requirements()
     unpinned = [d for d in deps if "==" not in d]
     if unpinned:
@@ -128,11 +166,6 @@ def prepare_wheels(target: Target) -> None:
     name = str(project()["name"])
     version = str(project()["version"])
     (wheels / "requirements.txt").write_text("\n".join([f"{name}=={version}", *deps]) + "\n")
-
-
-def _clear_setuptools_build() -> None:
-    for leftover in [BUILD / "lib", *BUILD.glob("bdist.*")]:
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def build_bpf(target: Target) -> None:
@@ -152,6 +185,66 @@ def build_bpf(target: Target) -> None:
     )  # fmt: skip
 
 
+# mkosi 24.3's default initrd asks apt for `?exact-name(systemd-cryptsetup)`. Bookworm has no such package
+# (systemd 254 from bookworm-backports still carries systemd-cryptsetup inside `systemd`), but
+# bookworm-backports' dracut-core names it, and apt then refuses the pattern instead of ignoring it.
+# An empty package of that name that depends on systemd 254 says exactly that, and lets the initrd build.
+PLACEHOLDER_DEBS = {
+    "systemd-cryptsetup": ("254", "systemd (>= 254)", "systemd 254 ships systemd-cryptsetup in the systemd package"),
+}
+
+
+def prepare_local_debs(target: Target) -> Path:
+    debs = target.inputs_dir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    for name, (version, depends, why) in PLACEHOLDER_DEBS.items():
+        deb = debs / f"{name}_{version}-sbc1_all.deb"
+        if deb.exists():
+            continue
+        tree = target.inputs_dir / "deb-tree" / name
+        (tree / "DEBIAN").mkdir(parents=True, exist_ok=True)
+        (tree / "DEBIAN/control").write_text(
+            f"Package: {name}\nVersion: {version}-sbc1\nArchitecture: all\nMaintainer: Edge SBC <sbc@localhost>\n"
+            f"Depends: {depends}\nSection: admin\nPriority: optional\nDescription: placeholder: {why}\n"
+        )
+        run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], hint="dpkg-deb comes with dpkg")
+    return debs
+
+
+def prepare_keys(target: Target) -> None:
+    """The public half of the signing key, for install-sbc.chroot to put under /usr/lib/sbc/update-keys."""
+    key = bundle.ensure_signing_key(SIGNING_KEY)
+    keys = target.inputs_dir / "update-keys"
+    if keys.exists():
+        shutil.rmtree(keys)
+    keys.mkdir(parents=True)
+    (keys / f"{bundle.fingerprint(key.public_key())}.pem").write_bytes(bundle.public_pem(key))
+
+
+def make_bundle(target: Target) -> Path:
+    """The signed update bundle: the root file system (gzip) and the UKI of this build."""
+    root_name, uki_name = bundle.payload_names(target.version)
+    root_raw = target.output_dir / "image.root.raw"
+    uki = target.output_dir / "image.efi"
+    root_gz = target.output_dir / root_name
+    # gzip, not zstd: systemd-sysupdate 254 (systemd-import) decompresses xz, gzip and bzip2 only, and
+    # gzip is the fastest of them to unpack on a small box.
+    with root_gz.open("wb") as out:
+        print(f"+ gzip -6 -c {root_raw} > {root_gz}", file=sys.stderr, flush=True)
+        done = subprocess.run(["gzip", "-6", "-c", str(root_raw)], stdout=out, check=False)
+    if done.returncode != 0:
+        raise BuildError(f"gzip failed with exit status {done.returncode}")
+    uki_copy = target.output_dir / uki_name
+    shutil.copyfile(uki, uki_copy)
+    try:
+        bundle.write_bundle(target.bundle, target.version, target.arch, [root_gz, uki_copy],
+                            bundle.load_private_key(SIGNING_KEY))  # fmt: skip
+    finally:
+        root_gz.unlink(missing_ok=True)
+        uki_copy.unlink(missing_ok=True)
+    return target.bundle
+
+
 def mkosi(target: Target, *, clean: bool) -> None:
     cache = CACHE / target.arch
     (cache / "incremental").mkdir(parents=True, exist_ok=True)
@@ -166,13 +259,21 @@ def mkosi(target: Target, *, clean: bool) -> None:
         "--cache-dir", str(cache / "incremental"),
         "--package-cache-dir", str(cache / "packages"),
         "--incremental=yes",
+        f"--package-directory={prepare_local_debs(target)}",
+        f"--unified-kernel-image-format=sbc_{target.version}",
         "--force",
     ]  # fmt: skip
+    argv += [f"--extra-tree={tree}" for tree in target.extra_trees]
     if clean:
         argv.append("--force")  # twice: drop the incremental image too
     argv.append("build")
-    run(argv, hint="mkosi 24 from bookworm-backports is needed (see image/README.md); rerun with --clean after "
-                   "changing the package list if the incremental cache is stale")
+    run(argv, env={"PATH": SYSTEM_PATH},
+        hint="mkosi 24 from bookworm-backports is needed (`make image-deps`); rerun with --clean after "
+             "changing the package list if the incremental cache is stale")  # fmt: skip
+
+
+def newest_in(tree: Path) -> float:
+    return max((f.stat().st_mtime for f in tree.rglob("*") if f.is_file()), default=0.0)
 
 
 def newest_input() -> float:
@@ -189,7 +290,11 @@ def newest_input() -> float:
 
 
 def up_to_date(target: Target) -> bool:
-    return target.image.exists() and target.image.stat().st_mtime >= newest_input()
+    return (
+        target.image.exists()
+        and target.bundle.exists()
+        and target.image.stat().st_mtime >= max([newest_input(), *(newest_in(t) for t in target.extra_trees)])
+    )
 
 
 def report(target: Target, seconds: float | None) -> dict[str, object]:
@@ -198,7 +303,7 @@ def report(target: Target, seconds: float | None) -> dict[str, object]:
     artifacts = {
         p.name: p.stat().st_size
         for p in sorted(target.output_dir.iterdir())
-        if p.is_file() and p.name.startswith("image") and p.name != "image.raw"
+        if p.is_file() and ((p.name.startswith("image") and p.name != "image.raw") or p.suffix == ".sbcupdate")
     }
     info: dict[str, object] = {
         "version": target.version,
@@ -207,6 +312,7 @@ def report(target: Target, seconds: float | None) -> dict[str, object]:
         "size_bytes": st.st_size,
         "allocated_bytes": st.st_blocks * 512,
         "artifacts": artifacts,
+        "bundle": str(target.bundle),
         "build_seconds": None if seconds is None else round(seconds, 1),
     }
     (target.output_dir / "image.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -227,7 +333,9 @@ def build(target: Target, *, clean: bool = False, if_needed: bool = False) -> di
     target.inputs_dir.mkdir(parents=True, exist_ok=True)
     prepare_wheels(target)
     build_bpf(target)
+    prepare_keys(target)
     mkosi(target, clean=clean)
+    make_bundle(target)
     return report(target, time.monotonic() - started)
 
 
@@ -236,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default=os.environ.get("ARCH", "x86-64"), help="x86-64 (default) or arm64")
     parser.add_argument("--version", help="image version (default: the project's version)")
     parser.add_argument("--output-dir", type=Path, help="default: build/ (x86-64) or build/arm64/")
+    parser.add_argument("--extra-tree", type=Path, action="append", default=[],
+                        help="a directory laid over the image root as well (repeatable)")
     parser.add_argument("--clean", action="store_true", help="rebuild the incremental cache image too")
     parser.add_argument("--if-needed", action="store_true", help="do nothing when the image is newer than its inputs")
     args = parser.parse_args(argv)
@@ -245,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     version = args.version or str(project()["version"])
     out = args.output_dir or (BUILD if arch == "x86-64" else BUILD / arch)
     try:
-        build(Target(arch, version, out.resolve()), clean=args.clean, if_needed=args.if_needed)
+        trees = tuple(t.resolve() for t in args.extra_tree)
+        build(Target(arch, version, out.resolve(), trees), clean=args.clean, if_needed=args.if_needed)
     except BuildError as exc:
         print(f"image build failed: {exc}", file=sys.stderr)
         return 1

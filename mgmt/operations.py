@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mgmt import api
+from mgmt import api, firmware
 from mgmt.alarms import Severity
 from mgmt.auth import Role
 from mgmt.routes import Operation, Response
@@ -566,6 +566,8 @@ OPERATIONS: tuple[Operation, ...] = (
         body=CONFIG_TEXT,
         body_media="text/plain",
     ),
+    # Firmware updates: their own module (image helper), registered here.
+    *firmware.OPERATIONS,
 )
 # System operations (reboot, services, hostname, time, interfaces, factory reset): mgmt/system_api.py.
 OPERATIONS += SYSTEM_OPERATIONS

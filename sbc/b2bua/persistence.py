@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataplane.api import AnchorPort, Endpoint, Latch, LegProgram, PortsExhausted
+from dataplane.api import AnchorPort, Endpoint, Latch, LegProgram
 from sbc.b2bua.call import Call, CallState, Leg
 from sbc.b2bua.media import CallMedia, StreamAnchors
 from sbc.b2bua.media_ledger import MediaLedger
@@ -380,7 +380,10 @@ class DialogPersistence:
             if ref is not None:
                 touched.add(ref)
         for ref in touched:
-            self._refresh(ref)
+            try:
+                self._refresh(ref)
+            except Exception as exc:  # saving must never stop the SBC from handling SIP
+                self._emit("warning", "dialogs.save_failed", call=ref, error=f"{type(exc).__name__}: {exc}")
         if self._dirty:
             self._schedule()
 
@@ -455,7 +458,7 @@ class DialogPersistence:
         for record in records:
             try:
                 plans.append(self._take(record, taken))
-            except (StateFormatError, KeyError, ValueError, TypeError, PortsExhausted, OSError) as exc:
+            except Exception as exc:  # a bad record costs that call, never the start of the SBC
                 self._emit("warning", "call.restore_failed", call=record.get("call_ref"),
                            reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
         kept: list[_Plan] = []
@@ -463,7 +466,7 @@ class DialogPersistence:
             try:
                 for anchor, program in plan.programs:
                     self.ledger.program(anchor, program)
-            except (ValueError, KeyError, OSError) as exc:
+            except Exception as exc:
                 self._emit("warning", "call.restore_failed", **plan.call.log_ids(), reason=f"program: {exc}")
                 for anchor in _anchors_of(plan.call):
                     taken.pop(_anchor_key(anchor), None)

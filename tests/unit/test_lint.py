@@ -15,7 +15,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_clean() -> None:
-    result = _run([str(BIN / "ruff"), "check", "sbc", "dataplane", "mgmt", "hw", "tests"])
+    result = _run([str(BIN / "ruff"), "check", "sbc", "dataplane", "mgmt", "hw", "tests", "image"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -329,3 +329,29 @@ def test_reinvite_changes_are_saved(tmp_path: Path, loop: asyncio.AbstractEventL
     lan_anchor = saved["media"]["streams"][0]["anchors"]["0"]
     assert lan_anchor["program"]["remote_rtp"] == ["192.0.2.10", 6100]
     del b_invite
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"call_ref": "x"},
+        {"call_ref": "x", "legs": "two", "media": {}},
+        {"call_ref": "x", "legs": [{}, {}], "media": []},
+        {"call_ref": "x", "legs": [], "media": {"mode": "anchor", "realms": ["lan", "wan"], "streams": ["s"]}},
+    ],
+)
+def test_a_damaged_record_costs_that_call_only(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, garbage: dict[str, object]
+) -> None:
+    cfg = config(tmp_path)
+    first = Node(cfg, loop)
+    place_call(first)
+    first.persistence.flush()
+    doc = state(cfg)
+    calls = doc["calls"]
+    assert isinstance(calls, list)
+    doc["calls"] = [garbage, *calls]
+    (cfg.state_dir / STATE_FILE).write_text(json.dumps(doc))
+    second = Node(cfg, loop)
+    assert second.persistence.restore() == 1
+    assert [e for _, e, _ in second.logs].count("call.restore_failed") == 1

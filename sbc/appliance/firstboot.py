@@ -1,0 +1,301 @@
+"""First boot on a fresh state partition (sbc-firstboot.service, before sbc and sbc-mgmt).
+
+The state partition is made by systemd-repart just before (rootfs/usr/lib/repart.d/50-state.conf);
+this fills it:
+
+1. hostname: `sbc.hostname=` on the kernel command line or the `sbc.hostname` credential, else
+   `sbc-` and six hex digits of the WAN MAC (stable per box), kept on the state partition and applied
+   at every boot (a new root slot starts without it);
+2. the active config: fetched from a provisioning URL (`sbc.provision=URL` on the kernel command line
+   or the `sbc.provision_url` credential, optionally pinned with `sbc.provision_sha256=`) and
+   validated like any config; else, or when that fails, the image's default with fresh SNMPv3 keys;
+3. keys: the management TLS certificate (self-signed, P-256) and the SNMPv3 keys;
+4. the admin credential: from the `sbc.admin_password` credential, else generated and shown once on
+   the console (with the TLS fingerprint and the SNMPv3 keys), never written to the journal.
+
+Credentials reach the unit with ImportCredential=sbc.* (SMBIOS type 11, `systemd.set_credential=`,
+or a provisioning system). A factory reset empties the state partition, and this runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pwd
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sbc.appliance.console import banner, show_on_console
+from sbc.appliance.osinfo import booted_version
+
+log = logging.getLogger("sbc.appliance.firstboot")
+
+SYSTEM_DIR = Path("/var/lib/sbc-system")
+CONFIG_DIR = Path("/var/lib/sbc-config")
+DEFAULT_TEMPLATE = Path("/usr/lib/sbc/sbc.yaml")
+SERVICE_USER = "sbc"
+MAX_CONFIG_BYTES = 1 << 20
+WAN_INTERFACE = "wan0"
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioning:
+    """What the box was told from outside: kernel command line first, then credentials."""
+
+    hostname: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    admin_password: str | None = None
+
+    @classmethod
+    def gather(cls, cmdline: str | None = None, credentials: Path | None = None) -> Provisioning:
+        if cmdline is None:
+            try:
+                cmdline = Path("/proc/cmdline").read_text()
+            except OSError:
+                cmdline = ""
+        args: dict[str, str] = {}
+        for word in cmdline.split():
+            key, sep, value = word.partition("=")
+            if sep and key.startswith("sbc."):
+                args[key] = value
+        cred_dir = credentials or (Path(os.environ["CREDENTIALS_DIRECTORY"]) if "CREDENTIALS_DIRECTORY" in os.environ
+                                   else None)  # fmt: skip
+
+        def credential(name: str) -> str | None:
+            if cred_dir is None:
+                return None
+            try:
+                return (cred_dir / name).read_text().strip() or None
+            except OSError:
+                return None
+
+        return cls(
+            hostname=args.get("sbc.hostname") or credential("sbc.hostname"),
+            url=args.get("sbc.provision") or credential("sbc.provision_url"),
+            sha256=args.get("sbc.provision_sha256") or credential("sbc.provision_sha256"),
+            admin_password=credential("sbc.admin_password"),
+        )
+
+
+@dataclass
+class FirstBoot:
+    system_dir: Path = SYSTEM_DIR
+    config_dir: Path = CONFIG_DIR
+    template: Path = DEFAULT_TEMPLATE
+    provisioning: Provisioning = field(default_factory=Provisioning.gather)
+    fetch: Callable[[str], bytes] = field(default=lambda url: _fetch(url))
+    show: Callable[[str], object] = show_on_console
+    owner: str | None = SERVICE_USER  # chown what the services read; None in tests
+    set_hostname: Callable[[str], None] = field(default=lambda name: apply_hostname(name))
+
+    @property
+    def marker(self) -> Path:
+        return self.system_dir / "provisioned.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.config_dir / "sbc.yaml"
+
+    def run(self) -> bool:
+        """Provision a fresh state partition; returns False if it was provisioned before."""
+        self.system_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if self.marker.exists():
+            self.apply_every_boot()
+            return False
+        hostname = self._hostname()
+        (self.system_dir / "hostname").write_text(hostname + "\n")
+        self.set_hostname(hostname)
+        text, source, snmp_keys = self._config()
+        from sbc.config.loader import load_config
+
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.config_path, text.encode(), 0o640)
+        config = load_config(self.config_path)
+        state_dir = config.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        fingerprint = self._tls(config)
+        admin = self._admin(config)
+        self._chown(self.config_dir, state_dir)
+        lines = [f"hostname:  {hostname}", f"firmware:  {booted_version()}", f"config:    {source}"]
+        http = config.management.http
+        lines.append(f"web UI:    https://{_url_host(str(http.address))}:{http.port}/")
+        if fingerprint:
+            lines.append(f"TLS SHA-256 fingerprint: {fingerprint}")
+        if admin:
+            lines += ["", "user:      admin", f"password:  {admin}",
+                      "(shown once, only its hash is kept; change it at the first login)"]  # fmt: skip
+        if snmp_keys:
+            user, auth, priv = snmp_keys
+            lines += ["", f"SNMPv3 user {user}: SHA-256 auth key {auth}", f"                 AES-128 priv key {priv}"]
+        self.show(banner("FIRST BOOT: this SBC is ready", lines))
+        self.marker.write_text(json.dumps({"time": time.time(), "hostname": hostname, "config": source,
+                                           "firmware": booted_version()}, indent=2) + "\n")  # fmt: skip
+        log.info("first boot done: hostname %s, config from %s", hostname, source)
+        return True
+
+    def apply_every_boot(self) -> None:
+        with contextlib.suppress(OSError):
+            name = (self.system_dir / "hostname").read_text().strip()
+            if name:
+                self.set_hostname(name)
+
+    # ---- the steps ---------------------------------------------------------------------------------
+    def _hostname(self) -> str:
+        given = self.provisioning.hostname
+        if given and _valid_hostname(given):
+            return given
+        if given:
+            log.warning("ignoring the provisioned hostname %r: not a valid host name", given)
+        try:
+            mac = Path(f"/sys/class/net/{WAN_INTERFACE}/address").read_text().strip()
+            suffix = mac.replace(":", "")[-6:]
+        except OSError:
+            suffix = secrets.token_hex(3)
+        return f"sbc-{suffix}"
+
+    def _config(self) -> tuple[str, str, tuple[str, str, str] | None]:
+        """(YAML text, where it came from, generated SNMPv3 keys or None)."""
+        url = self.provisioning.url
+        if url:
+            try:
+                return self._provisioned(url), url, None
+            except ProvisioningError as exc:
+                log.error("provisioning from %s failed: %s; using the default config", url, exc)
+                lines = [f"{url}:", *str(exc).splitlines()]
+                self.show(banner("PROVISIONING FAILED: running the default config", lines))
+        user = "sbcadmin"
+        auth, priv = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        text = self.template.read_text().replace("@SNMP_AUTH_KEY@", auth).replace("@SNMP_PRIV_KEY@", priv)
+        return text, "default", (user, auth, priv)
+
+    def _provisioned(self, url: str) -> str:
+        from sbc.config.errors import ConfigError
+        from sbc.config.loader import load_config
+
+        try:
+            body = self.fetch(url)
+        except (OSError, ValueError) as exc:
+            raise ProvisioningError(f"cannot fetch it: {exc}") from None
+        if self.provisioning.sha256 and hashlib.sha256(body).hexdigest() != self.provisioning.sha256.lower():
+            raise ProvisioningError("its SHA-256 differs from sbc.provision_sha256")
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise ProvisioningError("it is not UTF-8 text") from None
+        with tempfile.TemporaryDirectory() as tmp:
+            candidate = Path(tmp) / "provisioned.yaml"
+            candidate.write_text(text)
+            try:
+                load_config(candidate)
+            except ConfigError as exc:
+                raise ProvisioningError("\n".join(str(p) for p in exc.problems)) from None
+        return text
+
+    def _tls(self, config: object) -> str | None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        from mgmt.tls import ensure_self_signed
+        from sbc.config.model import SbcConfig
+
+        assert isinstance(config, SbcConfig)
+        http = config.management.http
+        if http.tls_certificate is not None:
+            cert_path = http.tls_certificate
+        else:
+            cert_path, _ = ensure_self_signed(config.state_dir / "tls", str(http.address))
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+    def _admin(self, config: object) -> str | None:
+        """Creates `admin`; returns the generated password to show, or None when it was provisioned."""
+        from mgmt.auth import UserStore, first_run
+        from sbc.config.model import SbcConfig
+
+        assert isinstance(config, SbcConfig)
+        users = UserStore(config.management.users_path(config.state_dir))
+        shown: list[str] = []
+        env = {"SBC_ADMIN_PASSWORD": self.provisioning.admin_password} if self.provisioning.admin_password else {}
+
+        def make_password() -> str:
+            shown.append(secrets.token_urlsafe(15))
+            return shown[-1]
+
+        # first_run prints its own notice to `out`; the console banner replaces it, so it goes nowhere.
+        import io
+
+        first_run(users, time.time(), env=env, out=io.StringIO(), make_password=make_password)
+        return shown[0] if shown else None
+
+    def _chown(self, *trees: Path) -> None:
+        if self.owner is None:
+            return
+        entry = pwd.getpwnam(self.owner)
+        for tree in trees:
+            for path in [tree, *tree.rglob("*")]:
+                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+class ProvisioningError(Exception):
+    pass
+
+
+def _fetch(url: str, attempts: int = 10, pause_s: float = 3.0) -> bytes:
+    """GET the config (http or https with the system's CAs); retried while the network comes up."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("only http:// and https:// URLs are fetched")
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body: bytes = response.read(MAX_CONFIG_BYTES + 1)
+            if len(body) > MAX_CONFIG_BYTES:
+                raise ValueError(f"larger than {MAX_CONFIG_BYTES} bytes")
+            return body
+        except (OSError, ValueError) as exc:
+            last = exc
+            if isinstance(exc, ValueError):
+                break
+            time.sleep(pause_s)
+    assert last is not None
+    raise last
+
+
+def _valid_hostname(name: str) -> bool:
+    labels = name.split(".")
+    return 0 < len(name) <= 63 and all(
+        label and len(label) <= 63 and label[0].isalnum() and all(c.isalnum() or c == "-" for c in label)
+        for label in labels
+    )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    tmp.replace(path)
+
+
+def apply_hostname(name: str) -> None:
+    """Through hostnamed when it runs (it writes /etc/hostname of this slot), else directly."""
+    done = subprocess.run(["hostnamectl", "set-hostname", name], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        log.warning("hostnamectl failed (%s); setting the kernel hostname only", done.stderr.strip())
+        with contextlib.suppress(OSError):
+            socket.sethostname(name)

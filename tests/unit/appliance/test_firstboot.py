@@ -1,0 +1,97 @@
+"""First boot on a fresh state partition, with the network, console and ownership replaced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mgmt.auth import UserStore
+from sbc.appliance.firstboot import FirstBoot, Provisioning
+from sbc.config.loader import load_config
+
+TEMPLATE = Path(__file__).resolve().parents[3] / "rootfs/usr/lib/sbc/sbc.yaml"
+
+
+def first_boot(
+    tmp_path: Path, provisioning: Provisioning, fetch: object = None
+) -> tuple[FirstBoot, list[str], list[str]]:
+    shown: list[str] = []
+    names: list[str] = []
+    template = tmp_path / "template.yaml"
+    # The image's default, with its state directory moved into tmp_path.
+    template.write_text(TEMPLATE.read_text().replace("/var/lib/sbc", str(tmp_path / "state")))
+
+    def no_fetch(url: str) -> bytes:
+        raise OSError("network unreachable")
+
+    fb = FirstBoot(system_dir=tmp_path / "system", config_dir=tmp_path / "config", template=template,
+                   provisioning=provisioning, fetch=fetch or no_fetch, show=shown.append, owner=None,  # type: ignore[arg-type]
+                   set_hostname=names.append)  # fmt: skip
+    return fb, shown, names
+
+
+def test_default_config_with_generated_keys_and_admin(tmp_path: Path) -> None:
+    fb, shown, names = first_boot(tmp_path, Provisioning())
+    assert fb.run() is True
+    config = load_config(fb.config_path)
+    user = config.management.snmp.v3_users[0]
+    assert "@" not in user.auth_key and len(user.auth_key) >= 24
+    assert names and names[0].startswith("sbc-")
+    banner = shown[0]
+    assert "password:" in banner and user.auth_key in banner and "TLS SHA-256 fingerprint" in banner
+    password = banner.split("password:")[1].split()[0]
+    users = UserStore(config.management.users_path(config.state_dir))
+    assert [u.name for u in users.users()] == ["admin"] and users.users()[0].must_change_password
+    assert password not in users.path.read_text()
+    assert json.loads(fb.marker.read_text())["config"] == "default"
+
+
+def test_second_boot_only_reapplies_the_hostname(tmp_path: Path) -> None:
+    fb, shown, names = first_boot(tmp_path, Provisioning(hostname="branch-42"))
+    fb.run()
+    text = fb.config_path.read_text()
+    assert fb.run() is False
+    assert names == ["branch-42", "branch-42"] and len(shown) == 1 and fb.config_path.read_text() == text
+
+
+def test_provisioned_config_and_password(tmp_path: Path) -> None:
+    provided = TEMPLATE.read_text().replace("/var/lib/sbc", str(tmp_path / "state")).replace(
+        "@SNMP_AUTH_KEY@", "provided-auth-key").replace("@SNMP_PRIV_KEY@", "provided-priv-key")  # fmt: skip
+    url = "http://198.18.2.2:8080/sbc.yaml"
+    fb, shown, _ = first_boot(tmp_path, Provisioning(url=url, admin_password="a provisioned passphrase"),
+                              fetch=lambda u: provided.encode())  # fmt: skip
+    fb.run()
+    assert fb.config_path.read_text() == provided
+    assert "password:" not in shown[0] and url in shown[0]
+    config = load_config(fb.config_path)
+    users = UserStore(config.management.users_path(config.state_dir))
+    assert not users.users()[0].must_change_password
+
+
+def test_a_bad_provisioned_config_falls_back_to_the_default_and_says_why(tmp_path: Path) -> None:
+    fb, shown, _ = first_boot(tmp_path, Provisioning(url="http://198.18.2.2/x"), fetch=lambda u: b"realms: 7\n")
+    fb.run()
+    assert "PROVISIONING FAILED" in shown[0] and "realms" in shown[0]
+    assert json.loads(fb.marker.read_text())["config"] == "default"
+
+
+def test_a_pinned_hash_mismatch_is_refused(tmp_path: Path) -> None:
+    fb, shown, _ = first_boot(tmp_path, Provisioning(url="http://198.18.2.2/x", sha256="0" * 64),
+                              fetch=lambda u: TEMPLATE.read_bytes())  # fmt: skip
+    fb.run()
+    assert "SHA-256 differs" in shown[0]
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "hostname", "url"),
+    [("quiet sbc.hostname=box1 sbc.provision=http://198.18.2.2/c.yaml", "box1", "http://198.18.2.2/c.yaml"),
+     ("quiet", None, None)],
+)  # fmt: skip
+def test_provisioning_from_the_command_line(cmdline: str, hostname: str | None, url: str | None,
+                                            tmp_path: Path) -> None:  # fmt: skip
+    p = Provisioning.gather(cmdline=cmdline, credentials=tmp_path)
+    assert (p.hostname, p.url, p.admin_password) == (hostname, url, None)
+    (tmp_path / "sbc.admin_password").write_text("from a credential\n")
+    assert Provisioning.gather(cmdline=cmdline, credentials=tmp_path).admin_password == "from a credential"

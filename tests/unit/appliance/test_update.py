@@ -1,0 +1,49 @@
+"""The update hand-over's decisions: version policy, status after a reboot, and the installer refusing a
+bundle that the spool holds but that does not verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sbc.appliance import update
+from sbc.appliance.update import Spool, UpdateState, check_version, install_requested, read_status, write_json
+
+
+def test_version_policy() -> None:
+    assert check_version("0.2.0", "0.1.0", False) is None
+    assert "running now" in str(check_version("0.1.0", "0.1.0", True))
+    assert "older" in str(check_version("0.0.9", "0.1.0", False))
+    assert check_version("0.0.9", "0.1.0", True) is None
+
+
+def test_status_after_reboot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path)
+    write_json(spool.status, {"state": "rebooting", "version": "0.2.0", "previous": "0.1.0", "boot_id": "old"})
+    monkeypatch.setattr(update, "_boot_id", lambda: "new")
+    assert read_status(spool, booted="0.1.0")["state"] == UpdateState.ROLLED_BACK
+    assert read_status(spool, booted="0.2.0")["state"] == UpdateState.REBOOTING  # booted, health pending
+    monkeypatch.setattr(update, "_boot_id", lambda: "old")
+    assert read_status(spool, booted="0.1.0")["state"] == UpdateState.REBOOTING  # not rebooted yet
+
+
+def test_installer_refuses_an_unverifiable_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path)
+    spool.incoming.mkdir()
+    (spool.incoming / "x.sbcupdate").write_bytes(b"not a bundle")
+    write_json(spool.request, {"bundle": "x.sbcupdate", "requested_by": "admin"})
+    monkeypatch.setattr(update, "load_trusted_keys", lambda: [])
+    monkeypatch.setattr(update, "_sysupdate", lambda version: pytest.fail("sysupdate must not run"))
+    assert install_requested(spool, reboot=lambda: pytest.fail("no reboot after a refusal")) == 1
+    status = read_status(spool)
+    assert status["state"] == UpdateState.FAILED and "no trusted update keys" in status["error"]
+    assert not spool.request.exists() and not (spool.incoming / "x.sbcupdate").exists()
+
+
+def test_installer_refuses_a_path_in_the_request(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.incoming.mkdir()
+    write_json(spool.request, {"bundle": "../../etc/shadow"})
+    assert install_requested(spool, reboot=lambda: pytest.fail("no reboot after a refusal")) == 1
+    assert "names no bundle" in read_status(spool)["error"]
