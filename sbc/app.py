@@ -392,16 +392,28 @@ def emit(level: str, event: str, **fields: object) -> None:
     lvl = _LEVELS.get(level, logging.INFO)
     if not log.isEnabledFor(lvl):
         return
-    log.log(lvl, json.dumps({"ts": round(time.time(), 3), "level": level, "event": event, **fields}, default=str))
+    line = json.dumps({"ts": round(time.time(), 3), "level": level, "event": event, **fields}, default=str)
+    if _direct is not None:
+        # `sbc run` logs several lines per call: written straight to the handler's stream, they skip
+        # the record, caller lookup and formatting of the logging module (the level check stays).
+        _direct.write(line + "\n")
+        _direct.flush()
+    else:
+        log.log(lvl, line)
+
+
+_direct: TextIO | None = None  # the stream of the handler `setup_logging` installed
 
 
 def setup_logging(level: str) -> None:
+    global _direct
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("sbc")
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))
     root.propagate = False
+    _direct = handler.stream
 
 
 def state_path(config: SbcConfig) -> Path:

@@ -338,6 +338,7 @@ class DialogPersistence:
         self._saved: dict[str, dict[str, object]] = {}  # call_ref -> record as last written
         self._encoded: dict[str, str] = {}  # call_ref -> that record, encoded
         self._owner: dict[int, str] = {}  # anchor_id -> call_ref, for saved calls
+        self._anchor_ids: dict[str, set[int]] = {}  # call_ref -> its anchors in _owner (no scan to forget them)
         self._touched: set[str] = set()
         self._dirty = False
         self._handle: asyncio.TimerHandle | None = None
@@ -392,7 +393,9 @@ class DialogPersistence:
             if self._saved.pop(ref, None) is not None:
                 self._encoded.pop(ref, None)
                 self._dirty = True
-                self._owner = {a: r for a, r in self._owner.items() if r != ref}
+                for anchor_id in self._anchor_ids.pop(ref, ()):
+                    if self._owner.get(anchor_id) == ref:
+                        del self._owner[anchor_id]
             return
         record = call_record(call, self.ledger, self._owner_of)
         if self._saved.get(ref) != record:
@@ -401,6 +404,7 @@ class DialogPersistence:
             self._dirty = True
             for anchor in _anchors_of(call):
                 self._owner[anchor.anchor_id] = ref
+                self._anchor_ids.setdefault(ref, set()).add(anchor.anchor_id)
 
     def _owner_of(self, media: CallMedia) -> str | None:
         for ref, call in self.core.calls.items():  # hairpins only: rare
