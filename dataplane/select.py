@@ -36,7 +36,7 @@ ENV_XDP_MODE = "SBC_XDP_MODE"
 def xdp_unavailable(config: SbcConfig) -> str | None:
     """Why XDP cannot run here (None: it can). Builds the object if clang can."""
     if not _bpf_privileged():
-        return "not root (and without CAP_BPF and CAP_NET_ADMIN)"
+        return "not root"  # nor with CAP_BPF and CAP_NET_ADMIN, as sbc.service in the image runs
     if platform.machine() not in ("x86_64", "aarch64", "arm64"):
         return f"no bpf() syscall number known for {platform.machine()}"
     from dataplane.xdp import loader

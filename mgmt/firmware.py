@@ -110,7 +110,7 @@ async def _begin(call: Call) -> Any:
     if not sp.incoming.is_dir():
         # Not the firmware image (a developer's `sbc mgmt`): there is no installer to hand a bundle to.
         raise Problem(503, f"firmware updates need the appliance image: no update spool at {sp.incoming}",
-                      kind="unavailable")  # fmt: skip
+                      kind="system-unavailable")  # fmt: skip
     if lock.locked() or sp.request.exists() or _busy(sp):
         raise Problem(409, "another firmware update is in progress", kind="busy")
     async with lock:
@@ -207,5 +207,6 @@ OPERATIONS: tuple[Operation, ...] = (
               "Fetch a signed update bundle from a URL and install it", "firmware", Role.ADMIN, update_from_url,
               {202: Response("Verified and handed to the installer", _ACCEPTED), **_REFUSED},
               body={"type": "object", "required": ["url"], "additionalProperties": False,
-                    "properties": {"url": _STR, "reboot": _BOOL, "allow_downgrade": _BOOL}}, body_media=JSON),
+                    "properties": {"url": {"type": "string", "pattern": "^https?://[^\\s]+$", "maxLength": 2048},
+                                   "reboot": _BOOL, "allow_downgrade": _BOOL}}, body_media=JSON),
 )  # fmt: skip

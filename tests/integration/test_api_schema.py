@@ -32,7 +32,9 @@ pytestmark = pytest.mark.integration
 EXAMPLES = 10
 # A YAML text is a string to JSON Schema, but only a valid SBC configuration is accepted (422 with the
 # lines otherwise): "schema-valid data is accepted" cannot hold for these; every other check does.
-SEMANTIC_BODIES = frozenset({"stageConfig", "importConfig"})
+# The same for firmware updates: any bytes are a schema-valid body, only a signed bundle (or the URL of
+# one) is accepted (422 with the reason otherwise).
+SEMANTIC_BODIES = frozenset({"stageConfig", "importConfig", "uploadFirmwareUpdate", "updateFirmwareFromUrl"})
 
 
 # A 503 saying a dependency is not there (no system bus on a build machine, the SBC not answering) is
