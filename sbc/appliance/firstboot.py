@@ -98,6 +98,7 @@ class FirstBoot:
     show: Callable[[str], object] = show_on_console
     owner: str | None = SERVICE_USER  # chown what the services read; None in tests
     set_hostname: Callable[[str], None] = field(default=lambda name: apply_hostname(name))
+    etc_hostname: Path = Path("/etc/hostname")
 
     @property
     def marker(self) -> Path:
@@ -145,8 +146,21 @@ class FirstBoot:
         return True
 
     def apply_every_boot(self) -> None:
+        """The hostname lives on in the state partition: a slot that has one (set here at its first boot,
+        or by the operator through the API since) records it there; a slot without one (just installed
+        by an update) gets it from there."""
+        stored = self.system_dir / "hostname"
+        current = ""
         with contextlib.suppress(OSError):
-            name = (self.system_dir / "hostname").read_text().strip()
+            current = self.etc_hostname.read_text().strip()
+        if current:
+            with contextlib.suppress(OSError):
+                if stored.read_text().strip() != current:
+                    log.info("hostname %s (set on this slot) kept for the next slot", current)
+            stored.write_text(current + "\n")
+            return
+        with contextlib.suppress(OSError):
+            name = stored.read_text().strip()
             if name:
                 self.set_hostname(name)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sbc.appliance.bundle import BundleError, load_trusted_keys, verify_bundle
+from sbc.appliance.firstboot import FirstBoot, Provisioning
 from sbc.appliance.osinfo import booted_version, machine_arch
 from sbc.appliance.versions import compare_versions
 
@@ -156,6 +157,9 @@ def install_requested(spool: Spool = Spool(), *, reboot: Callable[[], None] | No
         with contextlib.suppress(OSError):
             bundle.unlink()
         shutil.rmtree(spool.ready, ignore_errors=True)
+    # The new slot has no hostname of its own: record this slot's (the operator may have changed it).
+    with contextlib.suppress(OSError):
+        FirstBoot(provisioning=Provisioning()).apply_every_boot()
     reboot_after = bool(request.get("reboot", True))
     state = UpdateState.REBOOTING if reboot_after else UpdateState.INSTALLED
     set_status(spool, state, version=manifest.version, previous=booted, signed_by=manifest.signed_by)

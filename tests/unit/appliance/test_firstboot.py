@@ -28,7 +28,7 @@ def first_boot(
 
     fb = FirstBoot(system_dir=tmp_path / "system", config_dir=tmp_path / "config", template=template,
                    provisioning=provisioning, fetch=fetch or no_fetch, show=shown.append, owner=None,  # type: ignore[arg-type]
-                   set_hostname=names.append)  # fmt: skip
+                   set_hostname=names.append, etc_hostname=tmp_path / "etc-hostname")  # fmt: skip
     return fb, shown, names
 
 
@@ -48,12 +48,18 @@ def test_default_config_with_generated_keys_and_admin(tmp_path: Path) -> None:
     assert json.loads(fb.marker.read_text())["config"] == "default"
 
 
-def test_second_boot_only_reapplies_the_hostname(tmp_path: Path) -> None:
+def test_later_boots_carry_the_hostname_between_slots(tmp_path: Path) -> None:
     fb, shown, names = first_boot(tmp_path, Provisioning(hostname="branch-42"))
     fb.run()
     text = fb.config_path.read_text()
+    # A new slot (no /etc/hostname yet): the stored name is applied.
     assert fb.run() is False
     assert names == ["branch-42", "branch-42"] and len(shown) == 1 and fb.config_path.read_text() == text
+    # The operator renamed the box on this slot: that name is kept for the next slot, not overwritten.
+    fb.etc_hostname.write_text("renamed-by-api\n")
+    fb.run()
+    assert names == ["branch-42", "branch-42"]
+    assert (fb.system_dir / "hostname").read_text().strip() == "renamed-by-api"
 
 
 def test_provisioned_config_and_password(tmp_path: Path) -> None:
