@@ -30,6 +30,7 @@ from mgmt.api import audit, json_body, reply
 from mgmt.auth import Role
 from mgmt.problems import Problem
 from mgmt.routes import JSON, Call, Operation, Response
+from mgmt.schemas import BOOL, STR
 from sbc.appliance.bundle import TRUSTED_KEYS_DIR, BundleError, load_trusted_keys, verify_bundle
 from sbc.appliance.osinfo import booted_version, machine_arch
 from sbc.appliance.update import SPOOL, Spool, UpdateState, check_version, read_json, read_status, write_json
@@ -171,22 +172,20 @@ async def _accept(call: Call, target: Path, *, reboot: bool, downgrade: bool, so
 
 
 # ---- the operation table (mgmt.operations adds these to OPERATIONS) -----------------------------
-_STR = {"type": "string"}
-_BOOL = {"type": "boolean"}
 _UPDATE_STATUS = {"type": "object", "properties": {
     "state": {"type": ["string", "null"], "enum": [*(s.value for s in UpdateState), None]},
-    "version": _STR, "previous": _STR, "booted": _STR, "error": _STR, "detail": _STR, "time": {"type": "number"},
+    "version": STR, "previous": STR, "booted": STR, "error": STR, "detail": STR, "time": {"type": "number"},
 }}  # fmt: skip
 _FIRMWARE = {"type": "object", "required": ["version", "arch", "update"], "properties": {
-    "version": _STR, "arch": _STR, "update": _UPDATE_STATUS, "max_bundle_bytes": {"type": "integer"},
+    "version": STR, "arch": STR, "update": _UPDATE_STATUS, "max_bundle_bytes": {"type": "integer"},
 }}  # fmt: skip
 _ACCEPTED = {"type": "object", "required": ["accepted", "version"], "properties": {
-    "accepted": _BOOL, "version": _STR, "previous": _STR, "reboot": _BOOL, "signed_by": _STR, "state": _STR,
+    "accepted": BOOL, "version": STR, "previous": STR, "reboot": BOOL, "signed_by": STR, "state": STR,
 }}  # fmt: skip
 _QUERY = (
-    {"name": "reboot", "in": "query", "required": False, "schema": _BOOL,
+    {"name": "reboot", "in": "query", "required": False, "schema": BOOL,
      "description": "reboot into the new slot when installed (default true)"},
-    {"name": "allow_downgrade", "in": "query", "required": False, "schema": _BOOL},
+    {"name": "allow_downgrade", "in": "query", "required": False, "schema": BOOL},
 )  # fmt: skip
 _REFUSED = {
     409: Response("Another update is running, or the version is not newer", None, media="application/problem+json"),
@@ -208,5 +207,5 @@ OPERATIONS: tuple[Operation, ...] = (
               {202: Response("Verified and handed to the installer", _ACCEPTED), **_REFUSED},
               body={"type": "object", "required": ["url"], "additionalProperties": False,
                     "properties": {"url": {"type": "string", "pattern": "^https?://[^\\s]+$", "maxLength": 2048},
-                                   "reboot": _BOOL, "allow_downgrade": _BOOL}}, body_media=JSON),
+                                   "reboot": BOOL, "allow_downgrade": BOOL}}, body_media=JSON),
 )  # fmt: skip

@@ -17,19 +17,14 @@ from pathlib import Path
 from mgmt.alarm_rules import AlarmRules, AlarmThresholds
 from mgmt.alarms import AlarmTable, Severity
 from mgmt.snmp.agent import SnmpAgent, start_snmp_agent
-from mgmt.snmp.settings import SnmpSettings, SnmpSettingsError
 from mgmt.snmp.source import SbcSnapshot, SbcStateSource
 from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config
-from sbc.config.model import SbcConfig
+from sbc.config.model import SbcConfig, SnmpSettings
 
 log = logging.getLogger("mgmt.monitor")
 RESTART_ATTEMPTS = 30
 SNMP_DOWN = "snmp-agent-down"
-
-
-def snmp_settings(config: SbcConfig) -> SnmpSettings:
-    return SnmpSettings.from_object(config.management.snmp)
 
 
 def thresholds(config: SbcConfig) -> AlarmThresholds:
@@ -42,7 +37,7 @@ class Monitoring:
         self.alarms = alarms
         self.source = SbcStateSource(config.control_path, interval_s=float(config.management.poll_interval_s))
         self.rules = AlarmRules(alarms, thresholds(config))
-        self.settings = snmp_settings(config)
+        self.settings = config.management.snmp
         self.agent: SnmpAgent | None = None
         self._mtime = self._stat()
         self._reloading: asyncio.Task[None] | None = None
@@ -71,10 +66,6 @@ class Monitoring:
                     self.alarms.raise_alarm(SNMP_DOWN, Severity.MAJOR, f"the SNMP agent cannot start: {exc}")
                 else:
                     await asyncio.sleep(0.1)
-            except SnmpSettingsError as exc:
-                log.error("the SNMP agent cannot start with these settings: %s", exc)
-                self.alarms.raise_alarm(SNMP_DOWN, Severity.MAJOR, f"the SNMP settings are refused: {exc}")
-                return
 
     async def close(self) -> None:
         if self._reloading is not None:
@@ -107,7 +98,7 @@ class Monitoring:
             return
         self.rules.thresholds = thresholds(config)
         self.source.interval_s = float(config.management.poll_interval_s)
-        settings = snmp_settings(config)
+        settings = config.management.snmp
         if settings == self.settings:
             return
         log.info("management.snmp changed: restarting the SNMP agent")

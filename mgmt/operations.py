@@ -10,27 +10,11 @@ from mgmt import api, firmware
 from mgmt.alarms import Severity
 from mgmt.auth import Role
 from mgmt.routes import Operation, Response
+from mgmt.schemas import ANY_OBJ, BOOL, INT, NULLABLE_INT, NULLABLE_NUM, NUM, STR, obj
 from mgmt.store import MAX_CONFIG_BYTES
 from mgmt.system_api import SYSTEM_OPERATIONS
 
-
 # ---- schemas -------------------------------------------------------------------------------------
-def obj(props: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props}
-    if required:
-        out["required"] = list(required)
-    if closed:
-        out["additionalProperties"] = False
-    return out
-
-
-STR = {"type": "string"}
-INT = {"type": "integer"}
-NUM = {"type": "number"}
-BOOL = {"type": "boolean"}
-ANY_OBJ: dict[str, Any] = {"type": "object"}
-NULLABLE_INT = {"type": ["integer", "null"]}
-NULLABLE_NUM = {"type": ["number", "null"]}
 ROLE = {"type": "string", "enum": [r.value for r in Role]}
 USER_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
 PASSWORD = {"type": "string", "minLength": 12, "maxLength": 1024}

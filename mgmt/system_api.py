@@ -34,6 +34,7 @@ from hw.system import HostnameControl, SystemServiceError, TimeControl, UnitCont
 from mgmt.auth import Role
 from mgmt.problems import Problem
 from mgmt.routes import Call, Operation, Response
+from mgmt.schemas import BOOL, NULLABLE_INT, NULLABLE_STR, STR, STRS, obj
 
 if TYPE_CHECKING:
     from mgmt.api import MgmtState
@@ -399,46 +400,33 @@ async def hw_background(app: web.Application) -> AsyncIterator[None]:
 
 
 # ---- the operation table -------------------------------------------------------------------------
-def _obj(props: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props}
-    if required:
-        out["required"] = list(required)
-    if closed:
-        out["additionalProperties"] = False
-    return out
-
-
-_STR = {"type": "string"}
-_NSTR = {"type": ["string", "null"]}
-_BOOL = {"type": "boolean"}
-_STRS = {"type": "array", "items": _STR}
-SERVICE = _obj({"unit": _STR, "load_state": _STR, "active_state": _STR, "sub_state": _STR, "description": _STR},
+SERVICE = obj({"unit": STR, "load_state": STR, "active_state": STR, "sub_state": STR, "description": STR},
                ("unit", "active_state"))  # fmt: skip
-HOSTNAME = _obj({"hostname": _STR, "static_hostname": _STR, "pretty_hostname": _STR}, ("hostname", "static_hostname"))
-TIME = _obj({
-    "timezone": _STR, "time": _STR, "time_unix": {"type": "number"}, "rtc_in_local_time": _BOOL,
-    "ntp": _obj({"enabled": _BOOL, "synchronized": _BOOL, "available": _BOOL, "server": _NSTR, "servers": _STRS,
-                 "system_servers": _STRS, "fallback_servers": _STRS}, ("enabled", "synchronized")),
+HOSTNAME = obj({"hostname": STR, "static_hostname": STR, "pretty_hostname": STR}, ("hostname", "static_hostname"))
+TIME = obj({
+    "timezone": STR, "time": STR, "time_unix": {"type": "number"}, "rtc_in_local_time": BOOL,
+    "ntp": obj({"enabled": BOOL, "synchronized": BOOL, "available": BOOL, "server": NULLABLE_STR, "servers": STRS,
+                 "system_servers": STRS, "fallback_servers": STRS}, ("enabled", "synchronized")),
 }, ("timezone", "time", "ntp"))  # fmt: skip
-INTERFACE = _obj({
-    "name": _STR, "role": {"type": ["string", "null"], "enum": ["wan", "lan", None]}, "kernel_name": _STR,
-    "mac": _NSTR, "driver": _NSTR, "path": _NSTR, "carrier": {"type": ["boolean", "null"]}, "operstate": _STR,
-    "speed_mbps": {"type": ["integer", "null"]}, "mtu": {"type": ["integer", "null"]}, "reason": _STR,
+INTERFACE = obj({
+    "name": STR, "role": {"type": ["string", "null"], "enum": ["wan", "lan", None]}, "kernel_name": STR,
+    "mac": NULLABLE_STR, "driver": NULLABLE_STR, "path": NULLABLE_STR, "carrier": {"type": ["boolean", "null"]},
+    "operstate": STR, "speed_mbps": NULLABLE_INT, "mtu": NULLABLE_INT, "reason": STR,
 }, ("name", "role", "carrier", "operstate"))  # fmt: skip
-HW_ALARM = _obj({"name": _STR, "severity": _STR, "text": _STR}, ("name", "severity", "text"))
-ACCEPTED = {202: Response("Accepted: carried out in a moment", _obj({"accepted": _BOOL, "action": _STR,
-                                                                   "marker": _STR}))}  # fmt: skip
+HW_ALARM = obj({"name": STR, "severity": STR, "text": STR}, ("name", "severity", "text"))
+ACCEPTED = {202: Response("Accepted: carried out in a moment", obj({"accepted": BOOL, "action": STR,
+                                                                   "marker": STR}))}  # fmt: skip
 UNIT_PARAM = {"name": "unit", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 256}}
 
 SYSTEM_OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/system/services", "listServices", "The SBC's services and their state", "system",
               Role.READ_ONLY, list_services,
-              {200: Response("OK", _obj({"services": {"type": "array", "items": SERVICE}}, ("services",)))}),
+              {200: Response("OK", obj({"services": {"type": "array", "items": SERVICE}}, ("services",)))}),
     Operation("POST", "/system/services/{unit}/restart", "restartService",
               "Restart one of the SBC's services (sbc-mgmt itself: answered 202, restarted a moment later)",
               "system", Role.OPERATOR, restart_service,
-              {200: Response("Restarted", _obj({"unit": _STR, "result": _STR})),
-               202: Response("Queued (this process restarts)", _obj({"unit": _STR, "result": _STR}))},
+              {200: Response("Restarted", obj({"unit": STR, "result": STR})),
+               202: Response("Queued (this process restarts)", obj({"unit": STR, "result": STR}))},
               params=(UNIT_PARAM,)),
     Operation("POST", "/system/reboot", "reboot", "Reboot the box (every call ends)", "system", Role.ADMIN,
               reboot, ACCEPTED),
@@ -448,26 +436,26 @@ SYSTEM_OPERATIONS: tuple[Operation, ...] = (
               {200: Response("OK", HOSTNAME)}),
     Operation("PUT", "/system/hostname", "setHostname", "Set the static hostname (RFC 1123)", "system", Role.ADMIN,
               set_hostname, {200: Response("OK", HOSTNAME)},
-              body=_obj({"hostname": {"type": "string", "maxLength": 64}}, ("hostname",), closed=True)),
+              body=obj({"hostname": {"type": "string", "maxLength": 64}}, ("hostname",), closed=True)),
     Operation("GET", "/system/time", "getTime", "Clock, time zone and NTP", "system", Role.READ_ONLY, get_time,
               {200: Response("OK", TIME)}),
     Operation("PATCH", "/system/time", "setTime", "Set the time zone, NTP on/off and servers, or the clock",
               "system", Role.ADMIN, set_time, {200: Response("OK", TIME)},
-              body=_obj({"timezone": {"type": "string", "maxLength": 64}, "ntp": _BOOL,
+              body=obj({"timezone": {"type": "string", "maxLength": 64}, "ntp": BOOL,
                          "ntp_servers": {"type": "array", "items": {"type": "string", "maxLength": 253},
                                          "maxItems": 8},
                          "time": {"type": "string", "description": "ISO 8601 with a zone; needs ntp false"}},
                         closed=True)),
     Operation("GET", "/system/interfaces", "getInterfaces", "Network interfaces with their roles and link state",
               "system", Role.READ_ONLY, get_interfaces,
-              {200: Response("OK", _obj({"source": {"type": "string", "enum": ["sbc-hw", "sysfs"]}, "profile": _STR,
-                                         "missing": _STRS, "interfaces": {"type": "array", "items": INTERFACE},
+              {200: Response("OK", obj({"source": {"type": "string", "enum": ["sbc-hw", "sysfs"]}, "profile": STR,
+                                         "missing": STRS, "interfaces": {"type": "array", "items": INTERFACE},
                                          "alarms": {"type": "array", "items": HW_ALARM}},
                                         ("source", "interfaces")))}),
     Operation("POST", "/system/factory-reset", "factoryReset",
               "Factory reset: wipe configuration, certificates, users and logs, keep the firmware, reboot",
               "system", Role.ADMIN, factory_reset, ACCEPTED,
-              body=_obj({"confirm": {"type": "string", "const": FACTORY_RESET_CONFIRM},
+              body=obj({"confirm": {"type": "string", "const": FACTORY_RESET_CONFIRM},
                          "reason": {"type": "string", "maxLength": 200}}, ("confirm",), closed=True),
               description="Send `{\"confirm\": \"factory-reset\"}`; anything else is refused (422) and audited."),
 )  # fmt: skip

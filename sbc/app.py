@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -238,8 +239,7 @@ class SbcApp:
         self._reschedule()
 
     def _write_cdr(self, record: dict[str, object]) -> None:
-        # start/answer/end are the core's monotonic clock; the wall-clock time says when it ended
-        record = {"recorded_at": round(time.time(), 3), **record}
+        record = {"recorded_at": round(time.time(), 3), **_wall_clock_times(record, time.time() - self._now())}
         emit("info", "call.record", **record)
         try:
             if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):
@@ -382,6 +382,21 @@ def _same_file(fh: TextIO, path: Path) -> bool:
         return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
     except OSError:
         return False
+
+
+CDR_TIMES = ("start", "answer", "end")
+
+
+def _wall_clock_times(record: dict[str, object], offset_s: float) -> dict[str, object]:
+    """The core stamps a call with its monotonic clock; a call record needs wall-clock times that a
+    billing or NOC system can read: ISO 8601 in UTC, to the millisecond (None stays None)."""
+    converted = dict(record)
+    for key in CDR_TIMES:
+        value = record.get(key)
+        if isinstance(value, int | float):
+            wall = datetime.datetime.fromtimestamp(value + offset_s, tz=datetime.UTC)
+            converted[key] = wall.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return converted
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

@@ -1,5 +1,5 @@
 """SNMP for fleets: the read-only agent (SNMPv3 by default), the EDGE-SBC-MIB mapping and notifications.
 
-Entry points: `mgmt.snmp.agent.start_snmp_agent` for the management process, `python -m mgmt.snmp`
-to run the agent on its own (see `mgmt/snmp/__main__.py`). The MIB file is mgmt/mibs/EDGE-SBC-MIB.txt.
+Entry point: `mgmt.snmp.agent.start_snmp_agent`, run by the management process (`mgmt.monitor`) with
+the config's `management.snmp` section. The MIB files are in mgmt/mibs/.
 """

@@ -29,10 +29,11 @@ from mgmt.alarms import AlarmTable
 from mgmt.snmp import oids as o
 from mgmt.snmp.interfaces import read_interfaces
 from mgmt.snmp.mib import MibTable, SystemInfo, build_mib, sip_service_status, system_description, timeticks
-from mgmt.snmp.settings import AuthProtocol, PrivProtocol, SnmpSettings
+from mgmt.snmp.settings import engine_id, system_name
 from mgmt.snmp.source import SbcStateSource
 from mgmt.snmp.traps import READ_SECURITY_NAME, SnmpNotifier
 from mgmt.snmp.wire import to_wire
+from sbc.config.model import SnmpAuth, SnmpPriv, SnmpSettings
 
 log = logging.getLogger("mgmt.snmp")
 
@@ -40,13 +41,13 @@ READ_VIEW = (1, 3, 6, 1)
 REBUILD_AFTER_S = 1.0  # interface counters move without a new snapshot
 
 _AUTH = {
-    AuthProtocol.SHA256: config.USM_AUTH_HMAC192_SHA256,
-    AuthProtocol.SHA512: config.USM_AUTH_HMAC384_SHA512,
+    SnmpAuth.SHA256: config.USM_AUTH_HMAC192_SHA256,
+    SnmpAuth.SHA512: config.USM_AUTH_HMAC384_SHA512,
 }
 _PRIV = {
-    PrivProtocol.AES128: config.USM_PRIV_CFB128_AES,
+    SnmpPriv.AES128: config.USM_PRIV_CFB128_AES,
     # net-snmp's "AES256" localizes the key with the Blumenthal draft's extension
-    PrivProtocol.AES256: config.USM_PRIV_CFB256_AES_BLUMENTHAL,
+    SnmpPriv.AES256: config.USM_PRIV_CFB256_AES_BLUMENTHAL,
 }
 
 
@@ -136,7 +137,7 @@ class SnmpAgent:
 
     @property
     def engine_id(self) -> bytes:
-        return self.settings.engine_id_bytes()
+        return engine_id(self.settings)
 
     def uptime_s(self) -> float:
         return time.monotonic() - self.started
@@ -153,7 +154,7 @@ class SnmpAgent:
                 self._service_status, self._service_changed_s = service, self.uptime_s()
             system = SystemInfo(
                 descr=system_description(snapshot, self._platform),
-                name=self.settings.system_name(),
+                name=system_name(self.settings),
                 contact=self.settings.sys_contact,
                 location=self.settings.sys_location,
                 agent_uptime_s=self.uptime_s(),
@@ -166,12 +167,11 @@ class SnmpAgent:
 
     def start(self) -> None:
         s = self.settings
-        s.validate()
-        self.engine = engine.SnmpEngine(snmpEngineID=rfc1902.OctetString(s.engine_id_bytes()))
-        family = socket.AF_INET6 if ":" in s.address else socket.AF_INET
+        self.engine = engine.SnmpEngine(snmpEngineID=rfc1902.OctetString(engine_id(s)))
+        family = socket.AF_INET6 if s.address.version == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            sock.bind((s.address, s.port))  # here, so a port in use fails start_snmp_agent, not later
+            sock.bind((str(s.address), s.port))  # here, so a port in use fails start_snmp_agent, not later
         except OSError as exc:
             sock.close()
             raise OSError(exc.errno, f"SNMP agent cannot listen on {s.address}:{s.port}: {exc.strerror}") from exc
@@ -205,7 +205,7 @@ class SnmpAgent:
         self._unsubscribe = self.alarms.subscribe(self.notifier.on_alarm)
         log.info(
             "SNMP agent on %s:%d (engine ID %s, %d v3 users, v2c %s, %d trap targets)",
-            s.address, s.port, s.engine_id_bytes().hex(), len(s.v3_users),
+            s.address, s.port, engine_id(s).hex(), len(s.v3_users),
             "read-only" if s.v2c_community else "off", len(s.trap_targets),
         )  # fmt: skip
         self.notifier.cold_start()
@@ -219,10 +219,10 @@ class SnmpAgent:
             self.engine = None
 
 
-async def start_snmp_agent(settings: object, source: SbcStateSource, alarms: AlarmTable) -> SnmpAgent:
-    """Start the agent in the running event loop; `settings` is the config store's SnmpSettings (or
-    ours, or a mapping). A disabled agent is returned unstarted (`enabled` false); close() always works."""
-    agent = SnmpAgent(SnmpSettings.from_object(settings), source, alarms)
+async def start_snmp_agent(settings: SnmpSettings, source: SbcStateSource, alarms: AlarmTable) -> SnmpAgent:
+    """Start the agent in the running event loop with the config's `management.snmp` section. A
+    disabled agent is returned unstarted (`enabled` false); close() always works."""
+    agent = SnmpAgent(settings, source, alarms)
     if agent.settings.enabled:
         agent.start()
     return agent

@@ -23,9 +23,9 @@ from mgmt.alarms import AlarmEvent
 from mgmt.snmp import figures
 from mgmt.snmp import oids as o
 from mgmt.snmp.mib import Notification, alarm_notification, cold_start, timeticks, trunk_notification
-from mgmt.snmp.settings import NotifyVersion, SnmpSettings
 from mgmt.snmp.source import SbcSnapshot
 from mgmt.snmp.wire import to_wire
+from sbc.config.model import SnmpSettings, SnmpVersion
 
 log = logging.getLogger("mgmt.snmp.traps")
 
@@ -59,8 +59,8 @@ class SnmpNotifier:
             config.add_transport(self._engine, NOTIFY_DOMAIN6, udp6.Udp6AsyncioTransport().open_client_mode())
         for i, target in enumerate(settings.trap_targets):
             params, address, tag, notify = f"trap-params-{i}", f"trap-addr-{i}", f"trap-tag-{i}", f"trap-{i}"
-            if target.version is NotifyVersion.V3:
-                assert target.user is not None  # SnmpSettings.validate
+            if target.version is SnmpVersion.V3:
+                assert target.user is not None  # the loader: a v3 target names one of v3_users
                 config.add_target_parameters(self._engine, params, target.user, "authPriv", mpModel=3)
             else:
                 assert target.community is not None

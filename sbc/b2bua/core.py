@@ -36,6 +36,7 @@ from sbc.sip.uri import NameAddr, Uri, format_host, host_address
 SUPPORTED_EXTENSIONS = frozenset({"100rel", "timer", "replaces", "norefersub", "path", "outbound", "gruu"})
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE, REGISTER"
 SDP_TYPE = "application/sdp"
+SIPFRAG_TYPE = "message/sipfrag"
 # Requests that refresh the remote target of a dialog (RFC 3261 §12.2, RFC 3311 §5.1).
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "NOTIFY", "SUBSCRIBE", "REFER"})
 MEDIA_CHECK_INTERVAL_S = 2.0
@@ -622,6 +623,12 @@ class Core:
                 self._log("warning", "media.rejected", call, reason=str(exc), status=exc.status)
                 self._fail_call(call, exc.status, str(exc))
                 return False
+        elif ctype == SIPFRAG_TYPE:
+            # A fragment of a SIP message (RFC 3420; the progress report in a NOTIFY for a REFER):
+            # its headers name the sender's side like any header does.
+            text = source.body.decode("utf-8", "surrogateescape")
+            replacement = self.realms[call.other(source_leg).realm].public_address
+            target.body = self._scrubber(source_leg).scrub_text(text, replacement).encode("utf-8", "surrogateescape")
         else:
             target.body = source.body
         if not target.has("content-type"):

@@ -118,8 +118,13 @@ class HeaderPolicy:
 
 # Cheap pre-check: an IPv4 address has a digit-dot-digit, an IPv6 one a hex-colon-hex or "::".
 _MAYBE_ADDRESS = re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f:]|::")
-_IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d])")
-_IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]|(?<![\w:])((?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:.]*[0-9A-Fa-f])")
+# A hidden address is replaced together with the port after it: the port of an inside host is its
+# topology too (a phone's own port in a Diversion or a NOTIFY's sipfrag), and the SBC's address
+# stands alone for its default port.
+_IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d])(?::\d{1,5}(?![\d]))?")
+_IPV6_RE = re.compile(
+    r"\[([0-9A-Fa-f:.]+)\](?::\d{1,5}(?![\d]))?|(?<![\w:])((?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f:.]*[0-9A-Fa-f])"
+)
 
 
 @lru_cache(maxsize=1024)

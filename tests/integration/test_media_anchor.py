@@ -7,6 +7,7 @@ of every relayed packet (EF toward the LAN, the WAN realm's AF41 toward the trun
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,12 @@ def test_call_record_carries_the_same_figures(anchored: AnchoredCall) -> None:
     record = anchored.record
     assert record["call"] == anchored.during["call"] and record["media_mode"] == "anchor"
     assert record["reason"] == "BYE from caller" and record["status"] == 200
+    # Wall-clock times in UTC that a billing system can read, in order, and agreeing with the duration.
+    start, answer, end = (datetime.datetime.fromisoformat(str(record[k])) for k in ("start", "answer", "end"))
+    assert str(record["end"]).endswith("Z") and start.tzinfo is not None
+    assert start <= answer <= end <= datetime.datetime.now(datetime.UTC)
+    assert datetime.datetime.now(datetime.UTC) - start < datetime.timedelta(minutes=10)
+    assert abs((end - answer).total_seconds() - float(record["duration_s"])) < 0.01
     _check_counters(*stream_legs(record))
     # The tap saw exactly what the relay says it sent.
     a, b = stream_legs(record)

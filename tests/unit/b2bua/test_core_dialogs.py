@@ -213,3 +213,28 @@ def test_credentials_pass_unchanged_unless_they_name_an_inside_endpoint(uri: str
 )
 def test_caller_status(status: int, relayed: int) -> None:
     assert caller_status(status) == relayed
+
+
+def test_sipfrag_bodies_are_scrubbed_like_headers() -> None:
+    """The NOTIFY of a transfer carries a fragment of the far side's SIP message (RFC 3420)."""
+    net = Net()
+    call, _, _ = place_call(net, "bob")
+    out = net.send(
+        "wan",
+        f"""NOTIFY {call.wan_contact} SIP/2.0
+Via: SIP/2.0/UDP {TRUNK}:5060;branch=z9hG4bKfrag
+Max-Forwards: 70
+From: <{call.trunk_contact}>;tag={call.trunk_tag}
+To: <sip:alice@{WAN_SBC}>;tag={call.wan_sbc_tag}
+Call-ID: {call.wan_call_id}
+CSeq: 2 NOTIFY
+Event: refer
+Subscription-State: terminated
+Content-Type: message/sipfrag;version=2.0
+
+SIP/2.0 200 OK
+Contact: <sip:dave@{TRUNK}:5099>""",
+        (TRUNK, 5060),
+    )
+    notify = requests(out, "NOTIFY", "lan")[0]
+    assert notify.body.decode() == f"SIP/2.0 200 OK\r\nContact: <sip:dave@{LAN_SBC}>\r\n"

@@ -21,10 +21,11 @@ SBC_V6 = ipaddress.ip_address("2001:db8:ff::1")
 @pytest.mark.parametrize(
     ("text", "scrubbed"),
     [
-        ("<sip:alice@192.0.2.10:5062>;tag=1", "<sip:alice@198.51.100.7:5062>;tag=1"),
+        ("<sip:alice@192.0.2.10:5062>;tag=1", "<sip:alice@198.51.100.7>;tag=1"),  # its port goes too
+        ("<sip:alice@192.0.3.10:5062>;tag=1", "<sip:alice@192.0.3.10:5062>;tag=1"),
         ("SIP/2.0/UDP 198.18.0.9;branch=z9hG4bK1", "SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK1"),
         ("<sip:bob@192.0.3.10>", "<sip:bob@192.0.3.10>"),  # not the LAN's
-        ("<sip:bob@[2001:db8:1::20]:5060>", "<sip:bob@198.51.100.7:5060>"),
+        ("<sip:bob@[2001:db8:1::20]:5060>", "<sip:bob@198.51.100.7>"),
         ("1192.0.2.1 and 192.0.2.1234", "1192.0.2.1 and 192.0.2.1234"),  # not addresses
         ("sip:carol@example.com", "sip:carol@example.com"),
         ("10 192.0.2.1, 192.0.2.2", "10 198.51.100.7, 198.51.100.7"),
