@@ -8,7 +8,7 @@ VENV_STAMP := $(VENV)/.installed
 # net-snmp clients and snmptrapd as the SNMP manager, Chromium and its driver for the web UI test,
 # dbus-daemon for a private bus the hw/ D-Bus tests run against.
 APT_PACKAGES := sip-tester tshark clang llvm bpftool libbpf-dev iproute2 ethtool iptables snmp snmpd snmptrapd \
-	libnetfilter-queue-dev chromium chromium-driver dbus
+	libnetfilter-queue-dev chromium chromium-driver dbus dnsmasq-base
 BPF_OBJ := dataplane/bpf/relay.o
 BPF_SRC := $(wildcard dataplane/bpf/*.c dataplane/bpf/*.h dataplane/include/*.h)
 CONFIG ?=

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -288,44 +289,84 @@ class Vm:
         return f"\n--- serial console ({self.serial_log}), last {len(text)} lines ---\n" + "\n".join(text)
 
     # ---- control channel ---------------------------------------------------------------------------
-    def _request(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    # While the guest is between boots nobody reads the port, QEMU stops reading the socket and what
+    # is sent piles up in it; a new boot's agent reads the pile and answers every request in it. So a
+    # send never blocks (a full socket means "nobody reads yet"), and waiting for the agent accepts
+    # the answer to any hello it sent.
+    def _send(self, request: dict[str, Any]) -> int | None:
+        """Queue one request; its id, or None when the socket is full (the guest reads nothing)."""
         assert self._control is not None
+        ident = self._next_id
+        self._next_id += 1
+        data = json.dumps({**request, "id": ident}).encode() + b"\n"
+        _, writable, _ = select.select([], [self._control], [], 0)
+        if not writable:
+            return None
+        self._control.settimeout(0)
+        try:
+            sent = self._control.send(data)
+        except BlockingIOError:
+            return None
+        if sent < len(data):  # a line is never left half-written: the agent would read it as garbage
+            self._control.settimeout(60)
+            try:
+                self._control.sendall(data[sent:])
+            except TimeoutError:
+                raise VmError("the control channel stopped in the middle of a request" + self._tail()) from None
+        return ident
+
+    def _await(self, idents: set[int], timeout: float) -> dict[str, Any] | None:
+        """The first reply to one of `idents` within `timeout` seconds, or None."""
+        assert self._control is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._control_buf:
+                line, self._control_buf = self._control_buf.split(b"\n", 1)
+                with contextlib.suppress(ValueError):
+                    reply = json.loads(line)
+                    if isinstance(reply, dict) and reply.get("id") in idents:
+                        return reply
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._check_alive()
+            self._control.settimeout(min(left, 2.0))
+            try:
+                data = self._control.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise VmError("QEMU closed the control channel" + self._tail())
+            self._control_buf += data
+
+    def _request(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         with self._lock:
-            ident = self._next_id
-            self._next_id += 1
-            self._control.sendall(json.dumps({**request, "id": ident}).encode() + b"\n")
             deadline = time.monotonic() + timeout
-            while True:
-                while b"\n" in self._control_buf:
-                    line, self._control_buf = self._control_buf.split(b"\n", 1)
-                    with contextlib.suppress(ValueError):
-                        reply = json.loads(line)
-                        if isinstance(reply, dict) and reply.get("id") == ident:
-                            return reply
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
+            while (ident := self._send(request)) is None:
+                if time.monotonic() > deadline:
+                    raise VmError(f"the guest reads nothing on the control channel ({timeout:.0f} s)" + self._tail())
                 self._check_alive()
-                self._control.settimeout(min(left, 2.0))
-                try:
-                    data = self._control.recv(65536)
-                except TimeoutError:
-                    continue
-                if not data:
-                    raise VmError("QEMU closed the control channel" + self._tail())
-                self._control_buf += data
+                time.sleep(1)
+            return self._await({ident}, max(0.0, deadline - time.monotonic()))
 
     def wait_agent(self, timeout: float, *, after: str | None = None) -> dict[str, Any]:
         """Wait for the guest's agent (a boot other than `after`); returns its hello (boot_id, version)."""
         deadline = time.monotonic() + timeout
-        while True:
-            reply = self._request({"hello": True}, timeout=5)
-            if reply is not None and reply.get("boot_id") and reply["boot_id"] != after:
-                reply["seconds_since_start"] = round(time.monotonic() - self.started_at, 1)
-                return reply
-            if time.monotonic() > deadline:
-                raise VmError(f"the guest's test agent did not answer within {timeout:.0f} s" + self._tail())
-            time.sleep(2)
+        hellos: set[int] = set()
+        with self._lock:
+            while True:
+                ident = self._send({"hello": True})
+                if ident is not None:
+                    hellos.add(ident)
+                reply = self._await(hellos, 5) if hellos else None
+                if reply is not None and reply.get("boot_id") and reply["boot_id"] != after:
+                    reply["seconds_since_start"] = round(time.monotonic() - self.started_at, 1)
+                    return reply
+                if reply is not None:  # the boot we wait to end answered: ask again after a while
+                    hellos.discard(int(reply["id"]))
+                if time.monotonic() > deadline:
+                    raise VmError(f"the guest's test agent did not answer within {timeout:.0f} s" + self._tail())
+                time.sleep(2)
 
     def run(self, argv: list[str], *, timeout: float = 120, input: str | None = None,
             check: bool = True) -> CommandResult:  # fmt: skip

@@ -7,8 +7,10 @@ this fills it:
    `sbc-` and six hex digits of the WAN MAC (stable per box), kept on the state partition and applied
    at every boot (a new root slot starts without it);
 2. the active config: fetched from a provisioning URL (`sbc.provision=URL` on the kernel command line
-   or the `sbc.provision_url` credential, optionally pinned with `sbc.provision_sha256=`) and
-   validated like any config; else, or when that fails, the image's default with fresh SNMPv3 keys;
+   or the `sbc.provision_url` credential, optionally pinned with `sbc.provision_sha256=`; without
+   either, the URL the WAN's DHCP server gives in answer to a DHCPINFORM, see dhcpinform.py, unless
+   `sbc.provision_dhcp=no`) and validated like any config; else, or when that fails, the image's
+   default with fresh SNMPv3 keys;
 3. keys: the management TLS certificate (self-signed, P-256) and the SNMPv3 keys;
 4. the admin credential: from the `sbc.admin_password` credential, else generated and shown once on
    the console (with the TLS fingerprint and the SNMPv3 keys), never written to the journal.
@@ -35,7 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sbc.appliance import dhcpinform
 from sbc.appliance.console import banner, show_on_console
+from sbc.appliance.dhcpinform import Found
 from sbc.appliance.osinfo import booted_version
 
 log = logging.getLogger("sbc.appliance.firstboot")
@@ -56,6 +60,7 @@ class Provisioning:
     url: str | None = None
     sha256: str | None = None
     admin_password: str | None = None
+    dhcp: bool = True  # ask the WAN's DHCP server for a URL when none was given
 
     @classmethod
     def gather(cls, cmdline: str | None = None, credentials: Path | None = None) -> Provisioning:
@@ -85,6 +90,8 @@ class Provisioning:
             url=args.get("sbc.provision") or credential("sbc.provision_url"),
             sha256=args.get("sbc.provision_sha256") or credential("sbc.provision_sha256"),
             admin_password=credential("sbc.admin_password"),
+            dhcp=(args.get("sbc.provision_dhcp") or credential("sbc.provision_dhcp") or "yes").lower()
+            not in ("no", "0", "false", "off"),
         )
 
 
@@ -95,6 +102,7 @@ class FirstBoot:
     template: Path = DEFAULT_TEMPLATE
     provisioning: Provisioning = field(default_factory=Provisioning.gather)
     fetch: Callable[[str], bytes] = field(default=lambda url: _fetch(url))
+    discover: Callable[[], Found | None] = field(default=lambda: dhcpinform.ask(WAN_INTERFACE))
     show: Callable[[str], object] = show_on_console
     owner: str | None = SERVICE_USER  # chown what the services read; None in tests
     set_hostname: Callable[[str], None] = field(default=lambda name: apply_hostname(name))
@@ -180,10 +188,20 @@ class FirstBoot:
 
     def _config(self) -> tuple[str, str, tuple[str, str, str] | None]:
         """(YAML text, where it came from, generated SNMPv3 keys or None)."""
-        url = self.provisioning.url
+        url, source = self.provisioning.url, self.provisioning.url
+        if not url and self.provisioning.dhcp:
+            try:
+                found = self.discover()
+            except OSError as exc:  # port 68 taken, no such interface: as if no server answered
+                log.warning("cannot ask DHCP for a provisioning URL: %s", exc)
+                found = None
+            if found is not None:
+                url, source = found.url, f"{found.url} (DHCP option {found.option} from {found.server})"
+                log.info("DHCP server %s gave the provisioning URL %s (option %d)", found.server, found.url,
+                         found.option)  # fmt: skip
         if url:
             try:
-                return self._provisioned(url), url, None
+                return self._provisioned(url), source or url, None
             except ProvisioningError as exc:
                 log.error("provisioning from %s failed: %s; using the default config", url, exc)
                 lines = [f"{url}:", *str(exc).splitlines()]

@@ -26,6 +26,7 @@ import pytest
 
 from image.labnet import WAN_HOST, LabNet, lab_network
 from image.qemu import Vm, VmError, VmSpec
+from tests.dhcp import dnsmasq_dhcp
 from tests.image.lab import web_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,9 +127,14 @@ def lab_config() -> str:
 def provisioning(lab: LabNet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioning]:
     www = tmp_path_factory.mktemp("provisioning")
     (www / "sbc.yaml").write_text(lab_config())
-    with contextlib.ExitStack() as stack:
+    url = f"http://{WAN_HOST}:{PROVISIONING_PORT}/sbc.yaml"
+    # The box learns the URL the way a branch's network tells it: its WAN's DHCP server answers the
+    # first boot's DHCPINFORM with option 224. The DHCP server stays when `stop()` takes the web
+    # server away, so a later first boot is told the URL and finds nothing there.
+    with dnsmasq_dhcp(lab.netns, lab.wan_tap, f"{WAN_HOST}/24", {224: url}, www), contextlib.ExitStack() as stack:
         base = stack.enter_context(web_server(lab, www, WAN_HOST, PROVISIONING_PORT))
-        yield Provisioning(f"{base}/sbc.yaml", www, stack)
+        assert f"{base}/sbc.yaml" == url
+        yield Provisioning(url, www, stack)
 
 
 @dataclass
@@ -162,11 +168,10 @@ class Appliance:
 @pytest.fixture(scope="module")
 def appliance(firmware: Firmware, lab: LabNet, provisioning: Provisioning,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:  # fmt: skip
-    """The box, told by SMBIOS credentials (as a provisioning system would) its hostname and where
-    its config is; its admin password is left to be generated and shown on the console."""
+    """The box, told its hostname by an SMBIOS credential (as a provisioning system would) and where
+    its config is by the WAN's DHCP server; its admin password is generated and shown on the console."""
     workdir = tmp_path_factory.mktemp("appliance")
-    smbios = (f"io.systemd.credential:sbc.provision_url={provisioning.url}",
-              f"io.systemd.credential:sbc.hostname={HOSTNAME}")  # fmt: skip
+    smbios = (f"io.systemd.credential:sbc.hostname={HOSTNAME}",)
     vm = Vm(VmSpec(disk=firmware.base.disk, workdir=workdir, arch=ARCH, netns=lab.netns,
                    taps=(lab.wan_tap, lab.lan_tap), smbios=smbios))  # fmt: skip
     vm.start()

@@ -19,6 +19,7 @@ def first_boot(
 ) -> tuple[FirstBoot, list[str], list[str]]:
     shown: list[str] = []
     names: list[str] = []
+    tmp_path.mkdir(parents=True, exist_ok=True)
     template = tmp_path / "template.yaml"
     # The image's default, with its state directory moved into tmp_path.
     template.write_text(TEMPLATE.read_text().replace("/var/lib/sbc", str(tmp_path / "state")))
@@ -28,7 +29,8 @@ def first_boot(
 
     fb = FirstBoot(system_dir=tmp_path / "system", config_dir=tmp_path / "config", template=template,
                    provisioning=provisioning, fetch=fetch or no_fetch, show=shown.append, owner=None,  # type: ignore[arg-type]
-                   set_hostname=names.append, etc_hostname=tmp_path / "etc-hostname")  # fmt: skip
+                   set_hostname=names.append, etc_hostname=tmp_path / "etc-hostname",
+                   discover=lambda: None)  # fmt: skip
     return fb, shown, names
 
 
@@ -101,3 +103,44 @@ def test_provisioning_from_the_command_line(cmdline: str, hostname: str | None, 
     assert (p.hostname, p.url, p.admin_password) == (hostname, url, None)
     (tmp_path / "sbc.admin_password").write_text("from a credential\n")
     assert Provisioning.gather(cmdline=cmdline, credentials=tmp_path).admin_password == "from a credential"
+
+
+def test_a_url_from_dhcp_provisions_when_none_was_given(tmp_path: Path) -> None:
+    from sbc.appliance.dhcpinform import Found
+
+    provided = TEMPLATE.read_text().replace("/var/lib/sbc", str(tmp_path / "state")).replace(
+        "@SNMP_AUTH_KEY@", "provided-auth-key").replace("@SNMP_PRIV_KEY@", "provided-priv-key")  # fmt: skip
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return provided.encode()
+
+    fb, shown, _ = first_boot(tmp_path, Provisioning(), fetch=fetch)
+    fb.discover = lambda: Found("http://198.18.2.2:8080/from-dhcp.yaml", 224, "198.18.2.2")
+    fb.run()
+    assert fetched == ["http://198.18.2.2:8080/from-dhcp.yaml"] and fb.config_path.read_text() == provided
+    assert "DHCP option 224 from 198.18.2.2" in shown[0]
+
+
+def test_dhcp_is_not_asked_when_a_url_was_given_or_it_is_turned_off(tmp_path: Path) -> None:
+    asked: list[bool] = []
+
+    def discover() -> None:
+        asked.append(True)
+
+    fb, _, _ = first_boot(tmp_path / "given", Provisioning(url="http://198.18.2.2/x"))
+    fb.discover = discover
+    fb.run()
+    fb, _shown, _ = first_boot(tmp_path / "off", Provisioning.gather(cmdline="sbc.provision_dhcp=no",
+                                                                    credentials=tmp_path))  # fmt: skip
+    fb.discover = discover
+    fb.run()
+    assert asked == [] and json.loads(fb.marker.read_text())["config"] == "default"
+
+
+def test_no_dhcp_answer_means_the_default(tmp_path: Path) -> None:
+    fb, shown, _ = first_boot(tmp_path, Provisioning())
+    fb.discover = lambda: None
+    fb.run()
+    assert json.loads(fb.marker.read_text())["config"] == "default" and "PROVISIONING FAILED" not in shown[0]

@@ -1,0 +1,38 @@
+"""A real DHCP server for the tests (dnsmasq, DHCP only: no DNS), inside a network namespace."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def dnsmasq_dhcp(netns: str, interface: str, subnet: str, options: dict[int, str], workdir: Path) -> Iterator[Path]:
+    """Serve `subnet` (a network, or an address with its prefix) on `interface` with `options`
+    {code: text}; no address pool: it answers DHCPINFORMs. Yields the log of what it answered."""
+    network = ipaddress.ip_interface(subnet).network
+    log = workdir / f"dnsmasq-{interface}.log"
+    argv = ["ip", "netns", "exec", netns, "dnsmasq", "--no-daemon", "--port=0", f"--interface={interface}",
+            "--bind-interfaces", "--log-dhcp", "--log-facility=-", f"--dhcp-leasefile={workdir / 'dnsmasq.leases'}",
+            f"--pid-file={workdir / 'dnsmasq.pid'}",
+            f"--dhcp-range={network.network_address},static,{network.netmask}"]  # fmt: skip
+    argv += [f"--dhcp-option={code},{value}" for code, value in options.items()]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while "started" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+        yield log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
