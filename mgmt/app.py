@@ -188,11 +188,11 @@ def make_state(
     env: dict[str, str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> MgmtState:
-    state_dir = config.state_dir
+    state_dir = config.management.state_path(config.state_dir)  # management's own files
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     audit = AuditLog(state_dir / "audit.log")
     alarms = alarms if alarms is not None else AlarmTable()
-    users = UserStore(config.management.users_path(state_dir), **({"scrypt_n": scrypt_n} if scrypt_n else {}))
+    users = UserStore(config.management.users_path(config.state_dir), **({"scrypt_n": scrypt_n} if scrypt_n else {}))
     how = first_run(users, clock(), env=env)
     if how is not None:
         audit.write("system", None, "users.create", target="admin", role="admin", how=how)
@@ -205,7 +205,7 @@ def make_state(
     monitor = Monitoring(config, config_path, alarms) if monitoring else None
     system = real_system_services(state_dir) if monitoring else None
     return MgmtState(store=store, users=users, auth=auth, audit=audit, sbc=link, alarms=alarms, monitor=monitor,
-                     cdr_path=state_dir / "cdr.jsonl",
+                     cdr_path=config.state_dir / "cdr.jsonl",  # the SBC's (group-readable)
                      system=system, default_confirm_timeout_s=config.management.confirm_timeout_s,
                      clock=clock)  # fmt: skip
 
@@ -232,7 +232,7 @@ def run(config_path: Path) -> int:
     if http.tls_certificate is not None and http.tls_key is not None:
         cert, key = http.tls_certificate, http.tls_key
     else:
-        cert, key = ensure_self_signed(config.state_dir / "tls", str(http.address))
+        cert, key = ensure_self_signed(config.management.state_path(config.state_dir) / "tls", str(http.address))
     try:
         ctx = server_context(cert, key)
     except (OSError, ValueError) as exc:

@@ -47,7 +47,8 @@ log = logging.getLogger("sbc.appliance.firstboot")
 SYSTEM_DIR = Path("/var/lib/sbc-system")
 CONFIG_DIR = Path("/var/lib/sbc-config")
 DEFAULT_TEMPLATE = Path("/usr/lib/sbc/sbc.yaml")
-SERVICE_USER = "sbc"
+SERVICE_USER = "sbc"  # sbc.service: the SIP and media plane, the process that faces the networks
+MGMT_USER = "sbc-mgmt"  # sbc-mgmt.service: API, web UI, SNMP; group sbc, to reach the SBC's socket and files
 MAX_CONFIG_BYTES = 1 << 20
 WAN_INTERFACE = "wan0"
 
@@ -105,6 +106,7 @@ class FirstBoot:
     discover: Callable[[], Found | None] = field(default=lambda: dhcpinform.ask(WAN_INTERFACE))
     show: Callable[[str], object] = show_on_console
     owner: str | None = SERVICE_USER  # chown what the services read; None in tests
+    mgmt_owner: str = MGMT_USER
     set_hostname: Callable[[str], None] = field(default=lambda name: apply_hostname(name))
     etc_hostname: Path = Path("/etc/hostname")
 
@@ -133,9 +135,17 @@ class FirstBoot:
         config = load_config(self.config_path)
         state_dir = config.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        mgmt_dir = config.management.state_path(state_dir)
+        mgmt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fingerprint = self._tls(config)
         admin = self._admin(config)
-        self._chown(self.config_dir, state_dir)
+        # The SBC reads the config that management writes (group sbc); management's own files (users,
+        # TLS key) are its alone. Where both share a directory (a config without management.state_dir),
+        # the SBC's user owns it all, as one user then runs both.
+        self._chown(state_dir, self.owner)
+        if mgmt_dir != state_dir:
+            self._chown(mgmt_dir, self.mgmt_owner)
+        self._chown(self.config_dir, self.mgmt_owner if mgmt_dir != state_dir else self.owner)
         lines = [f"hostname:  {hostname}", f"firmware:  {booted_version()}", f"config:    {source}"]
         http = config.management.http
         lines.append(f"web UI:    https://{_url_host(str(http.address))}:{http.port}/")
@@ -246,7 +256,8 @@ class FirstBoot:
         if http.tls_certificate is not None:
             cert_path = http.tls_certificate
         else:
-            cert_path, _ = ensure_self_signed(config.state_dir / "tls", str(http.address))
+            cert_path, _ = ensure_self_signed(config.management.state_path(config.state_dir) / "tls",
+                                              str(http.address))  # fmt: skip
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
@@ -270,13 +281,14 @@ class FirstBoot:
         first_run(users, time.time(), env=env, out=io.StringIO(), make_password=make_password)
         return shown[0] if shown else None
 
-    def _chown(self, *trees: Path) -> None:
-        if self.owner is None:
+    def _chown(self, tree: Path, user: str | None) -> None:
+        """`tree` to `user` and the SBC's group."""
+        if self.owner is None or user is None:
             return
-        entry = pwd.getpwnam(self.owner)
-        for tree in trees:
-            for path in [tree, *tree.rglob("*")]:
-                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        uid = pwd.getpwnam(user).pw_uid
+        gid = pwd.getpwnam(self.owner).pw_gid
+        for path in [tree, *tree.rglob("*")]:
+            os.chown(path, uid, gid, follow_symlinks=False)
 
 
 class ProvisioningError(Exception):

@@ -2,7 +2,7 @@
 request file into the spool; `sbc-update.path` starts `sbc-update.service` (root), which verifies
 the bundle again, hands its files to systemd-sysupdate and reboots into the new slot.
 
-    /var/lib/sbc-update/incoming/    written by sbc-mgmt (group sbc): bundles and request.json
+    /var/lib/sbc-update/incoming/    written by sbc-mgmt (its own, 0700): bundles and request.json
     /var/lib/sbc-update/ready/       root only: the verified files, sysupdate's source directory
     /var/lib/sbc-update/status.json  written by root: what happened last, read by the API
 

@@ -769,6 +769,7 @@ _SNMP: dict[str, _Key] = {
 _MANAGEMENT: dict[str, _Key] = {
     "http": _Key("http", _http),
     "users_file": _Key("users_file", _path),
+    "state_dir": _Key("state_dir", _path),
     "confirm_timeout_s": _Key("confirm_timeout_s", _at_least(10)),
     "snmp": _Key("snmp", _snmp),
     "poll_interval_s": _Key("poll_interval_s", _positive),

@@ -206,13 +206,19 @@ class HttpSettings:
 @dataclass(frozen=True, slots=True)
 class ManagementSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
-    users_file: Path | None = None  # None: <state_dir>/users.json
+    users_file: Path | None = None  # None: <management state dir>/users.json
+    # Users, sessions' audit log, config revisions, TLS key: None keeps them in the SBC's state_dir
+    # (one user runs both); the appliance gives management a directory the SBC's user cannot read.
+    state_dir: Path | None = None
     confirm_timeout_s: int = 300  # default of a commit-confirmed when the request names none
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
     poll_interval_s: int = 5  # how often sbc mgmt reads the SBC's figures (SNMP, alarms)
 
-    def users_path(self, state_dir: Path) -> Path:
-        return self.users_file or state_dir / "users.json"
+    def state_path(self, sbc_state_dir: Path) -> Path:
+        return self.state_dir or sbc_state_dir
+
+    def users_path(self, sbc_state_dir: Path) -> Path:
+        return self.users_file or self.state_path(sbc_state_dir) / "users.json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 One request per line: `{"cmd": "status", "args": {...}}`; one answer per line:
 `{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`. The socket is created with mode
-0600 in a 0700 directory: only the SBC's own user (and root) may talk to it.
+0660 (a new directory for it 0750): the SBC's user and its group, which the management service's
+user runs in (the appliance's sbc-mgmt), and root. Nobody else.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        old = os.umask(0o177)
+        old = os.umask(0o117)
         try:
             self._server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_REQUEST)
         finally:

@@ -77,7 +77,7 @@ def test_first_boot_creates_the_state_partition_and_is_provisioned(
     assert banner.password and banner.snmp_auth is None  # the provisioned config brings its own keys
     journal = vm.run(["journalctl", "-b", "--no-pager", "-o", "cat"], timeout=300).stdout
     assert banner.password not in journal
-    users = vm.run(["cat", "/var/lib/sbc/users.json"]).stdout
+    users = vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout
     assert banner.password not in users and '"admin"' in users
     shadow = vm.run(["getent", "shadow", "root"]).stdout
     assert shadow.split(":")[1].startswith("!"), "root must stay locked: no default password"
@@ -97,16 +97,29 @@ def test_all_units_are_healthy_and_the_boot_is_timed(appliance: Appliance) -> No
 
 def test_services_run_with_least_privilege(appliance: Appliance) -> None:
     vm = appliance.vm
-    for unit, caps in (("sbc.service", {"cap_net_admin", "cap_bpf", "cap_perfmon", "cap_net_bind_service"}),
-                       ("sbc-mgmt.service", {"cap_net_bind_service"})):  # fmt: skip
+    sbc_caps = {"cap_net_admin", "cap_bpf", "cap_perfmon", "cap_net_bind_service"}
+    mgmt_caps = {"cap_net_bind_service"}
+    for unit, user, caps in (("sbc.service", "sbc", sbc_caps), ("sbc-mgmt.service", "sbc-mgmt", mgmt_caps)):
         props = vm.run(["systemctl", "show", unit, "-p", "User", "-p", "MainPID", "-p", "NoNewPrivileges",
                         "-p", "ProtectSystem", "-p", "CapabilityBoundingSet"]).stdout  # fmt: skip
         fields = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
-        assert fields["User"] == "sbc" and fields["NoNewPrivileges"] == "yes" and fields["ProtectSystem"] == "strict"
+        assert fields["User"] == user and fields["NoNewPrivileges"] == "yes" and fields["ProtectSystem"] == "strict"
         assert set(fields["CapabilityBoundingSet"].split()) == caps, fields
         status = vm.run(["cat", f"/proc/{fields['MainPID']}/status"]).stdout
         uid = re.search(r"^Uid:\s+(\d+)", status, re.M)
         assert uid and uid.group(1) != "0", f"{unit} runs as root"
+    # The SBC's user (the one facing the networks) reads the config but not management's secrets, and
+    # cannot change the config; management's user reaches the SBC's control socket.
+    def as_user(user: str, *argv: str) -> int:
+        return vm.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv], check=False).rc
+
+    assert as_user("sbc", "cat", "/var/lib/sbc-config/sbc.yaml") == 0
+    assert as_user("sbc", "cat", "/var/lib/sbc-mgmt/users.json") != 0
+    assert as_user("sbc", "touch", "/var/lib/sbc-config/sbc.yaml") != 0
+    assert as_user("sbc", "touch", "/var/lib/sbc-factory-reset/request.json") != 0
+    mgmt_status = vm.run(["setpriv", "--reuid=sbc-mgmt", "--regid=sbc", "--clear-groups", "sbc", "status", "--json",
+                          "--config", "/var/lib/sbc-config/sbc.yaml"], check=False)  # fmt: skip
+    assert mgmt_status.rc == 0 and json.loads(mgmt_status.stdout).get("version"), mgmt_status
     exposure = vm.run(["systemd-analyze", "security", "--no-pager", "sbc.service", "sbc-mgmt.service"],
                       check=False, timeout=300).stdout  # fmt: skip
     report("systemd_analyze_security", " / ".join(line.strip() for line in exposure.splitlines()[-4:]))
@@ -221,7 +234,7 @@ def test_update_to_a_newer_image_boots_the_other_slot_and_keeps_the_state(
     appliance: Appliance, api: Api, firmware: Firmware
 ) -> None:
     vm = appliance.vm
-    before_users = vm.run(["cat", "/var/lib/sbc/users.json"]).stdout
+    before_users = vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout
     started = time.monotonic()
     status, body = upload(api, firmware.update.bundle)
     assert status == 202, body
@@ -238,7 +251,7 @@ def test_update_to_a_newer_image_boots_the_other_slot_and_keeps_the_state(
     root = vm.run(["findmnt", "-n", "-o", "SOURCE", "/"]).stdout.strip()
     label = vm.run(["lsblk", "-n", "-o", "PARTLABEL", root]).stdout.strip()
     assert label == f"sbc_{firmware.update.version}"
-    assert vm.run(["cat", "/var/lib/sbc/users.json"]).stdout == before_users, "state must survive the update"
+    assert vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout == before_users, "state must survive the update"
     api.wait_up(600)
     status, body = api.request("GET", "/firmware")
     assert body["version"] == firmware.update.version and body["update"]["state"] == "good", body
@@ -283,7 +296,7 @@ def test_factory_reset_from_the_console_wipes_the_state_and_keeps_the_firmware(
     vm = appliance.vm
     marker = "/var/lib/sbc-config/left-by-the-tests"
     vm.run(["touch", marker])
-    old_users = vm.run(["cat", "/var/lib/sbc/users.json"]).stdout
+    old_users = vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout
     provisioning.stop()  # this time the box finds no provisioning server: it must fall back to the default
     mark = len(vm.console_text())
     # At the console (no login: the console's own commands), as a person would type it.
@@ -302,7 +315,7 @@ def test_factory_reset_from_the_console_wipes_the_state_and_keeps_the_firmware(
     assert fresh.snmp_auth and fresh.snmp_auth != LAB_SNMP[1], "new SNMPv3 keys with the default config"
     assert vm.run(["test", "-e", marker], check=False).rc != 0, "the state partition was wiped"
     assert vm.run(["test", "-e", "/var/lib/sbc-factory-reset/request.json"], check=False).rc != 0
-    assert vm.run(["cat", "/var/lib/sbc/users.json"]).stdout != old_users
+    assert vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout != old_users
     appliance.wait_running()
     report("boots", [(b["version"], b.get("seconds_to_agent", b.get("seconds_since_start"))) for b in appliance.boots])
     print(json.dumps(REPORT, indent=2, default=str))

@@ -48,6 +48,9 @@ def test_default_config_with_generated_keys_and_admin(tmp_path: Path) -> None:
     assert [u.name for u in users.users()] == ["admin"] and users.users()[0].must_change_password
     assert password not in users.path.read_text()
     assert json.loads(fb.marker.read_text())["config"] == "default"
+    # Management's own files are in its own directory, not the SBC's.
+    assert users.path.parent == tmp_path / "state-mgmt" != config.state_dir
+    assert (tmp_path / "state-mgmt" / "tls").is_dir() and not (config.state_dir / "tls").exists()
 
 
 def test_later_boots_carry_the_hostname_between_slots(tmp_path: Path) -> None:
