@@ -113,6 +113,9 @@ def test_services_run_with_least_privilege(appliance: Appliance) -> None:
     def as_user(user: str, *argv: str) -> int:
         return vm.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv], check=False).rc
 
+    # Fixed IDs (rootfs/usr/lib/sysusers.d/sbc.conf): the state partition's owners are the same in every slot.
+    ids = [vm.run(["id", "-u", name]).stdout.strip() for name in ("sbc", "sbc-mgmt")]
+    assert ids == ["991", "990"], ids
     assert as_user("sbc", "cat", "/var/lib/sbc-config/sbc.yaml") == 0
     assert as_user("sbc", "cat", "/var/lib/sbc-mgmt/users.json") != 0
     assert as_user("sbc", "touch", "/var/lib/sbc-config/sbc.yaml") != 0
