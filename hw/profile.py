@@ -47,7 +47,6 @@ KEY_CODES = {
     "KEY_VENDOR": 0x168,
     "KEY_PROG1": 148,
     "KEY_SETUP": 141,
-    "KEY_F13": 183,  # the QEMU profile's: a key no keyboard layout or console uses
     "BTN_0": 0x100,
     "BTN_1": 0x101,
 }
