@@ -47,6 +47,7 @@ KEY_CODES = {
     "KEY_VENDOR": 0x168,
     "KEY_PROG1": 148,
     "KEY_SETUP": 141,
+    "KEY_HELP": 138,  # the QEMU profile's: a key the appliance (no desktop, a serial console) never uses
     "BTN_0": 0x100,
     "BTN_1": 0x101,
 }

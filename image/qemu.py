@@ -113,7 +113,8 @@ class Vm:
             return f",addr={slot:#x}" if spec.arch == "x86-64" else ""
 
         if spec.arch == "x86-64":
-            argv = ["qemu-system-x86_64", "-machine", "q35,smm=off", "-cpu", "max"]
+            # No PS/2 controller: key events from QMP go to the virtio keyboard (the reset button).
+            argv = ["qemu-system-x86_64", "-machine", "q35,smm=off,i8042=off", "-cpu", "max"]
             watchdog = ["-device", "i6300esb"]
         else:
             argv = ["qemu-system-aarch64", "-machine", "virt", "-cpu", "max"]
@@ -133,6 +134,8 @@ class Vm:
             "-device", f"virtserialport,bus=vser0.0,chardev=ctl0,name={AGENT_PORT}",
             "-qmp", f"unix:{self._sock('qmp')},server=on,wait=off",
             "-device", f"virtio-rng-pci{pci(7)}",
+            # The QEMU hardware profile's reset button (hw/profiles/qemu.yaml): Help held on it.
+            "-device", f"virtio-keyboard-pci{pci(8)}",
             *watchdog,
         ]  # fmt: skip
         if spec.taps is not None:
@@ -259,6 +262,16 @@ class Vm:
                 reply = json.loads(line)
                 if "return" in reply or "error" in reply:
                     return reply
+
+    def hold_key(self, qcode: str, seconds: float) -> None:
+        """Press a key of the virtio keyboard, hold it `seconds`, let go (QMP input-send-event)."""
+        for down in (True, False):
+            event = {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
+            reply = self.qmp("input-send-event", events=[event])
+            if reply is None or "error" in reply:
+                raise VmError(f"QEMU did not take the key event: {reply}")
+            if down:
+                time.sleep(seconds)
 
     # ---- serial console ----------------------------------------------------------------------------
     def console_text(self) -> str:

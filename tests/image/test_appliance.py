@@ -320,5 +320,39 @@ def test_factory_reset_from_the_console_wipes_the_state_and_keeps_the_firmware(
     assert vm.run(["test", "-e", "/var/lib/sbc-factory-reset/request.json"], check=False).rc != 0
     assert vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout != old_users
     appliance.wait_running()
+
+
+def test_factory_reset_by_holding_the_reset_button(appliance: Appliance, firmware: Firmware) -> None:
+    """The QEMU profile's button (hw/profiles/qemu.yaml): Help on the VM's virtio keyboard, read by sbc-hw."""
+    vm = appliance.vm
+
+    def hw_journal() -> str:
+        return vm.run(["journalctl", "-b", "-u", "sbc-hw.service", "--no-pager", "-o", "cat"]).stdout
+
+    deadline = time.monotonic() + 120
+    while "reset_button.watching" not in hw_journal():
+        assert time.monotonic() < deadline, "sbc-hw never found the reset button:\n" + hw_journal()[-3000:]
+        time.sleep(3)
+    marker = "/var/lib/sbc-config/left-by-the-tests"
+    vm.run(["touch", marker])
+    old_users = vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout
+    # A short press is only reported: nothing is wiped.
+    vm.hold_key("help", 1.0)
+    deadline = time.monotonic() + 30
+    while "reset_button.short_press" not in hw_journal():
+        assert time.monotonic() < deadline, "the short press was not seen:\n" + hw_journal()[-3000:]
+        time.sleep(2)
+    assert vm.run(["test", "-e", "/var/lib/sbc-factory-reset/request.json"], check=False).rc != 0
+    # Held past hold_s: the marker is written and the box reboots into a wiped state partition.
+    mark = len(vm.console_text())
+    started = time.monotonic()
+    vm.hold_key("help", 12.0)
+    hello = appliance.wait_boot()
+    assert hello["version"] == firmware.update.version, "the firmware stays"
+    vm.wait_console("FIRST BOOT: this SBC is ready", timeout=600, start=mark)
+    report("button_reset_seconds_to_first_boot", round(time.monotonic() - started, 1))
+    assert vm.run(["test", "-e", marker], check=False).rc != 0, "the state partition was wiped"
+    assert vm.run(["cat", "/var/lib/sbc-mgmt/users.json"]).stdout != old_users
+    appliance.wait_running()
     report("boots", [(b["version"], b.get("seconds_to_agent", b.get("seconds_since_start"))) for b in appliance.boots])
     print(json.dumps(REPORT, indent=2, default=str))
