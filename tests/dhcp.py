@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.processes import stop_process
+
 
 @contextlib.contextmanager
 def dnsmasq_dhcp(netns: str, interface: str, subnet: str, options: dict[int, str], workdir: Path) -> Iterator[Path]:
@@ -30,9 +32,4 @@ def dnsmasq_dhcp(netns: str, interface: str, subnet: str, options: dict[int, str
             time.sleep(0.1)
         yield log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)

@@ -22,6 +22,7 @@ from typing import Any
 
 from image.labnet import LabNet
 from tests.dataplane.xdp_netns import inside
+from tests.processes import stop_process
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,10 +171,5 @@ def web_server(net: LabNet, directory: Path, address: str, port: int = 8080) -> 
         assert proc.poll() is None, (directory / "http.log").read_text()
         yield f"http://{address}:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
         log.close()

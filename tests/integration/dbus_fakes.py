@@ -25,6 +25,8 @@ from dbus_fast.annotations import DBusBool, DBusInt64, DBusObjectPath, DBusSigna
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
 
+from tests.processes import stop_process
+
 DBusStrList = Annotated[list[str], DBusSignature("as")]
 JobRemovedBody = Annotated[tuple[int, str, str, str], DBusSignature("uoss")]
 
@@ -69,12 +71,7 @@ def private_bus(directory: Path, extra_policy: str = "") -> Iterator[str]:
     try:
         yield f"unix:path={socket_path}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, timeout=5)
 
 
 def unit_path(unit: str) -> str:

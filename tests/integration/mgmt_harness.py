@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.integration.harness import NET, ROOT
+from tests.processes import stop_process
 
 SBC_BIN = Path(sys.executable).parent / "sbc"
 API = "/api/v1"
@@ -194,9 +195,4 @@ class TrapReceiver:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            stop_process(self.proc, timeout=5)
