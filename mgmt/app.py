@@ -188,7 +188,7 @@ def make_state(
     env: dict[str, str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> MgmtState:
-    state_dir = config.management.state_path(config.state_dir)  # management's own files
+    state_dir = config.management_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     audit = AuditLog(state_dir / "audit.log")
     alarms = alarms if alarms is not None else AlarmTable()
@@ -232,7 +232,7 @@ def run(config_path: Path) -> int:
     if http.tls_certificate is not None and http.tls_key is not None:
         cert, key = http.tls_certificate, http.tls_key
     else:
-        cert, key = ensure_self_signed(config.management.state_path(config.state_dir) / "tls", str(http.address))
+        cert, key = ensure_self_signed(config.management_dir / "tls", str(http.address))
     try:
         ctx = server_context(cert, key)
     except (OSError, ValueError) as exc:

@@ -135,7 +135,7 @@ class FirstBoot:
         config = load_config(self.config_path)
         state_dir = config.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        mgmt_dir = config.management.state_path(state_dir)
+        mgmt_dir = config.management_dir
         mgmt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fingerprint = self._tls(config)
         admin = self._admin(config)
@@ -256,8 +256,7 @@ class FirstBoot:
         if http.tls_certificate is not None:
             cert_path = http.tls_certificate
         else:
-            cert_path, _ = ensure_self_signed(config.management.state_path(config.state_dir) / "tls",
-                                              str(http.address))  # fmt: skip
+            cert_path, _ = ensure_self_signed(config.management_dir / "tls", str(http.address))
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 

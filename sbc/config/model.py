@@ -242,5 +242,10 @@ class SbcConfig:
         raise KeyError(name)
 
     @property
+    def management_dir(self) -> Path:
+        """Where sbc mgmt keeps its own files (users, revisions, audit log, TLS key)."""
+        return self.management.state_path(self.state_dir)
+
+    @property
     def control_path(self) -> Path:
         return self.control_socket or self.state_dir / "control.sock"
