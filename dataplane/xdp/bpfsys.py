@@ -401,6 +401,29 @@ def prog_test_run(prog: BpfFd, data: bytes, *, repeat: int = 1, out_size: int | 
     return TestRun(retval=int(attr.retval), data=dout.raw[: int(attr.data_size_out)], duration_ns=int(attr.duration))
 
 
+XDP_MD_FIELDS = 6  # struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+
+
+def prog_test_run_live(prog: BpfFd, frame: bytes, *, repeat: int, ingress_ifindex: int, batch_size: int = 64) -> None:
+    """BPF_PROG_TEST_RUN in live-frames mode: the XDP program runs `repeat` times on fresh copies of
+    `frame` as if it had arrived on `ingress_ifindex` (queue 0), and what it sends (XDP_TX,
+    XDP_REDIRECT) really leaves as XDP frames. A traffic source without sockets (kernel 5.18+)."""
+    din = ctypes.create_string_buffer(frame, len(frame))
+    ctx = (ctypes.c_uint32 * XDP_MD_FIELDS)(0, len(frame), 0, ingress_ifindex, 0, 0)
+    attr = _TestRunAttr(
+        prog_fd=prog.fd,
+        data_size_in=len(frame),
+        data_in=ctypes.addressof(din),
+        repeat=repeat,
+        ctx_size_in=ctypes.sizeof(ctx),
+        ctx_in=ctypes.addressof(ctx),
+        flags=BPF_F_TEST_XDP_LIVE_FRAMES,
+        batch_size=batch_size,
+    )
+    bpf(Cmd.PROG_TEST_RUN, attr)
+
+
 def possible_cpus() -> int:
     """How many slots a per-CPU map value has (kernel: num_possible_cpus())."""
     text = Path("/sys/devices/system/cpu/possible").read_text().strip()

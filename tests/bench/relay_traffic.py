@@ -1,9 +1,12 @@
-"""Traffic for the relay benchmark: `send` blasts RTP at an anchor, `recv` counts what arrives.
+"""Traffic for the relay benchmark: `send` blasts RTP at an anchor from a socket, `frames` does so
+as XDP frames (the way a NIC hands packets to XDP), `recv` counts what arrives.
 
 Both are bounded in count and time and print one JSON line at the end, with their own CPU time (so
 the driver can tell the generator's cost from the relay's).
 
     python -m tests.bench.relay_traffic send --source 198.18.1.2:5000 --to 198.18.1.1:40000 --count N --max-s T
+    python -m tests.bench.relay_traffic frames --prog /sys/fs/bpf/PIN --dev a0 --src-mac MAC --dst-mac MAC \
+        --source 198.18.1.2:5000 --to 198.18.1.1:40000 --count N --max-s T
     python -m tests.bench.relay_traffic recv --bind 198.18.2.2:5004 --idle-s 1 --max-s T
 """
 
@@ -12,10 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import struct
 import sys
 import time
+from pathlib import Path
 
-from dataplane.xdp.testrun import rtp_payload
+from dataplane.xdp import bpfsys
+from dataplane.xdp.testrun import ipv4_udp_frame, rtp_payload
 
 PAYLOAD = 160  # 20 ms of G.711: the packet size of a real call
 
@@ -46,6 +52,45 @@ def send(source: tuple[str, int], to: tuple[str, int], count: int, max_s: float)
                 break
         elapsed = time.monotonic() - start
     return {"sent": sent, "errors": errors, "elapsed_s": elapsed, "cpu_s": time.process_time()}
+
+
+GEN_HEAD_LEN = 14 + 20 + 8 + 12  # gen.c's template: Ethernet, IPv4, UDP and RTP headers
+FRAMES_PER_CALL = 1 << 18  # each call pays a setup of ~25 ms (the page pool, an RCU grace period)
+
+
+def frames(
+    prog_pin: str,
+    dev: str,
+    src_mac: str,
+    dst_mac: str,
+    source: tuple[str, int],
+    to: tuple[str, int],
+    count: int,
+    max_s: float,
+) -> dict[str, float]:
+    """`count` RTP frames at most, for `max_s` seconds at most, sent out of `dev` as XDP frames by
+    gen.c (it numbers them) run in BPF_PROG_TEST_RUN's live-frames mode."""
+    ifindex = socket.if_nametoindex(dev)
+    template = ipv4_udp_frame(source[0], source[1], to[0], to[1], rtp_payload(0, size=PAYLOAD),
+                              src_mac=src_mac, dst_mac=dst_mac)  # fmt: skip
+    head_map = bpfsys.obj_get(Path(prog_pin).with_name("gen_template"))  # pinned beside the program
+    try:
+        bpfsys.map_update(head_map, struct.pack("=I", 0), template[:GEN_HEAD_LEN] + bytes(2))
+    finally:
+        head_map.close()
+    prog = bpfsys.obj_get(prog_pin)
+    sent = 0
+    try:
+        start = time.monotonic()
+        deadline = start + max_s
+        while sent < count and time.monotonic() < deadline:
+            batch = min(FRAMES_PER_CALL, count - sent)
+            bpfsys.prog_test_run_live(prog, template, repeat=batch, ingress_ifindex=ifindex)
+            sent += batch
+        elapsed = time.monotonic() - start
+    finally:
+        prog.close()
+    return {"sent": sent, "errors": 0, "elapsed_s": elapsed, "cpu_s": time.process_time()}
 
 
 def recv(bind: tuple[str, int], idle_s: float, max_s: float) -> dict[str, float]:
@@ -81,6 +126,15 @@ def main() -> int:
     p_send.add_argument("--to", required=True)
     p_send.add_argument("--count", type=int, required=True)
     p_send.add_argument("--max-s", type=float, required=True)
+    p_frames = sub.add_parser("frames")
+    p_frames.add_argument("--prog", required=True, help="pinned gen.c program")
+    p_frames.add_argument("--dev", required=True)
+    p_frames.add_argument("--src-mac", required=True, help="the device's own (sysfs shows another namespace's)")
+    p_frames.add_argument("--dst-mac", required=True)
+    p_frames.add_argument("--source", required=True)
+    p_frames.add_argument("--to", required=True)
+    p_frames.add_argument("--count", type=int, required=True)
+    p_frames.add_argument("--max-s", type=float, required=True)
     p_recv = sub.add_parser("recv")
     p_recv.add_argument("--bind", required=True)
     p_recv.add_argument("--idle-s", type=float, default=1.0)
@@ -88,6 +142,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.what == "send":
         result = send(_addr(args.source), _addr(args.to), args.count, args.max_s)
+    elif args.what == "frames":
+        result = frames(
+            args.prog, args.dev, args.src_mac, args.dst_mac, _addr(args.source), _addr(args.to), args.count, args.max_s
+        )
     else:
         result = recv(_addr(args.bind), args.idle_s, args.max_s)
     print(json.dumps(result), flush=True)
