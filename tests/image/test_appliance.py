@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from image.labnet import LAN_HOST, SBC_LAN, WAN_HOST
-from tests.image.conftest import HOSTNAME, LAB_SNMP, LAB_USER_AGENT, Appliance, Firmware, Provisioning
+from tests.image.conftest import ARCH, HOSTNAME, LAB_SNMP, LAB_USER_AGENT, Appliance, Firmware, Provisioning
 from tests.image.lab import Api, FirstBootBanner, parse_banner, web_server
 
 # Builds and boots under emulation take minutes: far beyond the suite's default 600 s per test.
@@ -197,7 +197,7 @@ def test_snmpwalk_v3_from_the_lan(appliance: Appliance) -> None:
 
 def test_rest_api_over_tls13_with_the_generated_credential(api: Api, firmware: Firmware) -> None:
     status, body = api.request("GET", "/firmware")
-    assert status == 200 and body["version"] == firmware.base.version and body["arch"] == "x86-64"
+    assert status == 200 and body["version"] == firmware.base.version and body["arch"] == ARCH
     assert api.tls_version == "TLSv1.3"
 
 
