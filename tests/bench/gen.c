@@ -4,9 +4,10 @@
  * (BPF_F_TEST_XDP_LIVE_FRAMES) on the phone's veth: every run writes the template's headers into the
  * frame, stamps the next RTP sequence number and timestamp, mends the UDP checksum (RFC 1624) and
  * sends the frame out of that veth (XDP_TX). The headers are written every time because live mode
- * recycles a frame's page without resetting its contents, and the relay rewrote them on the way. The frames reach the SBC's veth as XDP frames, the way a NIC driver hands packets to
- * XDP, instead of as socket buffers that a veth must first copy into an XDP buffer. Built by
- * tests/bench/relay.py; never part of the product.
+ * recycles a frame's page without resetting its contents, and the relay rewrote them on the way.
+ * The frames reach the SBC's veth as XDP frames, the way a NIC driver hands packets to XDP, instead
+ * of as socket buffers that a veth must first copy into an XDP buffer. Built by tests/bench/relay.py;
+ * never part of the product.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -97,7 +97,6 @@ class Source:
 @dataclass
 class ModeResult:
     mode: str
-    source: str
     offered: int
     relayed: int
     received: int  # counted by the sink in B
@@ -252,7 +251,6 @@ def run_mode(
         elapsed = float(sent["elapsed_s"])
         return ModeResult(
             mode=mode,
-            source=source.name,
             offered=int(sent["sent"]),
             relayed=int(after["relayed_packets"]) - int(before["relayed_packets"]),
             received=sunk1 - sunk0,

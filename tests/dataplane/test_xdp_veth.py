@@ -66,26 +66,41 @@ def entry(topo: Topology, *, with_macs: bool) -> abi.Session:
     return s
 
 
-def send_and_receive(topo: Topology, count: int) -> list[tuple[bytes, tuple[str, int], int]]:
-    """Send `count` RTP packets from A; return what B received (payload, source, TOS)."""
+Received = tuple[bytes, tuple[str, int], int]  # payload, source, TOS
+
+
+def far_end_socket(topo: Topology) -> socket.socket:
+    """The far end's UDP socket in B, reporting each datagram's TOS, 3 s per receive at most."""
     with inside(topo.b):
         rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    rx.bind(FAR_END)
+    rx.settimeout(3.0)
+    return rx
+
+
+def receive_one(rx: socket.socket) -> Received | None:
+    """The next datagram at the far end, or None when none came within the socket's timeout."""
+    try:
+        data, ancillary, _, source = rx.recvmsg(2048, socket.CMSG_SPACE(1))
+    except TimeoutError:
+        return None
+    return data, source, next((c[2][0] for c in ancillary if c[1] == socket.IP_TOS), -1)
+
+
+def send_and_receive(topo: Topology, count: int) -> list[Received]:
+    """Send `count` RTP packets from A; return what B received."""
     with inside(topo.a):
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     received = []
-    with rx, tx:
-        rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
-        rx.bind(FAR_END)
-        rx.settimeout(3.0)
+    with far_end_socket(topo) as rx, tx:
         tx.bind(PHONE)
         for seq in range(1, count + 1):  # bounded: `count` packets, 3 s each at most
             tx.sendto(rtp_payload(seq, timestamp=seq * 160), LAN_ANCHOR)
-            try:
-                data, ancillary, _, source = rx.recvmsg(2048, socket.CMSG_SPACE(1))
-            except TimeoutError:
+            got = receive_one(rx)
+            if got is None:
                 break
-            tos = next((c[2][0] for c in ancillary if c[1] == socket.IP_TOS), -1)
-            received.append((data, source, tos))
+            received.append(got)
     return received
 
 
@@ -125,28 +140,22 @@ def test_frames_handed_over_as_by_a_nic_driver_are_relayed_too(
     pins = Path(f"/sys/fs/bpf/sbc-test-gen-{os.getpid()}")
     gen = load_bench_program("gen", pins, tmp_path)
     try:
-        with inside(topology.b):
-            rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with rx:
-            rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
-            rx.bind(FAR_END)
-            rx.settimeout(3.0)
+        with far_end_socket(topology) as rx:
             with inside(topology.a):
                 sent = relay_traffic.frames(str(gen), "a0", topology.a0.mac, topology.ma.mac, PHONE, LAN_ANCHOR,
                                             PACKETS, max_s=5.0)  # fmt: skip
             received = []
             for _ in range(PACKETS):  # bounded: 3 s each at most
-                try:
-                    data, ancillary, _, source = rx.recvmsg(2048, socket.CMSG_SPACE(1))
-                except TimeoutError:
+                got = receive_one(rx)
+                if got is None:
                     break
-                received.append((data, source, next((c[2][0] for c in ancillary if c[1] == socket.IP_TOS), -1)))
+                received.append(got)
     finally:
         loader.unpin(pins)
 
     assert sent["sent"] == PACKETS
     # B's stack checked each UDP checksum (gen.c's and then the relay's incremental updates)
-    assert [(data, source, tos) for data, source, tos in received] == [
+    assert received == [
         (rtp_payload(seq, timestamp=seq * 160, size=relay_traffic.PAYLOAD), WAN_ANCHOR, 46 << 2)
         for seq in range(PACKETS)
     ]
