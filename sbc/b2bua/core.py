@@ -41,7 +41,7 @@ from sbc.b2bua.registrations import RegistrationTable
 from sbc.b2bua.reports import Counters, call_snapshot
 from sbc.b2bua.routing import RouteDecision
 from sbc.b2bua.state import BRANCH_PREFIX, CoreState, DialogKey, fingerprint
-from sbc.b2bua.translation import LegTranslator
+from sbc.b2bua.translation import SDP_TYPE, LegTranslator
 from sbc.b2bua.trunk_probes import TrunkProbes
 from sbc.config.model import Realm, SbcConfig
 from sbc.sip import transaction as tx
@@ -313,7 +313,7 @@ class Core:
                 to_tag=state.token(5),
                 extra=[
                     ("Allow", ALLOWED_METHODS),
-                    ("Accept", "application/sdp"),
+                    ("Accept", SDP_TYPE),
                     ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS))),
                 ],
             )

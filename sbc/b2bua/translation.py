@@ -23,7 +23,15 @@ from sbc.sip.errors import RemoteProtocolError
 from sbc.sip.message import HeaderField, Message, Request, Response, make_response
 from sbc.sip.uri import NameAddr, Uri, format_host, host_address
 
-__all__ = ["CREDENTIAL_HEADERS", "TARGET_REFRESH", "LegTranslator", "display_safe", "rehost"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "SDP_TYPE",
+    "TARGET_REFRESH",
+    "LegTranslator",
+    "display_safe",
+    "learn_remote",
+    "rehost",
+]
 
 SDP_TYPE = "application/sdp"
 SIPFRAG_TYPE = "message/sipfrag"
