@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from dataplane.fake import FakeDataplane
 from sbc.b2bua.core import Core
-from sbc.b2bua.outputs import CallEnded, LogEvent, Transmit
+from sbc.b2bua.outputs import CallEnded, LogEvent, SendSip
 from sbc.config.loader import load_config_text
 from sbc.sip.message import Request, Response, parse_datagram
 from sbc.sip.transaction import PeerAddress
@@ -118,7 +118,7 @@ class Net:
     def _collect(self, outputs: Sequence[object]) -> list[Sent]:
         sent: list[Sent] = []
         for out in outputs:
-            if isinstance(out, Transmit):
+            if isinstance(out, SendSip):
                 sent.append(Sent(out.realm, out.destination, parse_datagram(out.data), self.now, out.data))
             elif isinstance(out, LogEvent):
                 self.logs.append(out)
