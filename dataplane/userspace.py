@@ -78,13 +78,14 @@ from dataplane.quality import CLOCK_RATES, RtpStatistics
 if TYPE_CHECKING:
     from dataplane.api import Dataplane
 
-__all__ = ["RelayTotals", "UserspaceRelay"]
+__all__ = ["AnchorState", "LatchCallback", "RelayTotals", "UserspaceRelay"]
 
 MAX_BATCH = 64  # packets read per readiness callback before yielding to the loop
 _MAX_RETIRED_SSRCS = 64
 _BUFSIZE = 65536  # a UDP datagram never exceeds this: nothing is ever truncated
 
 Addr = tuple[str, int]
+LatchCallback = Callable[[int], None]  # called with the anchor id after a packet (re)latched a source
 
 
 @dataclass(slots=True)
@@ -99,6 +100,23 @@ class RelayTotals:
     send_errors: int = 0
     recv_errors: int = 0
     anchors: int = 0  # currently allocated
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorState:
+    """What the relay knows about one anchor at the moment it is asked: its leg, its partner, where
+    it accepts media from and where it sends toward its endpoint (`UserspaceRelay.anchor_state`)."""
+
+    port: AnchorPort
+    leg: LegProgram | None
+    partner: AnchorPort | None
+    sdp_rtp: Addr | None  # the endpoint the SDP names (None: no endpoint yet, or on hold with 0.0.0.0)
+    sdp_rtcp: Addr | None
+    latched_rtp: Addr | None  # the source a packet latched (None: nothing latched yet)
+    latched_rtcp: Addr | None
+    dst_rtp: Addr | None  # where RTP toward this anchor's endpoint goes: latched source, else SDP
+    dst_rtcp: Addr | None
+    send_enabled: bool  # False: this endpoint holds the stream, RTP toward it is not sent
 
 
 class _Anchor:
@@ -187,10 +205,13 @@ class UserspaceRelay:
         clock: Callable[[], float] = time.monotonic,
         *,
         max_batch: int = MAX_BATCH,
+        on_latch: LatchCallback | None = None,
     ) -> None:
         """`loop` defaults to the running loop (so construct it from inside the loop when omitted);
-        `clock` is the monotonic clock used for latching windows and `last_in_s`."""
+        `clock` is the monotonic clock used for latching windows and `last_in_s`; `on_latch` is told
+        (synchronously, on the loop's thread) whenever a packet latches or relatches a source."""
         self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._on_latch = on_latch
         self._clock = clock
         self._max_batch = max_batch
         self._anchors: dict[int, _Anchor] = {}
@@ -386,6 +407,38 @@ class UserspaceRelay:
             self.release(anchor.port)
         self._closed = True
 
+    # -- anchor state (for a fast path that offloads what this relay decided) -----------------------
+
+    def anchor_ids(self) -> list[int]:
+        return list(self._anchors)
+
+    def anchor_state(self, anchor_id: int) -> AnchorState | None:
+        """The anchor's current state, or None if it is unknown or released."""
+        a = self._anchors.get(anchor_id)
+        if a is None:
+            return None
+        return AnchorState(
+            port=a.port,
+            leg=a.leg,
+            partner=a.partner.port if a.partner is not None else None,
+            sdp_rtp=a.sdp_rtp,
+            sdp_rtcp=a.sdp_rtcp,
+            latched_rtp=a.latched_rtp,
+            latched_rtcp=a.latched_rtcp,
+            dst_rtp=a.dst_rtp,
+            dst_rtcp=a.dst_rtcp,
+            send_enabled=a.send_enabled,
+        )
+
+    def restore_latches(self, anchor: AnchorPort, rtp: Addr | None, rtcp: Addr | None) -> None:
+        """Latch these sources as if packets had come from them (latches learned before a restart,
+        e.g. by the kernel); the latch callback is not called."""
+        a = self._get(anchor)
+        if rtp is not None:
+            self._set_rtp_latch(a, *rtp)
+        if rtcp is not None:
+            self._set_rtcp_latch(a, *rtcp)
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _get(self, anchor: AnchorPort) -> _Anchor:
@@ -423,14 +476,24 @@ class UserspaceRelay:
             a.dst_rtcp = a.dst_rtp if leg.rtcp_mux else (a.latched_rtcp or a.sdp_rtcp)
         a.rtcp_out = a.rtp if leg.rtcp_mux else a.rtcp
 
-    def _latch_rtp(self, a: _Anchor, host: str, port: int) -> None:
+    def _set_rtp_latch(self, a: _Anchor, host: str, port: int) -> None:
         a.latched_rtp = (host, port)
         a.latched_endpoint = Endpoint(ipaddress.ip_address(host.partition("%")[0]), port)
         self._refresh(a)
 
-    def _latch_rtcp(self, a: _Anchor, host: str, port: int) -> None:
+    def _set_rtcp_latch(self, a: _Anchor, host: str, port: int) -> None:
         a.latched_rtcp = (host, port)
         self._refresh(a)
+
+    def _latch_rtp(self, a: _Anchor, host: str, port: int) -> None:
+        self._set_rtp_latch(a, host, port)
+        if self._on_latch is not None:
+            self._on_latch(a.port.anchor_id)
+
+    def _latch_rtcp(self, a: _Anchor, host: str, port: int) -> None:
+        self._set_rtcp_latch(a, host, port)
+        if self._on_latch is not None:
+            self._on_latch(a.port.anchor_id)
 
     def _accept_rtp(self, a: _Anchor, leg: LegProgram, data: memoryview, n: int, host: str, port: int) -> bool:
         """Source check for an RTP packet whose source is not the latched one (or nothing is latched)."""

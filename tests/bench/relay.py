@@ -51,6 +51,7 @@ from dataplane.xdp.attach import XdpMode
 from dataplane.xdp.tables import RelayTables
 from dataplane.xdp.testrun import fixed_point_session, ipv4_udp_frame, measure, rtp_payload
 from dataplane.xdp.tool import missing_tools, run
+from tests.dataplane.relay_object import built_relay_object
 from tests.dataplane.xdp_netns import Topology
 from tests.dataplane.xdp_netns import build as build_topology
 
@@ -279,7 +280,7 @@ def run_mode(
 def prog_test_run_cost() -> dict[str, float]:
     """ns per packet in BPF_PROG_TEST_RUN on the fixed-point entry, per phase of the jitter sampling."""
     pin_dir = Path(f"/sys/fs/bpf/sbc-bench-testrun-{os.getpid()}")
-    objects = loader.load(loader.build(), pin_dir, replace=True)
+    objects = loader.load(built_relay_object(), pin_dir, replace=True)
     try:
         tables = RelayTables(objects)
         key, entry = fixed_point_session("198.18.0.1", 40000)
