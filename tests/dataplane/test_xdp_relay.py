@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dataplane.api import AnchorPort, DataplaneMode, Endpoint, Latch, LegProgram
+from dataplane.settings import XdpAttach
 from dataplane.xdp import abi, loader
 from dataplane.xdp.relay import XdpRelay
 from dataplane.xdp.testrun import rtp_payload
@@ -95,7 +96,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def new_relay(topo: Topology, pin_dir: Path, loop: asyncio.AbstractEventLoop, relay_object: Path) -> XdpRelay:
     with inside(topo.m):
         objects = loader.load(relay_object, pin_dir)
-        return XdpRelay(loop, objects, [LAN, WAN], stats_cache_s=0.0, tick_s=0.2)
+        # native: `prepare_peers` gave the veth peers NAPI (the attach mode itself: test_sbc_netns)
+        return XdpRelay(loop, objects, [LAN, WAN], xdp_mode=XdpAttach.NATIVE, stats_cache_s=0.0, tick_s=0.2)
 
 
 @pytest.fixture
