@@ -41,6 +41,10 @@ Policy details (the parts `dataplane.api` leaves open):
   counted in that anchor's `extra["not_sent_hold"]`; RTCP still flows both ways (RFC 3264 §5.1 keeps
   RTCP running for sendonly/recvonly/inactive streams, and it keeps NAT bindings open). Packets
   *from* a held endpoint are still relayed (music on hold).
+* RTCP toward another realm (the partner anchor's realm is not this anchor's) loses its SDES CNAMEs
+  (RFC 3550 §6.5.1: phones put their inside address there): each is replaced by an opaque token of
+  fixed length and the length fields are fixed (`dataplane.rtcp`); counted in the receiving
+  anchor's `extra["rtcp_cnames_scrubbed"]`. A packet that does not parse (SRTCP) goes on unchanged.
 * DSCP: IP_TOS / IPV6_TCLASS = dscp << 2 (ECN bits 0) on both sockets of an anchor when it is
   programmed, so packets sent toward an endpoint carry that endpoint's leg's DSCP.
 * Addresses are compared as the kernel reports them; IPv6 link-local endpoints (with a zone) are not
@@ -56,6 +60,7 @@ import asyncio
 import errno
 import ipaddress
 import itertools
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -74,6 +79,7 @@ from dataplane.api import (
     PortsExhausted,
 )
 from dataplane.quality import CLOCK_RATES, RtpStatistics
+from dataplane.rtcp import CnameTokens, scrub_cnames
 
 if TYPE_CHECKING:
     from dataplane.api import Dataplane
@@ -117,6 +123,7 @@ class AnchorState:
     dst_rtp: Addr | None  # where RTP toward this anchor's endpoint goes: latched source, else SDP
     dst_rtcp: Addr | None
     send_enabled: bool  # False: this endpoint holds the stream, RTP toward it is not sent
+    rewrites_rtcp: bool  # RTCP arriving here is rewritten before it goes on (CNAMEs, another realm)
 
 
 class _Anchor:
@@ -148,7 +155,9 @@ class _Anchor:
         "retired_ssrcs",
         "rtcp",
         "rtcp_out",
+        "rtcp_scrubbed",
         "rtp",
+        "scrub_rtcp",
         "sdp_rtcp",
         "sdp_rtp",
         "send_enabled",
@@ -176,6 +185,7 @@ class _Anchor:
         self.dst_rtcp: Addr | None = None
         self.rtcp_out = rtcp
         self.send_enabled = True
+        self.scrub_rtcp = False  # the partner is in another realm: RTCP from here loses its CNAMEs
         # counters
         self.packets_in = 0
         self.bytes_in = 0
@@ -187,6 +197,7 @@ class _Anchor:
         self.not_sent_no_endpoint = 0
         self.send_errors = 0
         self.relatched = 0
+        self.rtcp_scrubbed = 0  # RTCP packets from this endpoint sent on with their CNAMEs replaced
         self.retired_ssrcs: set[int] = set()  # SSRCs of sources the latch moved away from
         self.last_in_s: float | None = None
         self.quality = RtpStatistics()
@@ -206,12 +217,15 @@ class UserspaceRelay:
         *,
         max_batch: int = MAX_BATCH,
         on_latch: LatchCallback | None = None,
+        cname_tokens: CnameTokens | None = None,
     ) -> None:
         """`loop` defaults to the running loop (so construct it from inside the loop when omitted);
         `clock` is the monotonic clock used for latching windows and `last_in_s`; `on_latch` is told
-        (synchronously, on the loop's thread) whenever a packet latches or relatches a source."""
+        (synchronously, on the loop's thread) whenever a packet latches or relatches a source;
+        `cname_tokens` replaces the CNAMEs of RTCP crossing realms (default: a fresh random key)."""
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._on_latch = on_latch
+        self._cname_tokens = cname_tokens if cname_tokens is not None else CnameTokens(os.urandom(16))
         self._clock = clock
         self._max_batch = max_batch
         self._anchors: dict[int, _Anchor] = {}
@@ -325,6 +339,7 @@ class UserspaceRelay:
         _unlink(y)
         x.partner = y
         y.partner = x
+        x.scrub_rtcp = y.scrub_rtcp = x.port.realm != y.port.realm
 
     def disconnect(self, anchor: AnchorPort) -> None:
         _unlink(self._get(anchor))
@@ -364,6 +379,7 @@ class UserspaceRelay:
                 "not_sent_no_endpoint": a.not_sent_no_endpoint,
                 "send_errors": a.send_errors,
                 "relatched": a.relatched,
+                "rtcp_cnames_scrubbed": a.rtcp_scrubbed,
                 "rtp_duplicates": q.duplicates,
                 "rtp_packets": q.packets,
                 "ssrc_changes": q.ssrc_changes,
@@ -428,6 +444,7 @@ class UserspaceRelay:
             dst_rtp=a.dst_rtp,
             dst_rtcp=a.dst_rtcp,
             send_enabled=a.send_enabled,
+            rewrites_rtcp=a.scrub_rtcp,
         )
 
     def restore_latches(self, anchor: AnchorPort, rtp: Addr | None, rtcp: Addr | None) -> None:
@@ -606,6 +623,13 @@ class UserspaceRelay:
                 partner.not_sent_no_endpoint += 1
                 totals.not_sent += 1
                 continue
+            sent = n
+            if rtcp and a.scrub_rtcp:  # toward another realm: no CNAME of this one (RFC 3550 6.5.1)
+                scrubbed = scrub_cnames(data, self._cname_tokens)
+                if scrubbed is not None:
+                    data = memoryview(scrubbed)
+                    sent = len(scrubbed)
+                    a.rtcp_scrubbed += 1
             try:
                 out.sendto(data, dst)
             except OSError:
@@ -613,9 +637,9 @@ class UserspaceRelay:
                 totals.send_errors += 1
                 continue
             partner.packets_out += 1
-            partner.bytes_out += n
+            partner.bytes_out += sent
             totals.relayed_packets += 1
-            totals.relayed_bytes += n
+            totals.relayed_bytes += sent
 
 
 def _unlink(a: _Anchor) -> None:
@@ -623,7 +647,9 @@ def _unlink(a: _Anchor) -> None:
     if partner is not None:
         if partner.partner is a:
             partner.partner = None
+            partner.scrub_rtcp = False
         a.partner = None
+        a.scrub_rtcp = False
 
 
 def _open_socket(family: socket.AddressFamily, host: str, port: int) -> socket.socket | None:

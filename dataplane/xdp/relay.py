@@ -16,8 +16,13 @@ Design: the userspace relay is the slow path, the XDP program the fast path.
   key (X address, X RTP port) [+ (X address, X RTCP port) unless rtcp-mux], expected source = the
   endpoint, new source = partner Y's anchor, destination = Y's endpoint, DSCP = Y's leg DSCP,
   egress = the route's output interface toward Y's endpoint, with its MAC and the next hop's MAC.
+* RTCP toward another realm is rewritten (SDES CNAMEs replaced: `dataplane.rtcp`), which the program
+  does not do: rewriting a compound packet changes its length and needs a loop over its items, and
+  RTCP is a few packets a second per stream. So the RTCP port gets no entry (its packets go up to
+  the slow path's socket) and, with rtcp-mux, the RTP-port entry has `RTCP_UP`: the program passes
+  what RFC 5761 classifies as RTCP up and relays the RTP itself.
 * Not offloaded (the slow path relays, with identical results): directions toward a held endpoint
-  (`send_enabled=False`: the RTP-port entry is removed, RTCP keeps flowing in the kernel), an
+  (`send_enabled=False`: the RTP-port entry is removed, RTCP keeps flowing), an
   rtcp-mux anchor whose partner is not muxed (the kernel cannot split one port's RTP and RTCP),
   anchors of different address families, LEARN legs before they latched, and next hops whose MAC
   the neighbour table does not know yet (the slow path's own packets make the kernel resolve it;
@@ -575,13 +580,15 @@ class XdpRelay:
         sdp_a = leg.latch is Latch.SDP
         sdp_b = b.leg.latch is Latch.SDP
         flags = abi.SessionFlag.LATCH_ALLOWED if leg.latch is Latch.LEARN and leg.relatch else abi.SessionFlag.LATCHED
+        if a.rewrites_rtcp and leg.rtcp_mux:
+            flags |= abi.SessionFlag.RTCP_UP  # its RTCP shares the RTP port: the program tells them apart
         dst_rtp = b.dst_rtp if b.dst_rtp is not None and (b.latched_rtp is not None or sdp_b) else None
         # RTP port (and RTCP with rtcp-mux, when the partner muxes too)
         if b.send_enabled and not (leg.rtcp_mux and not b.leg.rtcp_mux):
             src = a.latched_rtp or (a.sdp_rtp if sdp_a else None)
             if src is not None and dst_rtp is not None:
                 out[_key(a.port.address, a.port.rtp_port)] = self._entry(a, b, src, dst_rtp, b.port.rtp_port, flags)
-        if not leg.rtcp_mux:
+        if not leg.rtcp_mux and not a.rewrites_rtcp:  # rewritten RTCP: the slow path relays it
             src = a.latched_rtcp or (a.sdp_rtcp if sdp_a else None)
             if b.leg.rtcp_mux:
                 dst, port = dst_rtp, b.port.rtp_port

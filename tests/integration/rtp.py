@@ -48,6 +48,7 @@ class RtpStream:
     rtcp_mux: bool = False
     clock_rate: int = 8000
     port_offset: int = 0  # 2: the second stream of a pcap, played to the SDP's port + 2 (see write_rtp_pcap)
+    cname: bytes | None = None  # given: each sender report is followed by an SDES with this CNAME (§6.5.1)
 
     def dropped(self, i: int) -> bool:
         return self.drop_every is not None and i % self.drop_every == self.drop_every // 2
@@ -89,18 +90,29 @@ class RtpStream:
         """An RTCP sender report (RFC 3550 §6.4.1) without report blocks: 28 bytes."""
         samples = self.clock_rate * self.ptime_ms // 1000
         sent = sum(1 for k in range(i + 1) if not self.dropped(k))
-        return struct.pack(
-            "!BBHIIIIII",
-            0x80,
-            200,
-            6,
-            self.ssrc,
-            0x83AA7E80 + i,  # NTP seconds: any value, it only has to be well formed
-            0,
-            (self.first_ts + i * samples) & 0xFFFFFFFF,
-            sent,
-            sent * self.payload_size,
+        return (
+            struct.pack(
+                "!BBHIIIIII",
+                0x80,
+                200,
+                6,
+                self.ssrc,
+                0x83AA7E80 + i,  # NTP seconds: any value, it only has to be well formed
+                0,
+                (self.first_ts + i * samples) & 0xFFFFFFFF,
+                sent,
+                sent * self.payload_size,
+            )
+            + self._sdes()
         )
+
+    def _sdes(self) -> bytes:
+        """A compound packet's SDES (RFC 3550 §6.5): the CNAME item, a null octet, padding."""
+        if self.cname is None:
+            return b""
+        chunk = struct.pack("!I", self.ssrc) + bytes((1, len(self.cname))) + self.cname + b"\0"
+        chunk += bytes(-len(chunk) % 4)
+        return struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
 
 
 def write_rtp_pcap(path: Path, *streams: RtpStream) -> Path:
