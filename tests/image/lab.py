@@ -40,7 +40,7 @@ def parse_banner(console: str, start: int = 0) -> FirstBootBanner:
     """The last first-boot banner on the console after `start`."""
     at = console.rfind("FIRST BOOT: this SBC is ready")
     assert at >= start, "no first-boot banner on the console"
-    text = console[at : at + 4000]
+    text = console[at:at + 4000]
 
     def field_(pattern: str) -> str | None:
         m = re.search(pattern, text)
@@ -87,7 +87,7 @@ class Api:
             der = sock.getpeercert(binary_form=True)
             assert der is not None
             seen = hashlib.sha256(der).hexdigest().upper()
-            assert ":".join(seen[i : i + 2] for i in range(0, len(seen), 2)) == self.fingerprint, "TLS certificate"
+            assert ":".join(seen[i:i + 2] for i in range(0, len(seen), 2)) == self.fingerprint, "TLS certificate"
             self.tls_version = sock.version() or ""
             headers = dict(self.headers)
             data: Any = None

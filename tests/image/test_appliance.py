@@ -108,7 +108,6 @@ def test_services_run_with_least_privilege(appliance: Appliance) -> None:
         status = vm.run(["cat", f"/proc/{fields['MainPID']}/status"]).stdout
         uid = re.search(r"^Uid:\s+(\d+)", status, re.M)
         assert uid and uid.group(1) != "0", f"{unit} runs as root"
-
     # The SBC's user (the one facing the networks) reads the config but not management's secrets, and
     # cannot change the config; management's user reaches the SBC's control socket.
     def as_user(user: str, *argv: str) -> int:

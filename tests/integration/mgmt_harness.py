@@ -69,10 +69,9 @@ class MgmtProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sbc mgmt exited with {self.proc.returncode}:\n{self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}{API}/openapi.json", context=ctx, timeout=2) as resp,
-            ):
+            with contextlib.suppress(OSError), urllib.request.urlopen(
+                f"{self.url}{API}/openapi.json", context=ctx, timeout=2
+            ) as resp:
                 if resp.status == 200:
                     return
             time.sleep(0.2)

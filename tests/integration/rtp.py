@@ -87,24 +87,23 @@ class RtpStream:
         return header + body
 
     def rtcp_packet(self, i: int) -> bytes:
-        """An RTCP sender report (RFC 3550 §6.4.1) without report blocks: 28 bytes."""
+        """An RTCP sender report (RFC 3550 §6.4.1) without report blocks: 28 bytes (and an SDES with
+        `cname`, when given)."""
         samples = self.clock_rate * self.ptime_ms // 1000
         sent = sum(1 for k in range(i + 1) if not self.dropped(k))
-        return (
-            struct.pack(
-                "!BBHIIIIII",
-                0x80,
-                200,
-                6,
-                self.ssrc,
-                0x83AA7E80 + i,  # NTP seconds: any value, it only has to be well formed
-                0,
-                (self.first_ts + i * samples) & 0xFFFFFFFF,
-                sent,
-                sent * self.payload_size,
-            )
-            + self._sdes()
+        report = struct.pack(
+            "!BBHIIIIII",
+            0x80,
+            200,
+            6,
+            self.ssrc,
+            0x83AA7E80 + i,  # NTP seconds: any value, it only has to be well formed
+            0,
+            (self.first_ts + i * samples) & 0xFFFFFFFF,
+            sent,
+            sent * self.payload_size,
         )
+        return report + self._sdes()
 
     def _sdes(self) -> bytes:
         """A compound packet's SDES (RFC 3550 §6.5): the CNAME item, a null octet, padding."""

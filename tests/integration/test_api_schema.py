@@ -83,10 +83,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("schema")
     port = free_port(MGMT_HOST)
     management = f"management:\n  http: {{address: {MGMT_HOST}, port: {port}}}\n  snmp: {{enabled: false}}\n"
-    with (
-        running_sbc(workdir, sbc_config(workdir / "state") + management) as sbc,
-        running_mgmt(sbc.config_path, MGMT_HOST, port) as mgmt,
-    ):
+    with running_sbc(workdir, sbc_config(workdir / "state") + management) as sbc, running_mgmt(
+        sbc.config_path, MGMT_HOST, port
+    ) as mgmt:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

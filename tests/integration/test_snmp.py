@@ -184,8 +184,7 @@ def wait_calls(sbc: SbcProcess, count: int, *, media: bool = False, timeout: flo
     while time.monotonic() < deadline:
         calls: list[dict[str, Any]] = sbc.query("calls")["calls"]
         through = not media or all(
-            c["streams"]
-            and stream_legs(c)[0]["packets_in"] >= A_STREAM.sent
+            c["streams"] and stream_legs(c)[0]["packets_in"] >= A_STREAM.sent
             and stream_legs(c)[1]["packets_in"] >= B_STREAM.sent - B_STREAM.lost
             for c in calls
         )

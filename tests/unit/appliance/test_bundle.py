@@ -104,13 +104,9 @@ def _tar(members: list[tuple[str, bytes]]) -> io.BytesIO:
 def test_an_extra_member_is_refused_even_when_signed(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     root, uki = payload_names("0.2.0")
     files = {root: b"r", uki: b"u"}
-    manifest = {
-        "format": 1,
-        "image": "sbc",
-        "version": "0.2.0",
-        "arch": "x86-64",
-        "files": [{"name": n, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for n, d in files.items()],
-    }
+    manifest = {"format": 1, "image": "sbc", "version": "0.2.0", "arch": "x86-64",
+                "files": [{"name": n, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+                          for n, d in files.items()]}
     body = json.dumps(manifest).encode()
     members = [("manifest.json", body), ("manifest.json.sig", key.sign(body)), (root, b"r"), ("../../etc/passwd", b"x")]
     with pytest.raises(BundleError, match="unexpected member"):
@@ -118,13 +114,8 @@ def test_an_extra_member_is_refused_even_when_signed(tmp_path: Path, key: Ed2551
 
 
 def test_a_manifest_naming_other_files_is_refused(tmp_path: Path, key: Ed25519PrivateKey) -> None:
-    manifest = {
-        "format": 1,
-        "image": "sbc",
-        "version": "0.2.0",
-        "arch": "x86-64",
-        "files": [{"name": "evil.sh", "sha256": "0" * 64, "size": 1}],
-    }
+    manifest = {"format": 1, "image": "sbc", "version": "0.2.0", "arch": "x86-64",
+                "files": [{"name": "evil.sh", "sha256": "0" * 64, "size": 1}]}
     body = json.dumps(manifest).encode()
     with pytest.raises(BundleError, match="must carry exactly"):
         verify_bundle(_tar([("manifest.json", body), ("manifest.json.sig", key.sign(body))]), [key.public_key()])

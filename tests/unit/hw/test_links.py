@@ -29,12 +29,8 @@ class Sink:
 
 
 def test_link_down_raised_after_the_delay_and_cleared_at_once() -> None:
-    inv = FakeNicInventory(
-        [
-            Nic("eth0", 2, "52:54:00:00:00:01", "virtio_net", "pci-0000:00:03.0", carrier=True),
-            Nic("eth1", 3, "52:54:00:00:00:02", "virtio_net", "pci-0000:00:04.0", carrier=True),
-        ]
-    )
+    inv = FakeNicInventory([Nic("eth0", 2, "52:54:00:00:00:01", "virtio_net", "pci-0000:00:03.0", carrier=True),
+                            Nic("eth1", 3, "52:54:00:00:00:02", "virtio_net", "pci-0000:00:04.0", carrier=True)])
     tracker, sink = LinkTracker(raise_after_s=2.0), Sink()
     apply_changes(tracker.update(assign_roles(PROFILE, inv.list_nics()), 0.0), sink)
     assert sink.active == {}
@@ -55,12 +51,8 @@ def test_link_down_raised_after_the_delay_and_cleared_at_once() -> None:
 
 
 def test_an_unplugged_wan_is_gone_and_missing() -> None:
-    inv = FakeNicInventory(
-        [
-            Nic("eth0", 2, "52:54:00:00:00:01", "virtio_net", "pci-0000:00:03.0", carrier=True),
-            Nic("eth1", 3, "52:54:00:00:00:02", "virtio_net", "pci-0000:00:04.0", carrier=None),
-        ]
-    )
+    inv = FakeNicInventory([Nic("eth0", 2, "52:54:00:00:00:01", "virtio_net", "pci-0000:00:03.0", carrier=True),
+                            Nic("eth1", 3, "52:54:00:00:00:02", "virtio_net", "pci-0000:00:04.0", carrier=None)])
     tracker, sink = LinkTracker(raise_after_s=0.0), Sink()
     apply_changes(tracker.update(assign_roles(PROFILE, inv.list_nics()), 0.0), sink)
     assert sink.active == {"link-down:lan0": "major"}

@@ -104,9 +104,8 @@ def test_time_zone_ntp_and_clock(tmp_path: Path) -> None:
         resp = await client.get(f"{API}/system/time", headers=bearer(state, "viewer"))
         info = await resp.json()
         assert info["timezone"] == "UTC" and info["ntp"]["enabled"] is True and info["time"].endswith("Z")
-        resp = await client.patch(
-            f"{API}/system/time", headers=admin, json={"timezone": "Europe/Berlin", "ntp_servers": ["ntp1.example.org"]}
-        )
+        resp = await client.patch(f"{API}/system/time", headers=admin,
+                                  json={"timezone": "Europe/Berlin", "ntp_servers": ["ntp1.example.org"]})
         info = await resp.json()
         assert resp.status == 200 and info["timezone"] == "Europe/Berlin"
         assert info["ntp"]["servers"] == ["ntp1.example.org"]
