@@ -1,17 +1,13 @@
-"""Which relay the SBC runs: `try_xdp(config, loop)` answers with an `XdpRelay` or the reason why not.
+"""Which relay the SBC runs: `try_xdp(settings, addresses, loop)` answers with an `XdpRelay` and what
+it chose, or with the reason it cannot run XDP.
 
-`sbc.app.make_dataplane` calls it and falls back to the userspace relay with the reason, which
-`sbc status` shows. The checks, cheapest first: root, the bpf() syscall on this architecture, a
-bpf filesystem (mounted if missing), the clang-built object (built when clang is there and the
-object is missing or older than its sources), bpftool, and media addresses on real interfaces
-(XDP on `lo` offloads nothing: the loopback-only default config stays on the userspace relay).
-
-Environment:
-* `SBC_DATAPLANE=userspace|xdp|auto` (default auto): `userspace` never tries XDP; `xdp` raises
-  `XdpStartError` (an OSError: `sbc run` prints it and exits 1) instead of falling back.
-* `SBC_BPF_PIN_DIR`: bpffs directory of the pinned program and maps (default /sys/fs/bpf/sbc); tests
-  use their own so they never touch a running SBC's pins.
-* `SBC_XDP_MODE=native|generic`: force the attach mode (default: native, else generic).
+`sbc.app.make_dataplane` calls it with the config's `dataplane:` section (environment overrides
+applied: `dataplane.settings`) and falls back to the userspace relay with the reason, which
+`sbc status` shows. The checks, cheapest first: root (or CAP_BPF + CAP_NET_ADMIN), the bpf() syscall
+on this architecture, a bpf filesystem (mounted if missing), the object built by `make bpf` (never
+compiled here: the image carries it prebuilt and has no compiler), bpftool, and media addresses on
+real interfaces (XDP on `lo` offloads nothing: the loopback-only default config stays on the
+userspace relay).
 """
 
 from __future__ import annotations
@@ -19,22 +15,16 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
-from dataplane.api import Dataplane
+from dataplane.api import Dataplane, IPAddress
+from dataplane.settings import Overridden, RelayChoice
 
-if TYPE_CHECKING:
-    from sbc.config.model import SbcConfig
-
-__all__ = ["ENV_MODE", "ENV_PIN_DIR", "ENV_XDP_MODE", "try_xdp", "xdp_unavailable"]
-
-ENV_MODE = "SBC_DATAPLANE"
-ENV_PIN_DIR = "SBC_BPF_PIN_DIR"
-ENV_XDP_MODE = "SBC_XDP_MODE"
+__all__ = ["try_xdp", "xdp_unavailable"]
 
 
-def xdp_unavailable(config: SbcConfig) -> str | None:
-    """Why XDP cannot run here (None: it can). Builds the object if clang can."""
+def xdp_unavailable(media_addresses: Sequence[IPAddress]) -> str | None:
+    """Why XDP cannot run here (None: it can)."""
     if not _bpf_privileged():
         return "not root"  # nor with CAP_BPF and CAP_NET_ADMIN, as sbc.service in the image runs
     if platform.machine() not in ("x86_64", "aarch64", "arm64"):
@@ -46,17 +36,14 @@ def xdp_unavailable(config: SbcConfig) -> str | None:
         loader.ensure_bpffs()
     except (ToolError, OSError) as exc:
         return f"no bpf filesystem: {exc}"
-    if missing_tools("clang") is None:
-        try:
-            loader.build()
-        except ToolError as exc:
-            return f"building the XDP object failed: {exc}"
-    elif not loader.OBJECT.exists():
-        return f"{loader.OBJECT.name} is not built and clang is not installed"
+    try:
+        loader.require_object()
+    except loader.ObjectMissing as exc:
+        return str(exc)
     missing = missing_tools("bpftool")
     if missing:
         return missing
-    return _media_on_lo(config)
+    return _media_on_lo(media_addresses)
 
 
 CAP_NET_ADMIN = 12
@@ -78,39 +65,38 @@ def _bpf_privileged() -> bool:
     return False
 
 
-def _media_on_lo(config: SbcConfig) -> str | None:
-    for realm in config.realms:
-        if realm.media.address.is_loopback:
-            return f"media address {realm.media.address} of realm {realm.name} is on loopback: nothing to offload"
+def _media_on_lo(addresses: Sequence[IPAddress]) -> str | None:
+    for address in addresses:
+        if address.is_loopback:
+            return f"media address {address} is on loopback: nothing to offload"
     return None
 
 
-def try_xdp(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane | None, str]:
-    """(XdpRelay, description) or (None, reason to run the userspace relay)."""
+def try_xdp(
+    chosen: Overridden, media_addresses: Sequence[IPAddress], loop: asyncio.AbstractEventLoop
+) -> tuple[Dataplane | None, str]:
+    """(XdpRelay, what it attached where and why) or (None, reason to run the userspace relay).
+    Raises `XdpStartError` when the relay is set to `xdp` and XDP cannot run."""
     from dataplane.xdp.relay import XdpRelay, XdpStartError
 
-    choice = os.environ.get(ENV_MODE, "auto").strip().lower() or "auto"
-    if choice not in ("auto", "xdp", "userspace"):
-        raise XdpStartError(f"{ENV_MODE}={choice!r}: expected userspace, xdp or auto")
-    if choice == "userspace":
-        return None, f"{ENV_MODE}=userspace"
-    reason = xdp_unavailable(config)
+    settings = chosen.settings
+    if settings.relay is RelayChoice.USERSPACE:
+        return None, chosen.origin("relay")
+    addresses = list(dict.fromkeys(media_addresses))
+    reason = xdp_unavailable(addresses)
     if reason is None:
-        from dataplane.xdp.attach import XdpMode
-
-        mode_text = os.environ.get(ENV_XDP_MODE, "").strip().lower()
         try:
-            mode = XdpMode(mode_text) if mode_text else None
-        except ValueError:
-            raise XdpStartError(f"{ENV_XDP_MODE}={mode_text!r}: expected native or generic") from None
-        addresses = list(dict.fromkeys(r.media.address for r in config.realms))
-        try:
-            relay = XdpRelay.start(loop, addresses, pin_dir=os.environ.get(ENV_PIN_DIR) or None, xdp_mode=mode)
+            relay = XdpRelay.start(
+                loop,
+                addresses,
+                pin_dir=settings.pin_dir,
+                xdp_mode=settings.xdp_mode,
+                mode_origin=chosen.origin("xdp_mode"),
+            )
         except Exception as exc:
             reason = f"XDP start failed: {exc}"
         else:
-            attached = ", ".join(f"{i.name} ({i.mode})" for i in relay.interfaces)
-            return relay, f"XDP on {attached}"
-    if choice == "xdp":
-        raise XdpStartError(f"{ENV_MODE}=xdp but XDP is unavailable: {reason}")
+            return relay, relay.describe()
+    if settings.relay is RelayChoice.XDP:
+        raise XdpStartError(f"{chosen.origin('relay')} but XDP is unavailable: {reason}")
     return None, reason

@@ -41,6 +41,10 @@ Policy details (the parts `dataplane.api` leaves open):
   counted in that anchor's `extra["not_sent_hold"]`; RTCP still flows both ways (RFC 3264 §5.1 keeps
   RTCP running for sendonly/recvonly/inactive streams, and it keeps NAT bindings open). Packets
   *from* a held endpoint are still relayed (music on hold).
+* RTCP toward another realm (the partner anchor's realm is not this anchor's) loses its SDES CNAMEs
+  (RFC 3550 §6.5.1: phones put their inside address there): each is replaced by an opaque token of
+  fixed length and the length fields are fixed (`dataplane.rtcp`); counted in the receiving
+  anchor's `extra["rtcp_cnames_scrubbed"]`. A packet that does not parse (SRTCP) goes on unchanged.
 * DSCP: IP_TOS / IPV6_TCLASS = dscp << 2 (ECN bits 0) on both sockets of an anchor when it is
   programmed, so packets sent toward an endpoint carry that endpoint's leg's DSCP.
 * Addresses are compared as the kernel reports them; IPv6 link-local endpoints (with a zone) are not
@@ -56,6 +60,7 @@ import asyncio
 import errno
 import ipaddress
 import itertools
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -74,17 +79,19 @@ from dataplane.api import (
     PortsExhausted,
 )
 from dataplane.quality import CLOCK_RATES, RtpStatistics
+from dataplane.rtcp import CnameTokens, scrub_cnames
 
 if TYPE_CHECKING:
     from dataplane.api import Dataplane
 
-__all__ = ["RelayTotals", "UserspaceRelay"]
+__all__ = ["AnchorState", "LatchCallback", "RelayTotals", "UserspaceRelay"]
 
 MAX_BATCH = 64  # packets read per readiness callback before yielding to the loop
 _MAX_RETIRED_SSRCS = 64
 _BUFSIZE = 65536  # a UDP datagram never exceeds this: nothing is ever truncated
 
 Addr = tuple[str, int]
+LatchCallback = Callable[[int], None]  # called with the anchor id after a packet (re)latched a source
 
 
 @dataclass(slots=True)
@@ -99,6 +106,24 @@ class RelayTotals:
     send_errors: int = 0
     recv_errors: int = 0
     anchors: int = 0  # currently allocated
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorState:
+    """What the relay knows about one anchor at the moment it is asked: its leg, its partner, where
+    it accepts media from and where it sends toward its endpoint (`UserspaceRelay.anchor_state`)."""
+
+    port: AnchorPort
+    leg: LegProgram | None
+    partner: AnchorPort | None
+    sdp_rtp: Addr | None  # the endpoint the SDP names (None: no endpoint yet, or on hold with 0.0.0.0)
+    sdp_rtcp: Addr | None
+    latched_rtp: Addr | None  # the source a packet latched (None: nothing latched yet)
+    latched_rtcp: Addr | None
+    dst_rtp: Addr | None  # where RTP toward this anchor's endpoint goes: latched source, else SDP
+    dst_rtcp: Addr | None
+    send_enabled: bool  # False: this endpoint holds the stream, RTP toward it is not sent
+    rewrites_rtcp: bool  # RTCP arriving here is rewritten before it goes on (CNAMEs, another realm)
 
 
 class _Anchor:
@@ -130,7 +155,9 @@ class _Anchor:
         "retired_ssrcs",
         "rtcp",
         "rtcp_out",
+        "rtcp_scrubbed",
         "rtp",
+        "scrub_rtcp",
         "sdp_rtcp",
         "sdp_rtp",
         "send_enabled",
@@ -158,6 +185,7 @@ class _Anchor:
         self.dst_rtcp: Addr | None = None
         self.rtcp_out = rtcp
         self.send_enabled = True
+        self.scrub_rtcp = False  # the partner is in another realm: RTCP from here loses its CNAMEs
         # counters
         self.packets_in = 0
         self.bytes_in = 0
@@ -169,6 +197,7 @@ class _Anchor:
         self.not_sent_no_endpoint = 0
         self.send_errors = 0
         self.relatched = 0
+        self.rtcp_scrubbed = 0  # RTCP packets from this endpoint sent on with their CNAMEs replaced
         self.retired_ssrcs: set[int] = set()  # SSRCs of sources the latch moved away from
         self.last_in_s: float | None = None
         self.quality = RtpStatistics()
@@ -187,10 +216,16 @@ class UserspaceRelay:
         clock: Callable[[], float] = time.monotonic,
         *,
         max_batch: int = MAX_BATCH,
+        on_latch: LatchCallback | None = None,
+        cname_tokens: CnameTokens | None = None,
     ) -> None:
         """`loop` defaults to the running loop (so construct it from inside the loop when omitted);
-        `clock` is the monotonic clock used for latching windows and `last_in_s`."""
+        `clock` is the monotonic clock used for latching windows and `last_in_s`; `on_latch` is told
+        (synchronously, on the loop's thread) whenever a packet latches or relatches a source;
+        `cname_tokens` replaces the CNAMEs of RTCP crossing realms (default: a fresh random key)."""
         self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._on_latch = on_latch
+        self._cname_tokens = cname_tokens if cname_tokens is not None else CnameTokens(os.urandom(16))
         self._clock = clock
         self._max_batch = max_batch
         self._anchors: dict[int, _Anchor] = {}
@@ -304,6 +339,7 @@ class UserspaceRelay:
         _unlink(y)
         x.partner = y
         y.partner = x
+        x.scrub_rtcp = y.scrub_rtcp = x.port.realm != y.port.realm
 
     def disconnect(self, anchor: AnchorPort) -> None:
         _unlink(self._get(anchor))
@@ -343,6 +379,7 @@ class UserspaceRelay:
                 "not_sent_no_endpoint": a.not_sent_no_endpoint,
                 "send_errors": a.send_errors,
                 "relatched": a.relatched,
+                "rtcp_cnames_scrubbed": a.rtcp_scrubbed,
                 "rtp_duplicates": q.duplicates,
                 "rtp_packets": q.packets,
                 "ssrc_changes": q.ssrc_changes,
@@ -386,6 +423,39 @@ class UserspaceRelay:
             self.release(anchor.port)
         self._closed = True
 
+    # -- anchor state (for a fast path that offloads what this relay decided) -----------------------
+
+    def anchor_ids(self) -> list[int]:
+        return list(self._anchors)
+
+    def anchor_state(self, anchor_id: int) -> AnchorState | None:
+        """The anchor's current state, or None if it is unknown or released."""
+        a = self._anchors.get(anchor_id)
+        if a is None:
+            return None
+        return AnchorState(
+            port=a.port,
+            leg=a.leg,
+            partner=a.partner.port if a.partner is not None else None,
+            sdp_rtp=a.sdp_rtp,
+            sdp_rtcp=a.sdp_rtcp,
+            latched_rtp=a.latched_rtp,
+            latched_rtcp=a.latched_rtcp,
+            dst_rtp=a.dst_rtp,
+            dst_rtcp=a.dst_rtcp,
+            send_enabled=a.send_enabled,
+            rewrites_rtcp=a.scrub_rtcp,
+        )
+
+    def restore_latches(self, anchor: AnchorPort, rtp: Addr | None, rtcp: Addr | None) -> None:
+        """Latch these sources as if packets had come from them (latches learned before a restart,
+        e.g. by the kernel); the latch callback is not called."""
+        a = self._get(anchor)
+        if rtp is not None:
+            self._set_rtp_latch(a, *rtp)
+        if rtcp is not None:
+            self._set_rtcp_latch(a, *rtcp)
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _get(self, anchor: AnchorPort) -> _Anchor:
@@ -423,14 +493,24 @@ class UserspaceRelay:
             a.dst_rtcp = a.dst_rtp if leg.rtcp_mux else (a.latched_rtcp or a.sdp_rtcp)
         a.rtcp_out = a.rtp if leg.rtcp_mux else a.rtcp
 
-    def _latch_rtp(self, a: _Anchor, host: str, port: int) -> None:
+    def _set_rtp_latch(self, a: _Anchor, host: str, port: int) -> None:
         a.latched_rtp = (host, port)
         a.latched_endpoint = Endpoint(ipaddress.ip_address(host.partition("%")[0]), port)
         self._refresh(a)
 
-    def _latch_rtcp(self, a: _Anchor, host: str, port: int) -> None:
+    def _set_rtcp_latch(self, a: _Anchor, host: str, port: int) -> None:
         a.latched_rtcp = (host, port)
         self._refresh(a)
+
+    def _latch_rtp(self, a: _Anchor, host: str, port: int) -> None:
+        self._set_rtp_latch(a, host, port)
+        if self._on_latch is not None:
+            self._on_latch(a.port.anchor_id)
+
+    def _latch_rtcp(self, a: _Anchor, host: str, port: int) -> None:
+        self._set_rtcp_latch(a, host, port)
+        if self._on_latch is not None:
+            self._on_latch(a.port.anchor_id)
 
     def _accept_rtp(self, a: _Anchor, leg: LegProgram, data: memoryview, n: int, host: str, port: int) -> bool:
         """Source check for an RTP packet whose source is not the latched one (or nothing is latched)."""
@@ -543,6 +623,13 @@ class UserspaceRelay:
                 partner.not_sent_no_endpoint += 1
                 totals.not_sent += 1
                 continue
+            sent = n
+            if rtcp and a.scrub_rtcp:  # toward another realm: no CNAME of this one (RFC 3550 6.5.1)
+                scrubbed = scrub_cnames(data, self._cname_tokens)
+                if scrubbed is not None:
+                    data = memoryview(scrubbed)
+                    sent = len(scrubbed)
+                    a.rtcp_scrubbed += 1
             try:
                 out.sendto(data, dst)
             except OSError:
@@ -550,9 +637,9 @@ class UserspaceRelay:
                 totals.send_errors += 1
                 continue
             partner.packets_out += 1
-            partner.bytes_out += n
+            partner.bytes_out += sent
             totals.relayed_packets += 1
-            totals.relayed_bytes += n
+            totals.relayed_bytes += sent
 
 
 def _unlink(a: _Anchor) -> None:
@@ -560,7 +647,9 @@ def _unlink(a: _Anchor) -> None:
     if partner is not None:
         if partner.partner is a:
             partner.partner = None
+            partner.scrub_rtcp = False
         a.partner = None
+        a.scrub_rtcp = False
 
 
 def _open_socket(family: socket.AddressFamily, host: str, port: int) -> socket.socket | None:

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO, assert_never
 
-from dataplane.api import Dataplane, DataplaneMode
+from dataplane.api import Dataplane
 from hw.watchdog import Health
 from sbc import __version__
 from sbc.b2bua.core import Core
@@ -46,11 +46,18 @@ DEBUG_HOOKS_ENV = "SBC_DEBUG_HOOKS"
 
 
 def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane, str]:
-    """XDP when running as root on a kernel with BPF and the object is built; else the userspace relay."""
+    """The relay the config's `dataplane:` section asks for (the environment overrides it): XDP when
+    this machine can run it, else the userspace relay; with what was chosen and why."""
     from dataplane.select import try_xdp
+    from dataplane.settings import with_environment
     from dataplane.userspace import UserspaceRelay
+    from dataplane.xdp.relay import XdpStartError
 
-    dp, why = try_xdp(config, loop)
+    try:
+        chosen = with_environment(config.dataplane, os.environ)
+    except ValueError as exc:
+        raise XdpStartError(str(exc)) from None
+    dp, why = try_xdp(chosen, [r.media.address for r in config.realms], loop)
     if dp is not None:
         return dp, why
     return UserspaceRelay(loop), why
@@ -331,7 +338,8 @@ class SbcApp:
                 "uptime_s": round(time.time() - self.started_at, 1),
                 "config": self.config.source,
                 "dataplane": self.dataplane.mode.value,
-                "dataplane_note": self.fallback_reason if self.dataplane.mode is DataplaneMode.USERSPACE else "",
+                # userspace: why not XDP; XDP: the attach mode of each interface and why
+                "dataplane_note": self.fallback_reason,
                 "realms": [
                     {
                         "name": r.name,

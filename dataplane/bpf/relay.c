@@ -102,6 +102,22 @@ static __always_inline int admit_source(struct sbc_counters *cnt, struct sbc_ses
 	return XDP_DROP;
 }
 
+/* SBC_F_RTCP_UP: RTCP (the whole entry's traffic with SBC_F_RTCP, else what RFC 5761 classifies
+ * as RTCP on a muxed port) is left to the userspace relay, which rewrites it. Decided before any
+ * byte is changed. RTCP is a few packets a second: the kernel keeps the RTP. */
+static __always_inline int rtcp_goes_up(const struct sbc_session *s, const struct cursor *payload, __u32 udp_len)
+{
+	const __u8 *head = payload->pos;
+
+	if (!(s->flags & SBC_F_RTCP_UP))
+		return 0;
+	if (s->flags & SBC_F_RTCP)
+		return 1;
+	if (udp_len < sizeof(struct udphdr) + 2 || (void *)(head + 2) > payload->end)
+		return 0;
+	return rtp_classify(head[0], head[1]) == RTP_KIND_RTCP;
+}
+
 /* The egress must be the ingress (XDP_TX) or be present in the devmap. Checked before
  * any byte is rewritten, so a refusal can still pass the original packet on. */
 static __always_inline int egress_usable(struct xdp_md *ctx, __u32 ifindex)
@@ -239,6 +255,8 @@ static __always_inline int relay_ipv4(struct xdp_md *ctx, struct sbc_counters *c
 	verdict = admit_source(cnt, s, &src);
 	if (verdict >= 0)
 		return verdict;
+	if (rtcp_goes_up(s, c, udp_len))
+		return XDP_PASS;
 
 	if (s->dst.family != SBC_AF_INET || s->new_src.family != SBC_AF_INET) {
 		count(cnt, SBC_CNT_FAMILY_MISMATCH);
@@ -372,6 +390,8 @@ static __always_inline int relay_ipv6(struct xdp_md *ctx, struct sbc_counters *c
 	verdict = admit_source(cnt, s, &src);
 	if (verdict >= 0)
 		return verdict;
+	if (rtcp_goes_up(s, c, udp_len))
+		return XDP_PASS;
 
 	if (s->dst.family != SBC_AF_INET6 || s->new_src.family != SBC_AF_INET6) {
 		count(cnt, SBC_CNT_FAMILY_MISMATCH);

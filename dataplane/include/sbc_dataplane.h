@@ -68,6 +68,9 @@ enum sbc_session_flag {
 	SBC_F_DROP = 1u << 3,
 	/* Decrement TTL / hop limit like a router; otherwise it is left as it arrived. */
 	SBC_F_DEC_TTL = 1u << 4,
+	/* RTCP to this anchor goes up to userspace (XDP_PASS), which rewrites it before relaying (SDES
+	 * CNAMEs carry the sender's address, RFC 3550 6.5.1); with rtcp-mux RTP stays in the kernel. */
+	SBC_F_RTCP_UP = 1u << 5,
 };
 
 /* Indexes into struct sbc_counters (SBC_MAP_COUNTERS: one per-CPU value, userspace sums the CPUs). */

@@ -69,6 +69,7 @@ class SessionFlag(IntFlag):
     RTCP = 1 << 2
     DROP = 1 << 3
     DEC_TTL = 1 << 4
+    RTCP_UP = 1 << 5
 
 
 class Counter(IntEnum):

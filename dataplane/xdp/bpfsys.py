@@ -254,12 +254,6 @@ def obj_get(path: str | Path) -> BpfFd:
         raise OSError(exc.errno, f"{exc.strerror} (pinned object {path})") from None
 
 
-def obj_pin(obj: BpfFd, path: str | Path) -> None:
-    """BPF_OBJ_PIN: make the object outlive this process under a bpffs path."""
-    name = ctypes.create_string_buffer(os.fsencode(path))
-    bpf(Cmd.OBJ_PIN, _ObjAttr(pathname=ctypes.addressof(name), bpf_fd=obj.fd))
-
-
 def map_info(obj: BpfFd) -> MapInfo:
     info = _MapInfo()
     bpf(Cmd.OBJ_GET_INFO_BY_FD, _InfoAttr(obj.fd, ctypes.sizeof(info), ctypes.addressof(info)))

@@ -8,7 +8,6 @@ reuses the pinned maps, so live sessions survive the new program too.
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,20 +74,15 @@ def ensure_bpffs(path: Path = BPFFS_ROOT) -> None:
         run(["mount", "-t", "bpf", "bpf", str(path)], hint="pinning needs root and a kernel with BPF")
 
 
-def build_command(obj: Path = OBJECT, *, clang: str = "clang") -> list[str]:
-    """The compile command for relay.o (the Makefile has the same one)."""
-    src = obj.with_suffix(".c")
-    include = src.parents[1] / "include"
-    multiarch = f"/usr/include/{os.uname().machine}-linux-gnu"  # asm/types.h on Debian
-    return [clang, "-target", "bpf", "-g", "-O2", "-Wall", "-I", str(include), "-I", multiarch,
-            "-c", str(src), "-o", str(obj)]  # fmt: skip
+class ObjectMissing(FileNotFoundError):
+    """The relay object was not built: it is made at build time (`make bpf`, the image build), never
+    compiled at run time (the box has no compiler)."""
 
 
-def build(obj: Path = OBJECT, *, clang: str = "clang") -> Path:
-    """Compile relay.o when a source is newer than it (tests call this; make does too)."""
-    sources = [*BPF_DIR.glob("*.c"), *BPF_DIR.glob("*.h"), abi.HEADER]
-    if not obj.exists() or max(p.stat().st_mtime for p in sources) > obj.stat().st_mtime:
-        run(build_command(obj, clang=clang), hint="apt-get install clang llvm libbpf-dev")
+def require_object(obj: Path = OBJECT) -> Path:
+    """`obj` if it exists, else `ObjectMissing` saying how to build it."""
+    if not obj.is_file():
+        raise ObjectMissing(f"{obj} is not built: run `make bpf` (clang builds it from {obj.with_suffix('.c').name})")
     return obj
 
 
@@ -116,6 +110,7 @@ def load(
     prog_pin = pin_dir / abi.PROG_PIN_NAME
     if prog_pin.exists() and not replace:
         return open_pinned(pin_dir)
+    require_object(obj)
 
     staging = pin_dir / _STAGING
     _remove_pins(staging)

@@ -137,11 +137,6 @@ class NextHops:
         self._neigh_at = -1e9
         self._links: dict[int, tuple[float, bytes]] = {}
 
-    def invalidate(self) -> None:
-        self._routes.clear()
-        self._neigh_at = -1e9
-        self._links.clear()
-
     def resolve(self, src: str, dst: str) -> NextHop | None:
         now = self._clock()
         cached = self._routes.get((src, dst))

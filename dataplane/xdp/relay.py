@@ -2,20 +2,27 @@
 
 Design: the userspace relay is the slow path, the XDP program the fast path.
 
-* Every anchor is allocated by an embedded `UserspaceRelay` (`_SlowPath`): it binds the RTP and RTCP
+* Every anchor is allocated by an embedded `UserspaceRelay` (the slow path): it binds the RTP and RTCP
   sockets, so the ports are reserved and whatever the XDP program passes up (first packets, unknown
   sources, packets the kernel cannot relay) lands on a socket and is handled with the userspace
   relay's exact rules (latching, RTP bleed protection, hold, DSCP, statistics).
 * Each connected direction is offloaded to the session map as soon as both of its ends are known:
   the source the anchor accepts (the SDP endpoint for `Latch.SDP`; the latched source for
   `Latch.LEARN`, i.e. after the slow path latched on the first packet: it calls back synchronously
-  from its latch) and the destination toward the partner (its latched source, or its SDP endpoint
-  for a `Latch.SDP` partner). Entry for packets arriving at anchor X from X's endpoint:
+  through its latch callback) and the destination toward the partner (its latched source, or its
+  SDP endpoint for a `Latch.SDP` partner). The XDP relay composes the userspace relay through its
+  public API only: the latch callback (`on_latch`) and the anchor state (`anchor_state`,
+  `restore_latches`). Entry for packets arriving at anchor X from X's endpoint:
   key (X address, X RTP port) [+ (X address, X RTCP port) unless rtcp-mux], expected source = the
   endpoint, new source = partner Y's anchor, destination = Y's endpoint, DSCP = Y's leg DSCP,
   egress = the route's output interface toward Y's endpoint, with its MAC and the next hop's MAC.
+* RTCP toward another realm is rewritten (SDES CNAMEs replaced: `dataplane.rtcp`), which the program
+  does not do: rewriting a compound packet changes its length and needs a loop over its items, and
+  RTCP is a few packets a second per stream. So the RTCP port gets no entry (its packets go up to
+  the slow path's socket) and, with rtcp-mux, the RTP-port entry has `RTCP_UP`: the program passes
+  what RFC 5761 classifies as RTCP up and relays the RTP itself.
 * Not offloaded (the slow path relays, with identical results): directions toward a held endpoint
-  (`send_enabled=False`: the RTP-port entry is removed, RTCP keeps flowing in the kernel), an
+  (`send_enabled=False`: the RTP-port entry is removed, RTCP keeps flowing), an
   rtcp-mux anchor whose partner is not muxed (the kernel cannot split one port's RTP and RTCP),
   anchors of different address families, LEARN legs before they latched, and next hops whose MAC
   the neighbour table does not know yet (the slow path's own packets make the kernel resolve it;
@@ -50,10 +57,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataplane.api import AnchorPort, DataplaneCounters, DataplaneMode, IPAddress, Latch, LegProgram, LegStats
-from dataplane.userspace import UserspaceRelay, _Anchor
+from dataplane.settings import XdpAttach
+from dataplane.userspace import AnchorState, UserspaceRelay
 from dataplane.xdp import abi, attach, bpfsys, netlink
 from dataplane.xdp.attach import XdpMode
 from dataplane.xdp.loader import RelayObjects
@@ -82,6 +91,17 @@ class AttachedInterface:
     mode: XdpMode
     kind: str
     attached_by_us: bool  # False: the program was already attached (adopted after a restart)
+    why: str = ""  # why this mode: forced by the settings, a veth, the driver's refusal, adopted
+
+    def describe(self) -> str:
+        return f"{self.name} {self.mode} ({self.why})" if self.why else f"{self.name} {self.mode}"
+
+
+# A veth sends what XDP_TX or a devmap redirect gives it in native mode only when its peer has NAPI
+# (GRO on, or an XDP program of its own); otherwise the frames are dropped without a trace. The SBC
+# can neither see nor set that on the far side, so on a veth it attaches in generic (SKB) mode,
+# which delivers whatever the peer is.
+VETH_GENERIC_WHY = "veth: native mode drops the frames the program sends unless the peer has NAPI"
 
 
 @dataclass(slots=True)
@@ -119,43 +139,6 @@ class _Snapshot:
     entries: dict[bytes, abi.Session] = field(default_factory=dict)
 
 
-class _SlowPath(UserspaceRelay):
-    """The userspace relay, telling the XDP relay whenever a latch changes."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_latch: Callable[[int], None]) -> None:
-        super().__init__(loop)
-        self._on_latch = on_latch
-        self._quiet = False
-
-    def _latch_rtp(self, a: _Anchor, host: str, port: int) -> None:
-        super()._latch_rtp(a, host, port)
-        if not self._quiet:
-            self._on_latch(a.port.anchor_id)
-
-    def _latch_rtcp(self, a: _Anchor, host: str, port: int) -> None:
-        super()._latch_rtcp(a, host, port)
-        if not self._quiet:
-            self._on_latch(a.port.anchor_id)
-
-    def anchor(self, anchor_id: int | None) -> _Anchor | None:
-        return None if anchor_id is None else self._anchors.get(anchor_id)
-
-    def anchors(self) -> list[_Anchor]:
-        return list(self._anchors.values())
-
-    def seed(self, anchor_id: int, rtp: Addr | None, rtcp: Addr | None) -> None:
-        """Restore latches learned before a restart (from the adopted entries), without a callback."""
-        a = self._anchors[anchor_id]
-        self._quiet = True
-        try:
-            if rtp is not None:
-                self._latch_rtp(a, *rtp)
-            if rtcp is not None:
-                self._latch_rtcp(a, *rtcp)
-        finally:
-            self._quiet = False
-
-
 def _key(address: IPAddress, port: int) -> bytes:
     return bytes(abi.SessionKey.of(address, port))
 
@@ -171,6 +154,10 @@ def _config_of(value: bytes) -> bytes:
 def _addr_of(ep: abi.Endpoint) -> Addr | None:
     address = ep.address()
     return None if address is None else (str(address), ep.host_port())
+
+
+def _partner_id(a: AnchorState) -> int | None:
+    return a.partner.anchor_id if a.partner is not None else None
 
 
 def _detach(_ipr: Any, iface: AttachedInterface) -> None:
@@ -195,14 +182,16 @@ class XdpRelay:
         objects: RelayObjects,
         media_addresses: Iterable[IPAddress],
         *,
-        xdp_mode: XdpMode | None = None,
+        xdp_mode: XdpAttach = XdpAttach.AUTO,
+        mode_origin: str = "",
         adopt_grace_s: float = 60.0,
         stats_cache_s: float = 0.2,
         tick_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Attach the program (already loaded and pinned: `objects`) to every interface holding one of
-        `media_addresses` (native mode when the driver has it, else generic; `xdp_mode` forces one),
+        `media_addresses` (`XdpAttach.AUTO`: generic on veths, else native when the driver has it, else
+        generic; `xdp_mode` native or generic forces one, `mode_origin` says who forced it),
         fill the egress devmap and adopt the entries already in the session map."""
         self._loop = loop
         self._objects = objects
@@ -225,14 +214,14 @@ class XdpRelay:
         self._netlink = netlink.Netlink()
         try:
             self._hops = netlink.NextHops(self._netlink, clock=clock)
-            self.interfaces = self._attach_all(media_addresses, xdp_mode)
+            self.interfaces = self._attach_all(media_addresses, xdp_mode, mode_origin or f"xdp_mode {xdp_mode}")
             for iface in self.interfaces:
                 self._add_egress(iface.index)
             self._adopted: dict[bytes, abi.Session] = {bytes(k): v for k, v in self._tables.sessions.items()}
         except BaseException:
             self._netlink.close()
             raise
-        self._slow = _SlowPath(loop, self._on_latch)
+        self._slow = UserspaceRelay(loop, on_latch=self._on_latch)
         if self._adopted:
             log.info("xdp: adopting %d pinned session entries", len(self._adopted))
             self._timers.append(loop.call_later(adopt_grace_s, self._sweep_unclaimed))
@@ -240,7 +229,7 @@ class XdpRelay:
 
     # -- construction helpers ----------------------------------------------------------------------
 
-    def _attach_all(self, addresses: Iterable[IPAddress], forced: XdpMode | None) -> list[AttachedInterface]:
+    def _attach_all(self, addresses: Iterable[IPAddress], wanted: XdpAttach, origin: str) -> list[AttachedInterface]:
         prog_id = bpfsys.prog_info(self._objects.prog).id
         found: dict[int, netlink.Interface] = {}
         for address in addresses:
@@ -253,33 +242,56 @@ class XdpRelay:
             found[iface.index] = iface
         out: list[AttachedInterface] = []
         for iface in found.values():
-            out.append(self._netlink.call(self._attach_one, iface, prog_id, forced))
-            if iface.kind == "veth":
+            attached = self._netlink.call(self._attach_one, iface, prog_id, wanted, origin)
+            out.append(attached)
+            if iface.kind == "veth" and attached.mode is XdpMode.NATIVE:
                 log.warning(
-                    "xdp: %s is a veth: its peer needs an XDP program (or GRO on) or redirected frames vanish",
+                    "xdp: %s is a veth in native mode (%s): its peer needs NAPI (GRO on, or an XDP program)"
+                    " or the frames the program sends there vanish",
                     iface.name,
+                    attached.why,
                 )
         return out
 
     def _attach_one(
-        self, ipr: Any, iface: netlink.Interface, prog_id: int, forced: XdpMode | None
+        self, ipr: Any, iface: netlink.Interface, prog_id: int, wanted: XdpAttach, origin: str
     ) -> AttachedInterface:
         """Runs on the netlink thread."""
+        if wanted is XdpAttach.NATIVE:
+            candidates = [(XdpMode.NATIVE, f"forced: {origin}")]
+        elif wanted is XdpAttach.GENERIC:
+            candidates = [(XdpMode.GENERIC, f"forced: {origin}")]
+        elif iface.kind == "veth":
+            candidates = [(XdpMode.GENERIC, VETH_GENERIC_WHY)]
+        else:
+            candidates = [(XdpMode.NATIVE, "in the driver"), (XdpMode.GENERIC, "")]
         mode_name, current = attach._xdp_state(ipr, iface.index)
         if current == prog_id:
             mode = XdpMode.NATIVE if mode_name == XdpMode.NATIVE.attached_name else XdpMode.GENERIC
-            return AttachedInterface(iface.name, iface.index, mode, iface.kind, False)
-        modes = [forced] if forced is not None else [XdpMode.NATIVE, XdpMode.GENERIC]
+            if wanted is XdpAttach.AUTO and mode in {m for m, _ in candidates}:
+                return AttachedInterface(iface.name, iface.index, mode, iface.kind, False, "attached before, adopted")
+            if mode is candidates[0][0]:
+                return AttachedInterface(iface.name, iface.index, mode, iface.kind, False, candidates[0][1])
+            # attached before in the mode not wanted now (e.g. native on a veth by an older version,
+            # which delivered nothing): one mode at a time, so detach first
+            log.warning("xdp: %s: switching from %s to %s mode", iface.name, mode, candidates[0][0])
+            attach.detach(iface.name, mode)
         errors = []
-        for mode in modes:
+        for mode, why in candidates:
             try:
                 attach.attach(iface.name, self._objects.prog, mode)
             except attach.AttachError as exc:
                 errors.append(str(exc))
                 continue
-            log.info("xdp: attached %s in %s mode", iface.name, mode)
-            return AttachedInterface(iface.name, iface.index, mode, iface.kind, True)
+            if not why:  # generic after native was refused
+                why = f"the driver refused native mode: {errors[-1]}" if errors else "generic"
+            log.info("xdp: attached %s in %s mode (%s)", iface.name, mode, why)
+            return AttachedInterface(iface.name, iface.index, mode, iface.kind, True, why)
         raise XdpStartError("; ".join(errors))
+
+    def describe(self) -> str:
+        """What `sbc status` shows: where the program runs, in which mode, and why that mode."""
+        return "XDP on " + "; ".join(iface.describe() for iface in self.interfaces)
 
     def _add_egress(self, ifindex: int) -> None:
         if ifindex in self._egress:
@@ -322,35 +334,35 @@ class XdpRelay:
     def program(self, anchor: AnchorPort, leg: LegProgram) -> None:
         self._slow.program(anchor, leg)
         seed = self._seeds.pop(anchor.anchor_id, None)
-        a = self._slow.anchor(anchor.anchor_id)
+        a = self._slow.anchor_state(anchor.anchor_id)
         assert a is not None
         if seed is not None and leg.remote_rtp is not None:
             learn = leg.latch is Latch.LEARN
             rtp = seed.rtp if seed.rtp is not None and (learn or seed.rtp == a.sdp_rtp) else None
             rtcp_ok = seed.rtcp is not None and not leg.rtcp_mux and (learn or seed.rtcp == a.sdp_rtcp)
             rtcp = seed.rtcp if rtcp_ok else None
-            self._slow.seed(anchor.anchor_id, rtp, rtcp)
-        self._sync(anchor.anchor_id, a.partner.port.anchor_id if a.partner else None)
+            self._slow.restore_latches(anchor, rtp, rtcp)
+        self._sync(anchor.anchor_id, _partner_id(a))
 
     def connect(self, a: AnchorPort, b: AnchorPort) -> None:
-        x = self._slow.anchor(a.anchor_id)
-        y = self._slow.anchor(b.anchor_id)
-        previous = [p.port.anchor_id for p in (x.partner if x else None, y.partner if y else None) if p is not None]
+        previous = [
+            p.anchor_id for p in (self._partner_of(a.anchor_id), self._partner_of(b.anchor_id)) if p is not None
+        ]
         self._slow.connect(a, b)
         self._sync(a.anchor_id, b.anchor_id, *previous)
 
     def disconnect(self, anchor: AnchorPort) -> None:
-        a = self._slow.anchor(anchor.anchor_id)
-        partner = a.partner.port.anchor_id if a is not None and a.partner is not None else None
+        a = self._slow.anchor_state(anchor.anchor_id)
+        partner = _partner_id(a) if a is not None else None
         self._slow.disconnect(anchor)
         self._adopting.discard(anchor.anchor_id)
         self._sync(anchor.anchor_id, partner)
 
     def release(self, anchor: AnchorPort) -> None:
-        a = self._slow.anchor(anchor.anchor_id)
+        a = self._slow.anchor_state(anchor.anchor_id)
         if a is None:
             return
-        partner = a.partner.port.anchor_id if a.partner is not None else None
+        partner = _partner_id(a)
         self._slow.release(anchor)
         self._adopting.discard(anchor.anchor_id)
         self._seeds.pop(anchor.anchor_id, None)
@@ -363,8 +375,6 @@ class XdpRelay:
     def stats(self, anchor: AnchorPort) -> LegStats:
         st = self._slow.stats(anchor)
         aid = anchor.anchor_id
-        a = self._slow.anchor(aid)
-        assert a is not None
         entries = self._read_entries()
         overhead = 28 if anchor.address.version == 4 else 48  # the kernel counts IP bytes, userspace UDP payload
         folded = self._folded.get(aid, _Folded())
@@ -518,10 +528,16 @@ class XdpRelay:
 
     # -- synchronisation of the session map with the slow path's state -----------------------------
 
+    def _partner_of(self, anchor_id: int) -> AnchorPort | None:
+        a = self._slow.anchor_state(anchor_id)
+        return a.partner if a is not None else None
+
     def _on_latch(self, anchor_id: int) -> None:
-        a = self._slow.anchor(anchor_id)
+        """The slow path latched a source of this anchor: its direction (and the partner's, which
+        sends toward the latched source) may be offloadable now."""
+        a = self._slow.anchor_state(anchor_id)
         if a is not None:
-            self._sync(anchor_id, a.partner.port.anchor_id if a.partner else None)
+            self._sync(anchor_id, _partner_id(a))
 
     def _sync(self, *anchor_ids: int | None) -> None:
         if self._closed:
@@ -530,7 +546,7 @@ class XdpRelay:
             self._sync_one(aid)
 
     def _sync_one(self, aid: int) -> None:
-        a = self._slow.anchor(aid)
+        a = self._slow.anchor_state(aid)
         current = set(self._by_anchor.get(aid, ()))
         desired = self._desired(a) if a is not None else {}
         pending = False
@@ -552,10 +568,10 @@ class XdpRelay:
         for key in stale:
             self._remove(key)
 
-    def _desired(self, a: _Anchor) -> dict[bytes, tuple[int, abi.Session] | None]:
+    def _desired(self, a: AnchorState) -> dict[bytes, tuple[int, abi.Session] | None]:
         """Entries for packets arriving at `a`: key -> (target anchor id, value), None = next hop pending."""
         leg = a.leg
-        b = a.partner
+        b = self._slow.anchor_state(a.partner.anchor_id) if a.partner is not None else None
         if leg is None or leg.remote_rtp is None or b is None or b.leg is None:
             return {}
         if a.port.address.version != b.port.address.version:
@@ -564,13 +580,15 @@ class XdpRelay:
         sdp_a = leg.latch is Latch.SDP
         sdp_b = b.leg.latch is Latch.SDP
         flags = abi.SessionFlag.LATCH_ALLOWED if leg.latch is Latch.LEARN and leg.relatch else abi.SessionFlag.LATCHED
+        if a.rewrites_rtcp and leg.rtcp_mux:
+            flags |= abi.SessionFlag.RTCP_UP  # its RTCP shares the RTP port: the program tells them apart
         dst_rtp = b.dst_rtp if b.dst_rtp is not None and (b.latched_rtp is not None or sdp_b) else None
         # RTP port (and RTCP with rtcp-mux, when the partner muxes too)
         if b.send_enabled and not (leg.rtcp_mux and not b.leg.rtcp_mux):
             src = a.latched_rtp or (a.sdp_rtp if sdp_a else None)
             if src is not None and dst_rtp is not None:
                 out[_key(a.port.address, a.port.rtp_port)] = self._entry(a, b, src, dst_rtp, b.port.rtp_port, flags)
-        if not leg.rtcp_mux:
+        if not leg.rtcp_mux and not a.rewrites_rtcp:  # rewritten RTCP: the slow path relays it
             src = a.latched_rtcp or (a.sdp_rtcp if sdp_a else None)
             if b.leg.rtcp_mux:
                 dst, port = dst_rtp, b.port.rtp_port
@@ -584,10 +602,10 @@ class XdpRelay:
         return out
 
     def _entry(
-        self, a: _Anchor, b: _Anchor, src: Addr, dst: Addr, new_port: int, flags: int
+        self, a: AnchorState, b: AnchorState, src: Addr, dst: Addr, new_port: int, flags: int
     ) -> tuple[int, abi.Session] | None:
         assert a.leg is not None and b.leg is not None
-        hop = self._hops.resolve(b.host, dst[0])
+        hop = self._hops.resolve(str(b.port.address), dst[0])
         if hop is None:
             return None
         self._add_egress(hop.ifindex)
@@ -652,7 +670,7 @@ class XdpRelay:
         family_overhead = 28 if old.new_src.family == abi.AF_INET else 48
         s = old.stats
         payload = max(0, s.bytes - family_overhead * s.packets)
-        if self._slow.anchor(inst.anchor_id) is not None:
+        if self._slow.anchor_state(inst.anchor_id) is not None:
             f = self._folded.setdefault(inst.anchor_id, _Folded())
             f.packets_in += s.packets
             f.bytes_in += payload
@@ -661,7 +679,7 @@ class XdpRelay:
             if not old.flags & abi.SessionFlag.RTCP and s.rtp.received:
                 f.rtp_expected += s.rtp.expected()
                 f.rtp_lost += s.rtp.lost()
-        if inst.target_id is not None and self._slow.anchor(inst.target_id) is not None:
+        if inst.target_id is not None and self._slow.anchor_state(inst.target_id) is not None:
             t = self._folded.setdefault(inst.target_id, _Folded())
             t.packets_out += s.packets
             t.bytes_out += payload
@@ -684,7 +702,7 @@ class XdpRelay:
         try:
             self._ticks += 1
             if self._ticks % 10 == 0:
-                self._sync(*(a.port.anchor_id for a in self._slow.anchors()))
+                self._sync(*self._slow.anchor_ids())
             elif self._pending:
                 self._sync(*list(self._pending))
         except Exception:  # a failed lookup must not stop the ticks
@@ -707,18 +725,24 @@ class XdpRelay:
         loop: asyncio.AbstractEventLoop,
         media_addresses: Sequence[IPAddress],
         *,
-        pin_dir: str | None = None,
-        xdp_mode: XdpMode | None = None,
+        pin_dir: Path | str | None = None,
+        xdp_mode: XdpAttach = XdpAttach.AUTO,
+        mode_origin: str = "",
         adopt_grace_s: float = 60.0,
     ) -> XdpRelay:
         """Load (or adopt) the pinned program and maps, then construct the relay."""
-        from pathlib import Path
-
         from dataplane.xdp import loader
 
         objects = loader.load(loader.OBJECT, Path(pin_dir or abi.PIN_DIR))
         try:
-            return cls(loop, objects, media_addresses, xdp_mode=xdp_mode, adopt_grace_s=adopt_grace_s)
+            return cls(
+                loop,
+                objects,
+                media_addresses,
+                xdp_mode=xdp_mode,
+                mode_origin=mode_origin,
+                adopt_grace_s=adopt_grace_s,
+            )
         except BaseException:
             objects.close()
             raise

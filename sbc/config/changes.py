@@ -4,7 +4,8 @@ Live: routes, header rules, per-realm header policy, peers and registrars, trust
 the media policy of new calls (latching, DSCP, timeouts), limits, log level. Bound to sockets or to
 the transaction layers when the SBC started, so they wait for a restart: the set of realms, their
 SIP and media addresses, listeners, TLS, signalling DSCP, media port ranges, timers, state directory
-and control socket. Management settings belong to `sbc mgmt` and are not the SBC's concern.
+and control socket, the dataplane (which relay, its pins, the XDP attach mode). Management settings
+belong to `sbc mgmt` and are not the SBC's concern.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def restart_required(old: SbcConfig, new: SbcConfig) -> list[str]:
     for name in old_realms.keys() & new_realms.keys():
         before, after = _realm_bindings(old_realms[name]), _realm_bindings(new_realms[name])
         changed += [f"realms[{name}].{key}" for key in before if before[key] != after[key]]
-    for key in ("timers", "state_dir", "control_socket"):
+    for key in ("timers", "state_dir", "control_socket", "dataplane"):
         if getattr(old, key) != getattr(new, key):
             changed.append(key)
     return sorted(changed)
@@ -55,7 +56,12 @@ def live_part(old: SbcConfig, new: SbcConfig) -> SbcConfig | None:
         return None
     realms = tuple(_keep_bindings(old_realms[r.name], r) for r in new.realms)
     return replace(
-        new, realms=realms, timers=old.timers, state_dir=old.state_dir, control_socket=old.control_socket
+        new,
+        realms=realms,
+        timers=old.timers,
+        state_dir=old.state_dir,
+        control_socket=old.control_socket,
+        dataplane=old.dataplane,
     )
 
 

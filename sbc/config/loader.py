@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dataplane.settings import DataplaneSettings, RelayChoice, XdpAttach
 from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
@@ -277,7 +278,14 @@ def _choice(options: tuple[str, ...]) -> Converter:
 
 
 def _enum(
-    cls: type[Transport] | type[LatchMode] | type[MediaMode] | type[SnmpAuth] | type[SnmpPriv] | type[SnmpVersion],
+    cls: type[Transport]
+    | type[LatchMode]
+    | type[MediaMode]
+    | type[SnmpAuth]
+    | type[SnmpPriv]
+    | type[SnmpVersion]
+    | type[RelayChoice]
+    | type[XdpAttach],
 ) -> Converter:
     options = tuple(m.value for m in cls)
     pick = _choice(options)
@@ -660,6 +668,14 @@ def _snmp(r: _Reader, value: Any, path: str) -> SnmpSettings:
     return snmp
 
 
+def _dataplane(r: _Reader, value: Any, path: str) -> DataplaneSettings:
+    settings: DataplaneSettings = r.build(DataplaneSettings, value, path, _DATAPLANE)
+    if not settings.pin_dir.is_absolute():
+        r.problem(child_path(path, "pin_dir"), f"{settings.pin_dir} is not an absolute path (a bpffs directory)")
+        raise _Reported
+    return settings
+
+
 def _management(r: _Reader, value: Any, path: str) -> ManagementSettings:
     management: ManagementSettings = r.build(ManagementSettings, value, path, _MANAGEMENT)
     return management
@@ -774,6 +790,11 @@ _MANAGEMENT: dict[str, _Key] = {
     "snmp": _Key("snmp", _snmp),
     "poll_interval_s": _Key("poll_interval_s", _positive),
 }
+_DATAPLANE: dict[str, _Key] = {
+    "relay": _Key("relay", _enum(RelayChoice)),
+    "pin_dir": _Key("pin_dir", _path),
+    "xdp_mode": _Key("xdp_mode", _enum(XdpAttach)),
+}
 _TOP: dict[str, _Key] = {
     "sbc": _Key(None, _sbc_section),
     "timers": _Key("timers", _timers),
@@ -781,6 +802,7 @@ _TOP: dict[str, _Key] = {
     "routes": _Key("routes", _routes),
     "header_rules": _Key("header_rules", _header_rules),
     "management": _Key("management", _management),
+    "dataplane": _Key("dataplane", _dataplane),
 }
 
 # For the test that every model field can be set from YAML.
@@ -797,4 +819,5 @@ TABLES: dict[type, dict[str, _Key]] = {
     TrapTarget: _TRAP_TARGET,
     SnmpSettings: _SNMP,
     ManagementSettings: _MANAGEMENT,
+    DataplaneSettings: _DATAPLANE,
 }

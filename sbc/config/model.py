@@ -8,6 +8,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dataplane.settings import DataplaneSettings
+
 if TYPE_CHECKING:
     # Only for the annotation: header_rules imports this module (MessageDirection) at run time.
     from sbc.policy.header_rules import HeaderRule
@@ -233,6 +235,7 @@ class SbcConfig:
     max_calls: int = 2000
     log_level: str = "info"
     management: ManagementSettings = field(default_factory=ManagementSettings)
+    dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)  # which relay, XDP attach mode
     source: str = "<embedded>"
 
     def realm(self, name: str) -> Realm:

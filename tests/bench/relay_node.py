@@ -40,7 +40,12 @@ async def serve(mode: str, pin_dir: str | None) -> int:
         from dataplane.xdp.relay import XdpRelay
 
         _prime_neighbours()
-        relay = XdpRelay.start(loop, [LAN, WAN], pin_dir=pin_dir)
+        from dataplane.settings import XdpAttach
+
+        # native, as on a box with real NICs: the driver gives GRO (so NAPI) to the veth peers
+        relay = XdpRelay.start(
+            loop, [LAN, WAN], pin_dir=pin_dir, xdp_mode=XdpAttach.NATIVE, mode_origin="the bench's veth peers have NAPI"
+        )
     else:
         from dataplane.userspace import UserspaceRelay
 

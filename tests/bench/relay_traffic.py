@@ -13,11 +13,14 @@ the driver can tell the generator's cost from the relay's).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dataplane.xdp import bpfsys
@@ -91,6 +94,48 @@ def frames(
     finally:
         prog.close()
     return {"sent": sent, "errors": 0, "elapsed_s": elapsed, "cpu_s": time.process_time()}
+
+
+CAP_SYS_RESOURCE = 24
+# A frame of the IEEE 802 local experimental EtherType: every program here passes it, and no stack
+# takes it, so the probe sends nothing anywhere.
+PROBE_FRAME = bytes(12) + b"\x88\xb5" + bytes(46)
+
+
+def live_frames_refusal(probe: Callable[[], object]) -> str | None:
+    """Why the kernel refuses BPF_PROG_TEST_RUN's live-frames mode here, in its own words (None: it
+    runs). `probe` makes one such call. Some machines refuse it with EPERM even to root (a sandbox's
+    root without CAP_SYS_RESOURCE); kernels before 5.18 do not know the flag."""
+    try:
+        probe()
+    except OSError as exc:
+        said = exc.strerror or os.strerror(exc.errno or 0)
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            lacking = "" if _effective_capability(CAP_SYS_RESOURCE) else " (this process lacks CAP_SYS_RESOURCE)"
+            return f"the kernel refuses BPF_PROG_TEST_RUN in live-frames mode: {said}{lacking}"
+        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+            return f"this kernel has no BPF_PROG_TEST_RUN live-frames mode (Linux 5.18+): {said}"
+        raise
+    return None
+
+
+def probe_live_frames(prog: bpfsys.BpfFd, ifindex: int = 1) -> str | None:
+    """`live_frames_refusal` of one run of `prog` (any XDP program that passes an unknown EtherType)
+    on `ifindex` (default: the loopback of the caller's namespace)."""
+    return live_frames_refusal(
+        lambda: bpfsys.prog_test_run_live(prog, PROBE_FRAME, repeat=1, ingress_ifindex=ifindex, batch_size=1)
+    )
+
+
+def _effective_capability(cap: int) -> bool:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> cap & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def recv(bind: tuple[str, int], idle_s: float, max_s: float) -> dict[str, float]:

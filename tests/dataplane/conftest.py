@@ -16,6 +16,7 @@ from dataplane.xdp import loader
 from dataplane.xdp.loader import RelayObjects
 from dataplane.xdp.tables import RelayTables
 from dataplane.xdp.tool import missing_tools
+from tests.dataplane.relay_object import built_relay_object
 
 
 def not_root() -> str | None:
@@ -24,10 +25,10 @@ def not_root() -> str | None:
 
 @pytest.fixture(scope="session")
 def relay_object() -> Path:
-    reason = missing_tools("clang", "bpftool")
+    reason = missing_tools("clang", "make", "bpftool")
     if reason:
         pytest.skip(reason)
-    return loader.build()
+    return built_relay_object()
 
 
 @pytest.fixture(scope="session")

@@ -62,18 +62,20 @@ routes:
 """
 
 
-def prepare(topo: Topology) -> None:
-    """What the outer ends of the SBC's veths need (ENVIRONMENT.md): GRO on, so frames the XDP program
-    redirects into the SBC's veths are received; full checksums from the senders."""
+def prepare(topo: Topology, *, napi_on_peers: bool = True) -> None:
+    """Full checksums from the senders (the relay updates them incrementally; a veth with TX offload
+    carries a partial one). With `napi_on_peers`, GRO on the outer ends of the SBC's veths as well:
+    it gives them NAPI, which native XDP needs to deliver the frames it sends into a veth. Without
+    it the outer ends are as a lab engineer creates them, and only generic XDP delivers."""
     for ns, dev in ((topo.a, "a0"), (topo.b, "b0")):
-        run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "gro", "on"])
+        run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", *(["gro", "on"] if napi_on_peers else [])])
 
 
 @contextlib.contextmanager
-def topology() -> Iterator[Topology]:
+def topology(*, napi_on_peers: bool = True) -> Iterator[Topology]:
     topo = xdp_netns.build(f"n{os.getpid()}")
     try:
-        prepare(topo)
+        prepare(topo, napi_on_peers=napi_on_peers)
         yield topo
     finally:
         topo.destroy()

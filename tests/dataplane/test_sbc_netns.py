@@ -105,6 +105,10 @@ class Call:
         assert {d.src for d in got} <= {WAN_SBC}, "the trunk sees only the SBC"
         return [d.seq for d in got]
 
+    def rtcp_at_trunk(self) -> list[bytes]:
+        got = self.at_trunk.select(lambda d: d.dst == TRUNK and d.dport == MEDIA_PORT + 1 and d.is_rtcp)
+        return [d.payload for d in got]
+
     def rtp_at_phone(self) -> list[int]:
         got = self.at_phone.select(lambda d: d.dst == PHONE and d.dport == MEDIA_PORT and d.is_rtp)
         assert {d.src for d in got} <= {LAN_SBC}
@@ -134,7 +138,8 @@ def running(sbc: SbcProcess) -> Iterator[list[Call]]:
 
 
 def place_call(net: Topology, sbc: SbcProcess, workdir: Path, *, packets: int, pause_ms: int) -> Call:
-    a_stream = RtpStream(count=packets, ssrc=0xA11CE004, rtcp_every=25)
+    # the phone's RTCP names it as phones do, by its inside address (RFC 3550 6.5.1)
+    a_stream = RtpStream(count=packets, ssrc=0xA11CE004, rtcp_every=25, cname=f"alice@{PHONE}".encode())
     b_stream = RtpStream(count=packets, ssrc=0xB0B0B004, first_seq=65000, rtcp_every=25)
     write_rtp_pcap(workdir / "a_leg.pcap", a_stream)
     write_rtp_pcap(workdir / "b_leg.pcap", b_stream)
@@ -203,7 +208,9 @@ def assert_anchor_ports(entries: dict[tuple[str, int], int]) -> None:
 # --- XDP -----------------------------------------------------------------------------------------
 
 
-def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, pin_dir: Path, tmp_path: Path) -> None:
+def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_only_rewrites_rtcp(
+    net: Topology, pin_dir: Path, tmp_path: Path
+) -> None:
     sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
     with running(sbc) as calls:
         status = sbc.query("status")
@@ -214,13 +221,15 @@ def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, 
         first, per_cpu_first = relay(sbc), pinned(pin_dir).counters.read()
         time.sleep(1.5)
         second, per_cpu_second = relay(sbc), pinned(pin_dir).counters.read()
-        # steady state: the kernel relays every packet, the userspace slow path none
+        # steady state: the kernel relays every RTP packet; the userspace slow path only the RTCP, which
+        # it rewrites toward the other realm (CNAMEs), 1 in 25 packets each way: 2 a second
         assert second["kernel"]["relayed"] - first["kernel"]["relayed"] >= 100, (first, second)
-        assert second["slow_path"]["relayed_packets"] == first["slow_path"]["relayed_packets"], (first, second)
+        slow_meanwhile = second["slow_path"]["relayed_packets"] - first["slow_path"]["relayed_packets"]
+        assert slow_meanwhile <= 8, (first, second)
         assert first["mode"] == "xdp"
         entries = kernel_entries(pin_dir)
         assert_anchor_ports(entries)
-        assert len(entries) == 4, entries  # RTP and RTCP, both directions
+        assert len(entries) == 2, entries  # RTP both directions; RTCP goes up to be rewritten
         assert all(n > 0 for n in entries.values()), entries
         # the per-CPU counters, read from the pinned map by this test, say the same
         relayed_meanwhile = per_cpu_second[abi.Counter.RELAYED] - per_cpu_first[abi.Counter.RELAYED]
@@ -239,11 +248,18 @@ def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_stays_idle(net: Topology, 
         assert sorted(call.rtp_at_trunk()) == sorted(call.a_stream.sent_sequences)
         assert sorted(call.rtp_at_phone()) == sorted(call.b_stream.sent_sequences)
         end = relay(sbc)
-        assert end["slow_path"]["relayed_packets"] == first["slow_path"]["relayed_packets"]
-        # userspace relayed only the first packets: the phone's first RTP and RTCP (the LAN leg latches on
-        # them) and whatever the trunk sent before that, toward a phone not latched yet
-        assert end["slow_path"]["relayed_packets"] <= 6, end
-        assert end["kernel"]["relayed"] >= call.a_stream.sent + call.b_stream.sent - 2
+        # userspace relayed the RTCP and the first packets: the phone's first RTP (the LAN leg latches
+        # on it) and whatever the trunk sent before that, toward a phone not latched yet
+        rtcp_total = call.a_stream.rtcp_sent + call.b_stream.rtcp_sent
+        assert end["slow_path"]["relayed_packets"] <= 6 + rtcp_total, end
+        # the phone's RTCP reached the trunk, without the phone's address
+        rtcp_at_trunk = call.rtcp_at_trunk()
+        assert len(rtcp_at_trunk) == call.a_stream.rtcp_sent
+        assert not [p for p in rtcp_at_trunk if PHONE.encode() in p or b"alice" in p]
+        # every packet relayed once, by one of the two; the kernel took all RTP but the first few
+        rtp_total = call.a_stream.sent + call.b_stream.sent
+        assert end["kernel"]["relayed"] + end["slow_path"]["relayed_packets"] == rtp_total + rtcp_total, end
+        assert end["kernel"]["relayed"] >= rtp_total - 6, end
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
         assert wait_until(lambda: kernel_entries(pin_dir) == {}, 5), "the BYE removed the session entries"
         del a, b
@@ -282,7 +298,7 @@ def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
     with running(sbc) as calls:
         calls.append(call := place_call(net, sbc, tmp_path, packets=450, pause_ms=11500))  # 9 s of RTP each way
         before = media_flowing(sbc, minimum=40, in_kernel=True)
-        assert wait_until(lambda: len(kernel_entries(pin_dir)) == 4, 10), kernel_entries(pin_dir)
+        assert wait_until(lambda: len(kernel_entries(pin_dir)) == 2, 10), kernel_entries(pin_dir)
         assert wait_until(lambda: len(saved_calls(sbc)) == 1, 5), "the call is in the dialog state file"
         configs = entry_configs(pin_dir)
 
@@ -395,3 +411,54 @@ def test_userspace_restart_keeps_the_call_and_media_resumes(net: Topology, tmp_p
         assert paused == 0, "nothing relays while the userspace relay is down"
         assert resumed >= 100, "the restarted relay carries the call's media again"
         assert wait_until(lambda: sbc.query("status")["active_calls"] == 0, 10)
+
+
+# --- veths as a lab engineer makes them: the attach mode must deliver ---------------------------------
+
+
+@pytest.fixture
+def bare_net(relay_object: Path) -> Iterator[Topology]:
+    """The three namespaces with the outer veth ends left as created (GRO off: no NAPI there) and IP
+    forwarding off in the SBC's namespace."""
+    reason = missing_tools("ip", "ethtool", "nsenter")
+    if reason:
+        pytest.skip(reason)
+    with topology(napi_on_peers=False) as topo:
+        forwarding = run(["ip", "netns", "exec", topo.m, "sysctl", "-n", "net.ipv4.ip_forward"]).strip()
+        assert forwarding == "0", "the SBC is no router: media must be relayed, not forwarded"
+        yield topo
+
+
+@pytest.mark.parametrize("xdp_mode", ["default", "native"])
+def test_media_arrives_through_veths_in_the_default_attach_mode(
+    bare_net: Topology, pin_dir: Path, tmp_path: Path, xdp_mode: str
+) -> None:
+    """Issue 11 item 9: native XDP on a veth sends its XDP_TX / redirected frames into a peer without
+    NAPI, which drops them silently. By default the SBC attaches in generic mode on veths, and says so;
+    forcing native reproduces the loss (the figures are printed, not asserted: they are the kernel's)."""
+    env = {"SBC_BPF_PIN_DIR": str(pin_dir)}
+    if xdp_mode == "native":
+        env["SBC_XDP_MODE"] = "native"
+    sbc = netns_sbc(bare_net.m, tmp_path, env=env)
+    with running(sbc) as calls:
+        status = sbc.query("status")
+        assert status["dataplane"] == "xdp", status
+        calls.append(call := place_call(bare_net, sbc, tmp_path, packets=200, pause_ms=5500))
+        call.finish()
+        call.stop_taps()
+        kernel = relay(sbc)["kernel"]
+        to_trunk, to_phone = set(call.rtp_at_trunk()), set(call.rtp_at_phone())
+        print(
+            f"\nxdp mode {xdp_mode}: the kernel relayed {kernel['relayed']} packets; RTP delivered to the trunk "
+            f"{len(to_trunk)}/{call.a_stream.sent}, to the phone {len(to_phone)}/{call.b_stream.sent}"
+        )
+        if xdp_mode == "default":
+            assert kernel["relayed"] >= call.a_stream.sent + call.b_stream.sent - 4, kernel
+            assert sorted(call.rtp_at_trunk()) == sorted(call.a_stream.sent_sequences)
+            assert sorted(call.rtp_at_phone()) == sorted(call.b_stream.sent_sequences)
+        # `sbc status` says which mode and why, for each interface (m_a and m_b)
+        expected = (
+            "generic (veth: native mode drops" if xdp_mode == "default" else "native (forced: SBC_XDP_MODE=native)"
+        )
+        assert status["dataplane_note"].count(expected) == 2, status["dataplane_note"]
+        assert expected in sbc_cli(sbc, "status")

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from dataplane.api import AnchorPort, DataplaneMode, Endpoint, Latch, LegProgram, PortsExhausted
+from dataplane.rtcp import CnameTokens
 from dataplane.userspace import UserspaceRelay
+from tests.unit.dataplane.rtcp_packets import CNAME, NAME, SDES, SR, read_compound, sdes, sender_report
 
 LAN_ANCHOR = "127.0.1.1"
 WAN_ANCHOR = "127.0.2.1"
@@ -374,6 +376,79 @@ def test_separate_rtcp_both_ways(
     lan_stats = relay.stats(lan)
     assert (lan_stats.packets_in, lan_stats.packets_out, lan_stats.dropped_spoofed) == (2, 1, 1)
     assert lan_stats.rtp_expected == 1  # RTCP is not in the RTP statistics
+
+
+# --- RTCP toward another realm: SDES CNAMEs replaced (topology hiding) ------------------------------
+
+
+TOKENS = CnameTokens(b"t" * 16)
+
+
+def test_rtcp_cnames_are_replaced_toward_the_other_realm_both_ways(
+    loop: asyncio.AbstractEventLoop, clock: Clock, socks: list[socket.socket], ports: tuple[int, int]
+) -> None:
+    relay = UserspaceRelay(loop, clock, cname_tokens=TOKENS)
+    try:
+        phone_rtp, phone_rtcp = udp_pair(socks, LAN_PHONE)
+        peer_rtp, peer_rtcp = udp_pair(socks, WAN_PEER)
+        lan = relay.allocate("lan", ipaddress.ip_address(LAN_ANCHOR), *ports)
+        wan = relay.allocate("wan", ipaddress.ip_address(WAN_ANCHOR), *ports)
+        relay.program(lan, LegProgram(remote_rtp=ep(phone_rtp)))
+        relay.program(wan, LegProgram(remote_rtp=ep(peer_rtp)))
+        relay.connect(lan, wan)
+        from_phone = sender_report(0xA11CE) + sdes((0xA11CE, [(CNAME, b"alice@127.0.1.10"), (NAME, b"Alice")]))
+        from_peer = sender_report(0xB0B) + sdes((0xB0B, [(CNAME, b"pbx@127.0.2.10")]))
+
+        phone_rtcp.sendto(from_phone, a_addr(lan, rtcp=True))
+        ((at_peer, source),) = receive(loop, peer_rtcp, 1)
+        peer_rtcp.sendto(from_peer, a_addr(wan, rtcp=True))
+        ((at_phone, _),) = receive(loop, phone_rtcp, 1)
+
+        assert source == a_addr(wan, rtcp=True)
+        assert LAN_PHONE.encode() not in at_peer
+        assert read_compound(at_peer) == [
+            (SR, sender_report(0xA11CE)[4:]),
+            (SDES, [(0xA11CE, [(CNAME, TOKENS.token(b"alice@127.0.1.10")), (NAME, b"Alice")])]),
+        ]
+        assert read_compound(at_phone)[1] == (SDES, [(0xB0B, [(CNAME, TOKENS.token(b"pbx@127.0.2.10"))])])
+        lan_stats, wan_stats = relay.stats(lan), relay.stats(wan)
+        assert lan_stats.extra["rtcp_cnames_scrubbed"] == 1 and wan_stats.extra["rtcp_cnames_scrubbed"] == 1
+        assert lan_stats.bytes_in == len(from_phone) and wan_stats.bytes_out == len(at_peer)  # as they went
+    finally:
+        relay.close()
+
+
+def test_rtcp_within_one_realm_goes_on_unchanged(
+    relay: UserspaceRelay, loop: asyncio.AbstractEventLoop, socks: list[socket.socket], ports: tuple[int, int]
+) -> None:
+    """A hairpin (two phones of the branch): nothing crosses into another realm."""
+    phone_a, phone_b = udp(socks, LAN_PHONE), udp(socks, "127.0.1.11")
+    a = relay.allocate("lan", ipaddress.ip_address(LAN_ANCHOR), *ports)
+    b = relay.allocate("lan", ipaddress.ip_address(LAN_ANCHOR), *ports)
+    relay.program(a, LegProgram(remote_rtp=ep(phone_a), rtcp_mux=True))
+    relay.program(b, LegProgram(remote_rtp=ep(phone_b), rtcp_mux=True))
+    relay.connect(a, b)
+    packet = sender_report(1) + sdes((1, [(CNAME, b"alice@127.0.1.10")]))
+    phone_a.sendto(packet, a_addr(a))
+    assert receive(loop, phone_b, 1) == [(packet, a_addr(b))]
+    assert relay.stats(a).extra["rtcp_cnames_scrubbed"] == 0
+
+
+def test_muxed_rtcp_is_scrubbed_and_rtp_is_not_touched(
+    loop: asyncio.AbstractEventLoop, clock: Clock, socks: list[socket.socket], ports: tuple[int, int]
+) -> None:
+    relay = UserspaceRelay(loop, clock, cname_tokens=TOKENS)
+    try:
+        call = Call(relay, socks, ports, lan_leg={"rtcp_mux": True}, wan_leg={"rtcp_mux": True})
+        packet = sender_report(7) + sdes((7, [(CNAME, b"alice@127.0.1.10")]))
+        call.phone.sendto(rtp(1), a_addr(call.lan))
+        call.phone.sendto(packet, a_addr(call.lan))
+        got = dict(receive(loop, call.peer, 2))
+        assert rtp(1) in got
+        (rewritten,) = (d for d in got if d[1] == SR)
+        assert read_compound(rewritten)[1] == (SDES, [(7, [(CNAME, TOKENS.token(b"alice@127.0.1.10"))])])
+    finally:
+        relay.close()
 
 
 def test_rtcp_mux_on_one_side(

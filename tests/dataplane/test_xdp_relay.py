@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dataplane.api import AnchorPort, DataplaneMode, Endpoint, Latch, LegProgram
+from dataplane.settings import XdpAttach
 from dataplane.xdp import abi, loader
 from dataplane.xdp.relay import XdpRelay
 from dataplane.xdp.testrun import rtp_payload
@@ -95,7 +96,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def new_relay(topo: Topology, pin_dir: Path, loop: asyncio.AbstractEventLoop, relay_object: Path) -> XdpRelay:
     with inside(topo.m):
         objects = loader.load(relay_object, pin_dir)
-        return XdpRelay(loop, objects, [LAN, WAN], stats_cache_s=0.0, tick_s=0.2)
+        # native: `prepare_peers` gave the veth peers NAPI (the attach mode itself: test_sbc_netns)
+        return XdpRelay(loop, objects, [LAN, WAN], xdp_mode=XdpAttach.NATIVE, stats_cache_s=0.0, tick_s=0.2)
 
 
 @pytest.fixture
@@ -162,10 +164,19 @@ def leg(remote: Endpoint | None, **kw: object) -> LegProgram:
     return LegProgram(remote_rtp=remote, **kw)  # type: ignore[arg-type]
 
 
-def call(relay: XdpRelay, topo: Topology, lan_leg: LegProgram, wan_leg: LegProgram) -> tuple[AnchorPort, AnchorPort]:
+def call(
+    relay: XdpRelay,
+    topo: Topology,
+    lan_leg: LegProgram,
+    wan_leg: LegProgram,
+    *,
+    realms: tuple[str, str] = ("lan", "wan"),
+) -> tuple[AnchorPort, AnchorPort]:
+    """Anchors on LAN and WAN addresses, in two realms unless `realms` says otherwise: between realms
+    RTCP goes up to the slow path, which replaces its CNAMEs (`dataplane.rtcp`)."""
     with inside(topo.m):
-        lan = relay.allocate("lan", LAN, 40000, 40099)
-        wan = relay.allocate("wan", WAN, 41000, 41099)
+        lan = relay.allocate(realms[0], LAN, 40000, 40099)
+        wan = relay.allocate(realms[1], WAN, 41000, 41099)
         relay.program(lan, lan_leg)
         relay.program(wan, wan_leg)
         relay.connect(lan, wan)
@@ -177,12 +188,12 @@ def slow_stats(relay: XdpRelay, anchor: AnchorPort) -> tuple[int, int]:
     return s.packets_in, s.packets_out
 
 
-def test_rtp_and_rtcp_both_ways_are_relayed_in_the_kernel(
+def test_rtp_and_rtcp_both_ways_are_relayed_in_the_kernel_within_a_realm(
     relay: XdpRelay, topo: Topology, peers: tuple[Peer, Peer, Peer, Peer], loop: asyncio.AbstractEventLoop
 ) -> None:
     phone, far, phone_rtcp, far_rtcp = peers
     prime_neighbours(topo)
-    lan, wan = call(relay, topo, leg(PHONE, dscp=46), leg(FAR, dscp=34))
+    lan, wan = call(relay, topo, leg(PHONE, dscp=46), leg(FAR, dscp=34), realms=("lan", "lan"))
     assert relay.stats(lan).in_kernel and relay.stats(wan).in_kernel
     assert len(relay.offloaded(lan)) == 2  # RTP and RTCP ports
 
@@ -209,6 +220,65 @@ def test_rtp_and_rtcp_both_ways_are_relayed_in_the_kernel(
     counters = relay.kernel_counters()
     assert counters[abi.Counter.REDIRECTED] == 37
     assert counters[abi.Counter.RTCP] == 2
+
+
+def sr_with_cname(cname: bytes, ssrc: int = 0x5BC0FFEE) -> bytes:
+    """A compound packet as phones send it: a sender report (RFC 3550 6.4.1, no report blocks) and an
+    SDES with the CNAME (6.5.1), padded to its 32-bit boundary."""
+    sr = struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 0xE1000000, 0, 160, 20, 3440)
+    chunk = struct.pack("!I", ssrc) + bytes((1, len(cname))) + cname + b"\0"
+    chunk += bytes(-len(chunk) % 4)
+    return sr + struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
+
+
+def test_rtcp_toward_another_realm_goes_up_and_leaves_without_the_inside_cname(
+    relay: XdpRelay, topo: Topology, peers: tuple[Peer, Peer, Peer, Peer], loop: asyncio.AbstractEventLoop
+) -> None:
+    phone, far, phone_rtcp, far_rtcp = peers
+    prime_neighbours(topo)
+    lan, wan = call(relay, topo, leg(PHONE), leg(FAR))
+    assert [s.flags & abi.SessionFlag.RTCP for s in relay.offloaded(lan)] == [0]  # the RTP port only
+    compound = sr_with_cname(b"alice@198.18.1.2")
+
+    phone.send(lan, 10)
+    phone_rtcp.sock.sendto(compound, (str(LAN), lan.rtcp_port))
+    phone_rtcp.sock.sendto(compound, (str(LAN), lan.rtcp_port))
+    pump(loop)
+
+    assert len(far.drain()) == 10
+    at_far = far_rtcp.drain()
+    assert [src for _, src, _ in at_far] == [(str(WAN), wan.rtcp_port)] * 2
+    for data, _, _ in at_far:
+        assert data[:28] == compound[:28]  # the sender report as it was
+        assert b"198.18.1.2" not in data and b"alice" not in data
+        assert len(data) == 28 + 4 + 4 + 2 + 16 + 2  # SDES: header, SSRC, CNAME of 16, end + padding
+    assert at_far[0][0] == at_far[1][0]  # one participant, one token
+    assert slow_stats(relay, lan) == (2, 0) and slow_stats(relay, wan) == (0, 2)
+    s_lan = relay.stats(lan)
+    assert (s_lan.packets_in, s_lan.extra["kernel_packets_in"], s_lan.extra["rtcp_cnames_scrubbed"]) == (12, 10, 2)
+    assert relay.kernel_counters()[abi.Counter.RTCP] == 0
+
+
+def test_muxed_rtcp_goes_up_to_be_rewritten_while_rtp_stays_in_the_kernel(
+    relay: XdpRelay, topo: Topology, peers: tuple[Peer, Peer, Peer, Peer], loop: asyncio.AbstractEventLoop
+) -> None:
+    phone, far, _, _ = peers
+    prime_neighbours(topo)
+    lan, wan = call(relay, topo, leg(PHONE, rtcp_mux=True), leg(FAR, rtcp_mux=True))
+    (entry,) = relay.offloaded(lan)
+    assert entry.flags & abi.SessionFlag.RTCP_UP
+
+    phone.send(lan, 5)
+    phone.sock.sendto(sr_with_cname(b"bob@198.18.1.2"), (str(LAN), lan.rtp_port))
+    phone.send(lan, 5, first_seq=6)
+    pump(loop)
+
+    got = [data for data, src, _ in far.drain() if src == (str(WAN), wan.rtp_port)]
+    rtcp = [d for d in got if d[1] == 200]
+    assert len(got) == 11 and len(rtcp) == 1
+    assert b"198.18.1.2" not in rtcp[0]
+    assert slow_stats(relay, lan) == (1, 0)  # the RTCP only
+    assert relay.stats(lan).extra["kernel_packets_in"] == 10
 
 
 def test_learn_latches_on_the_first_packet_then_offloads(
@@ -294,7 +364,7 @@ def test_hold_stops_media_toward_the_held_side_and_resume_offloads_again(
 ) -> None:
     phone, far, phone_rtcp, far_rtcp = peers
     prime_neighbours(topo)
-    lan, wan = call(relay, topo, leg(PHONE), leg(FAR))
+    lan, wan = call(relay, topo, leg(PHONE), leg(FAR), realms=("lan", "lan"))  # RTCP in the kernel too
     with inside(topo.m):
         relay.program(wan, leg(FAR, send_enabled=False))  # the far end put the call on hold
     assert [s.flags & abi.SessionFlag.RTCP for s in relay.offloaded(lan)] == [abi.SessionFlag.RTCP]
@@ -320,7 +390,7 @@ def test_release_removes_the_entries(
     relay: XdpRelay, topo: Topology, peers: tuple[Peer, Peer, Peer, Peer], loop: asyncio.AbstractEventLoop
 ) -> None:
     prime_neighbours(topo)
-    lan, wan = call(relay, topo, leg(PHONE), leg(FAR))
+    lan, wan = call(relay, topo, leg(PHONE), leg(FAR), realms=("lan", "lan"))
     assert len(relay._tables.sessions.keys()) == 4
     with inside(topo.m):
         relay.release(lan)
@@ -391,7 +461,7 @@ def test_close_keeps_the_entries_and_a_new_relay_adopts_them_without_a_gap(
     first = new_relay(topo, pin_dir, loop, relay_object)
     nat_sdp = Endpoint(ipaddress.ip_address("198.18.1.99"), 7000)
     lan_leg, wan_leg = leg(nat_sdp, latch=Latch.LEARN), leg(FAR, dscp=34)
-    lan, wan = call(first, topo, lan_leg, wan_leg)
+    lan, wan = call(first, topo, lan_leg, wan_leg, realms=("lan", "lan"))  # RTCP in the kernel too
     phone.send(lan, 1)  # latches RTP; RTP both ways offloaded
     pump(loop)
     assert len(first._tables.sessions.keys()) == 2  # RTCP waits for the LEARN leg's RTCP to latch
@@ -412,7 +482,7 @@ def test_close_keeps_the_entries_and_a_new_relay_adopts_them_without_a_gap(
             assert second.adopted_unclaimed == 4
             with inside(topo.m):  # what the SBC does for each call it re-creates at start
                 lan2 = second.allocate_at("lan", LAN, lan.rtp_port)
-                wan2 = second.allocate_at("wan", WAN, wan.rtp_port)
+                wan2 = second.allocate_at("lan", WAN, wan.rtp_port)
                 second.program(lan2, lan_leg)
                 second.program(wan2, wan_leg)
                 second.connect(lan2, wan2)

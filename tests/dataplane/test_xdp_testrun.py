@@ -449,6 +449,36 @@ def test_rtcp_entry_never_parses_rtp(xdp_relay: RelayObjects, xdp_tables: RelayT
     assert (s.packets, s.rtcp_packets, s.rtp.received) == (1, 1, 0)
 
 
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_rtcp_up_passes_muxed_rtcp_unchanged_and_relays_the_rtp(
+    xdp_relay: RelayObjects, xdp_tables: RelayTables, v6: bool
+) -> None:
+    """SBC_F_RTCP_UP: RTCP toward another realm is the userspace relay's to rewrite (SDES CNAMEs)."""
+    build = udp6 if v6 else udp4
+    flags = abi.SessionFlag.LATCHED | abi.SessionFlag.RTCP_UP
+    if v6:
+        install(xdp_tables, session(flags, PHONE6, FAR_END6, WAN_ANCHOR6), LAN_ANCHOR6)
+    else:
+        install(xdp_tables, session(flags))
+    sdes_cname = bytes([0x81, 202, 0x00, 0x03]) + b"\x12\x34\xab\xcd" + b"\x01\x04ab@c\x00\x00"
+    compound = Raw(bytes([0x80, 200, 0x00, 0x06]) + b"\x12\x34\xab\xcd" + bytes(20) + sdes_cname)
+    frame = build(payload=compound)
+
+    passed = run_packet(xdp_relay.prog, frame)
+    relayed = run_packet(xdp_relay.prog, build(payload=rtp(seq=7)))
+
+    assert (passed.retval, passed.data) == (XDP_PASS, frame)  # up, untouched: the slow path rewrites it
+    assert relayed.retval == XDP_TX
+    s = stats(xdp_tables, LAN_ANCHOR6 if v6 else LAN_ANCHOR)
+    assert (s.packets, s.rtcp_packets, s.rtp.received) == (1, 0, 1)
+
+
+def test_rtcp_up_on_an_rtcp_entry_passes_everything(xdp_relay: RelayObjects, xdp_tables: RelayTables) -> None:
+    install(xdp_tables, session(abi.SessionFlag.LATCHED | abi.SessionFlag.RTCP | abi.SessionFlag.RTCP_UP))
+    assert run_packet(xdp_relay.prog, udp4(payload=rtp(seq=7))).retval == XDP_PASS
+    assert stats(xdp_tables).packets == 0
+
+
 def test_non_rtp_payload_is_relayed_without_rtp_stats(xdp_relay: RelayObjects, xdp_tables: RelayTables) -> None:
     install(xdp_tables, session())
     run_packet(xdp_relay.prog, udp4(payload=Raw(b"\x00\x01STUN-ish payload")))

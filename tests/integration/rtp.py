@@ -48,6 +48,7 @@ class RtpStream:
     rtcp_mux: bool = False
     clock_rate: int = 8000
     port_offset: int = 0  # 2: the second stream of a pcap, played to the SDP's port + 2 (see write_rtp_pcap)
+    cname: bytes | None = None  # given: each sender report is followed by an SDES with this CNAME (§6.5.1)
 
     def dropped(self, i: int) -> bool:
         return self.drop_every is not None and i % self.drop_every == self.drop_every // 2
@@ -86,10 +87,11 @@ class RtpStream:
         return header + body
 
     def rtcp_packet(self, i: int) -> bytes:
-        """An RTCP sender report (RFC 3550 §6.4.1) without report blocks: 28 bytes."""
+        """An RTCP sender report (RFC 3550 §6.4.1) without report blocks: 28 bytes (and an SDES with
+        `cname`, when given)."""
         samples = self.clock_rate * self.ptime_ms // 1000
         sent = sum(1 for k in range(i + 1) if not self.dropped(k))
-        return struct.pack(
+        report = struct.pack(
             "!BBHIIIIII",
             0x80,
             200,
@@ -101,6 +103,15 @@ class RtpStream:
             sent,
             sent * self.payload_size,
         )
+        return report + self._sdes()
+
+    def _sdes(self) -> bytes:
+        """A compound packet's SDES (RFC 3550 §6.5): the CNAME item, a null octet, padding."""
+        if self.cname is None:
+            return b""
+        chunk = struct.pack("!I", self.ssrc) + bytes((1, len(self.cname))) + self.cname + b"\0"
+        chunk += bytes(-len(chunk) % 4)
+        return struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
 
 
 def write_rtp_pcap(path: Path, *streams: RtpStream) -> Path:
