@@ -1,6 +1,7 @@
 """The host firewall loaded into a network namespace standing in for the box, probed from both sides.
 
-    ns W  w0 198.18.102.2/24 ===veth=== s_wan 198.18.102.1/24  ns S (SBC)  s_lan 198.18.101.1/24 ===veth=== l0 198.18.101.2/24  ns L
+    ns W (WAN peer)  w0 198.18.102.2/24 ===veth=== s_wan 198.18.102.1/24  ns S (the SBC)
+    ns L (LAN peer)  l0 198.18.101.2/24 ===veth=== s_lan 198.18.101.1/24  ns S
 
 S runs small listeners (TCP accept, UDP echo) on both its addresses for every port the config names
 and for one it does not; W and L each have a route to the other side's subnet through S, so W can
@@ -60,8 +61,10 @@ CONFIG = textwrap.dedent(
     """
 )
 # Every port the config names, and one it does not: each gets a listener on both of S's addresses.
-PORTS = (("udp", 5060), ("tcp", 5060), ("tcp", 5061), ("udp", 30000), ("udp", 30009), ("udp", 31000),
-         ("udp", 31009), ("tcp", 8443), ("udp", 16161), ("tcp", 2222), ("tcp", UNLISTED), ("udp", UNLISTED))  # fmt: skip
+PORTS = (
+    ("udp", 5060), ("tcp", 5060), ("tcp", 5061), ("udp", 30000), ("udp", 30009), ("udp", 31000), ("udp", 31009),
+    ("tcp", 8443), ("udp", 16161), ("tcp", 2222), ("tcp", UNLISTED), ("udp", UNLISTED),
+)  # fmt: skip
 
 # Listeners: bind everything, say "ready", accept and close TCP, echo UDP, until stdin closes (or 120 s).
 SERVER = """
@@ -174,11 +177,11 @@ def box() -> Iterator[Box]:
 def listeners(box: Box) -> Iterator[None]:
     """Listeners on both of S's addresses for every port, and a DNS/HTTP stand-in on W for S to ask."""
     sbc_sockets = [[proto, address, port] for address in (SBC_LAN, SBC_WAN) for proto, port in PORTS]
-    servers = [
-        subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", SERVER, json.dumps(sockets)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-        for netns, sockets in ((box.sbc, sbc_sockets), (box.wan_peer, [["udp", WAN_PEER, 53], ["tcp", WAN_PEER, 80]]))
-    ]
+    wan_peer_sockets = [["udp", WAN_PEER, 53], ["tcp", WAN_PEER, 80]]
+    servers = []
+    for netns, sockets in ((box.sbc, sbc_sockets), (box.wan_peer, wan_peer_sockets)):
+        argv = ["ip", "netns", "exec", netns, sys.executable, "-c", SERVER, json.dumps(sockets)]
+        servers.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     try:
         for server in servers:
             assert server.stdout is not None and server.stdout.readline().strip() == "ready"
@@ -220,14 +223,18 @@ def test_each_side_reaches_only_what_the_config_opens_there(box: Box, tmp_path: 
 
     apply_with_cli(box, config)
     before = box.counters()
-    assert open_ports(box.wan_peer, targets) == {
+    # From the WAN: its SIP listeners and media range, and the operator's opening; nothing of the LAN
+    # address although S has it and listens on it (the weak-host check).
+    wan_reaches = {
         ("udp", SBC_WAN, 5060), ("tcp", SBC_WAN, 5061), ("udp", SBC_WAN, 31000), ("udp", SBC_WAN, 31009),
-        ("tcp", SBC_WAN, 2222),  # the operator's opening, from the WAN subnet to the WAN realm
-    }  # fmt: skip  nothing of the LAN address: the weak-host check
-    assert open_ports(box.lan_peer, targets) == {
+        ("tcp", SBC_WAN, 2222),
+    }  # fmt: skip
+    lan_reaches = {
         ("udp", SBC_LAN, 5060), ("tcp", SBC_LAN, 5060), ("udp", SBC_LAN, 30000), ("udp", SBC_LAN, 30009),
         ("tcp", SBC_LAN, 8443), ("udp", SBC_LAN, 16161),
     }  # fmt: skip
+    assert open_ports(box.wan_peer, targets) == wan_reaches
+    assert open_ports(box.lan_peer, targets) == lan_reaches
     after = box.counters()
     # W: 2 SIP probes answered, L: 2. A TCP connect counts its SYN only (the rest is established).
     assert after.sip.packets - before.sip.packets == 4

@@ -227,3 +227,14 @@ def test_counter_fields_are_the_counter_names() -> None:
 def test_unreadable_counters_say_why(text: str, message: str) -> None:
     with pytest.raises(CountersUnreadable, match=re.escape(message)):
         parse_counters(text)
+
+
+def test_readme_firewall_example_loads_and_renders() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if b.startswith("firewall:"))
+    text = APPLIANCE_DEFAULT.read_text().replace("192.0.2", "198.18.1").replace("198.51.100", "198.18.2")
+    block = block.replace("192.0.2", "198.18.1").replace("198.51.100", "198.18.2")
+    config = load_config_text(text + block, "README")
+    assert [o.comment for o in openings(config) if o.counter is CounterName.ALLOWED] == [
+        "firewall.allow[0]", "firewall.allow[1]", "firewall.allow[2]"
+    ]  # fmt: skip
