@@ -6,7 +6,7 @@
 S runs small listeners (TCP accept, UDP echo) on both its addresses for every port the config names
 and for one it does not; W and L each have a route to the other side's subnet through S, so W can
 aim at S's LAN address through S's WAN port (the weak-host case). Which ports answer from W and from
-L is the firewall's doing alone: every port has a listener on both addresses.
+L is the firewall's doing alone: every port has a listener on both addresses (tests/portscan.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pytest
 
 from hw.firewall_apply import FirewallRefused, load_script
 from hw.firewall_counters import FirewallCounters, read_counters
+from tests.portscan import PortState, Target, scan
 
 pytestmark = [
     pytest.mark.integration,
@@ -93,36 +94,6 @@ while time.monotonic() < deadline:
                 key.fileobj.sendto(data, peer)
         except OSError:
             pass
-"""
-# Probes, all at once: a TCP connect completes or a UDP datagram is echoed within the deadline.
-PROBE = """
-import json, selectors, socket, sys, time
-sel = selectors.DefaultSelector()
-targets = json.loads(sys.argv[1])
-answered = [False] * len(targets)
-for i, (proto, addr, port, source) in enumerate(targets):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
-    s.setblocking(False)
-    if source:
-        s.bind((source, 0))
-    if proto == "udp":
-        s.connect((addr, port))
-        s.send(b"probe")
-        sel.register(s, selectors.EVENT_READ, i)
-    else:
-        s.connect_ex((addr, port))
-        sel.register(s, selectors.EVENT_WRITE, i)
-deadline = time.monotonic() + 1.5
-while time.monotonic() < deadline and not all(answered):
-    for key, _ in sel.select(timeout=0.1):
-        s, i = key.fileobj, key.data
-        try:
-            answered[i] = s.recv(64) == b"probe" if s.type == socket.SOCK_DGRAM else (
-                s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0)
-        except OSError:
-            answered[i] = False
-        sel.unregister(s)
-print(json.dumps(answered))
 """
 
 
@@ -197,14 +168,15 @@ def listeners(box: Box) -> Iterator[None]:
                 server.wait(timeout=5)
 
 
-def open_ports(netns: str, targets: list[tuple[str, str, int]], source: str = "") -> set[tuple[str, str, int]]:
-    done = in_netns(netns, sys.executable, "-c", PROBE, json.dumps([[*t, source] for t in targets]))
-    assert done.returncode == 0, done.stderr
-    answered = json.loads(done.stdout)
-    return {target for target, ok in zip(targets, answered, strict=True) if ok}
+def open_ports(netns: str, targets: list[Target], source: str = "") -> set[Target]:
+    """The targets that answer; every other one must be dropped (with a listener everywhere, a refusal
+    would mean a listener failed to start, not a firewall at work)."""
+    states = scan(("ip", "netns", "exec", netns), targets, source)
+    assert PortState.CLOSED not in states.values(), states
+    return {target for target, state in states.items() if state is PortState.OPEN}
 
 
-def every_port(*addresses: str) -> list[tuple[str, str, int]]:
+def every_port(*addresses: str) -> list[Target]:
     return [(proto, address, port) for address in addresses for proto, port in PORTS]
 
 
