@@ -4,8 +4,8 @@ Each section is read through a table of its YAML keys (`_Key`: the model field i
 converter that checks it, whether it is required). A key the table does not know is an error with a
 "did you mean" hint; a key left out, or left empty, takes the model's default. Checks that span
 several values (t1 <= t2, unique realm names and listeners, overlapping media ports, routes naming
-realms, header rules) run after the values themselves. Nothing stops at the first problem: the
-whole file is read and `ConfigError` lists everything.
+realms, header rules, a firewall opening's address families) run after the values themselves.
+Nothing stops at the first problem: the whole file is read and `ConfigError` lists everything.
 """
 
 from __future__ import annotations

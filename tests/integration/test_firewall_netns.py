@@ -260,6 +260,10 @@ def test_a_refused_ruleset_keeps_the_old_and_disabling_removes_the_table(box: Bo
     assert in_netns(box.sbc, "nft", "list", "table", "inet", "sbc_filter").stdout == listed
     unlisted = [("tcp", SBC_WAN, UNLISTED)]
     assert open_ports(box.wan_peer, unlisted) == set()
+    assert box.counters().dropped.packets > 0
+    apply_with_cli(box, config)  # replaces the table in force: one transaction, counters from zero
+    assert box.counters().dropped.packets == 0
+    assert in_netns(box.sbc, "nft", "list", "tables").stdout == "table inet sbc_filter\n"
 
     config.write_text(CONFIG + "  enabled: false\n")
     done = in_netns(box.sbc, str(SBC_HW), "firewall", "apply", "--config", str(config))
