@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.installed
 # Debian packages the test tiers use: SIPp as the SIP peer, tshark for captures, clang/bpftool for XDP,
 # net-snmp clients and snmptrapd as the SNMP manager, Chromium and its driver for the web UI test,
-# dbus-daemon for a private bus the hw/ D-Bus tests run against.
+# dbus-daemon for a private bus the hw/ D-Bus tests run against, nftables for the host firewall's tests.
 APT_PACKAGES := sip-tester tshark clang llvm bpftool libbpf-dev iproute2 ethtool iptables snmp snmpd snmptrapd \
-	libnetfilter-queue-dev chromium chromium-driver dbus dnsmasq-base
+	libnetfilter-queue-dev chromium chromium-driver dbus dnsmasq-base nftables
 BPF_OBJ := dataplane/bpf/relay.o
 BPF_SRC := $(wildcard dataplane/bpf/*.c dataplane/bpf/*.h dataplane/include/*.h)
 CONFIG ?=

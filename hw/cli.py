@@ -5,6 +5,7 @@
     sbc-hw roles [--json]                           show which interface is the WAN and the LAN
     sbc-hw factory-reset [--yes] [--no-reboot]      console: request a factory reset and reboot
     sbc-hw factory-reset-apply                      at boot: wipe the state partition if requested
+    sbc-hw firewall render|apply|counters           the host firewall (hw/firewall_command.py)
 
 Logs are JSON lines on stderr, like `sbc run`'s.
 """
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from hw.factory_reset import MARKER, STATE_ROOT, pending_request, request_factory_reset, wipe_state
+from hw.firewall_command import add_firewall_parser, run_firewall
 from hw.hw_state import STATE_PATH, interfaces_json
 from hw.machine import OPERATOR_PROFILE, read_machine, select_profile
 from hw.profile import HardwareProfile, load_profile
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     fa = sub.add_parser("factory-reset-apply", help="at boot: wipe the state partition when a reset was requested")
     fa.add_argument("--root", type=Path, default=STATE_ROOT)
     fa.add_argument("--marker", type=Path, default=MARKER)
+    add_firewall_parser(sub)
     args = parser.parse_args(argv)
     _setup_logging()
     try:
@@ -83,11 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             return _roles(args)
         if args.command == "factory-reset":
             return _factory_reset(args)
+        if args.command == "firewall":
+            return run_firewall(args, emit)
         return _factory_reset_apply(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
-        print("sbc-hw: the hardware profile has errors; nothing was changed", file=sys.stderr)
+        what = "the configuration" if args.command == "firewall" else "the hardware profile"
+        print(f"sbc-hw: {what} has errors; nothing was changed", file=sys.stderr)
         return 2
 
 

@@ -4,8 +4,8 @@ Each section is read through a table of its YAML keys (`_Key`: the model field i
 converter that checks it, whether it is required). A key the table does not know is an error with a
 "did you mean" hint; a key left out, or left empty, takes the model's default. Checks that span
 several values (t1 <= t2, unique realm names and listeners, overlapping media ports, routes naming
-realms, header rules) run after the values themselves. Nothing stops at the first problem: the
-whole file is read and `ConfigError` lists everything.
+realms, header rules, a firewall opening's address families) run after the values themselves.
+Nothing stops at the first problem: the whole file is read and `ConfigError` lists everything.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from dataplane.settings import DataplaneSettings, RelayChoice, XdpAttach
 from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
+    FirewallOpening,
+    FirewallProtocol,
+    FirewallSettings,
     HttpSettings,
     IPAddress,
     LatchMode,
@@ -185,7 +188,8 @@ class _Reader:
         kwargs = self.fields(data, "", _TOP)
         if kwargs is None:
             return None
-        return SbcConfig(**kwargs, source=self.source)
+        config = SbcConfig(**kwargs, source=self.source)
+        return config if _check_firewall_families(self, config) else None
 
 
 def _names(raw: object) -> set[str]:
@@ -285,7 +289,8 @@ def _enum(
     | type[SnmpPriv]
     | type[SnmpVersion]
     | type[RelayChoice]
-    | type[XdpAttach],
+    | type[XdpAttach]
+    | type[FirewallProtocol],
 ) -> Converter:
     options = tuple(m.value for m in cls)
     pick = _choice(options)
@@ -681,6 +686,70 @@ def _management(r: _Reader, value: Any, path: str) -> ManagementSettings:
     return management
 
 
+# ---- firewall (hw/firewall.py renders it) -------------------------------------------------------
+def _opening_ports(r: _Reader, value: Any, path: str) -> dict[str, int]:
+    """`port: 5061` or a range `port: 8000-8010`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        port = _port(r, value, path)
+        return {"port_min": port, "port_max": port}
+    m = _PORT_RANGE_RE.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise _Invalid(f"expected a port or a range like 8000-8010, got {_kind(value)}")
+    low, high = int(m[1]), int(m[2])
+    for port in (low, high):
+        if not 1 <= port <= 65535:
+            raise _Invalid(f"port {port} is not within 1-65535")
+    if low > high:
+        raise _Invalid(f"range {low}-{high} is empty")
+    return {"port_min": low, "port_max": high}
+
+
+def _opening_target(r: _Reader, value: Any, path: str) -> dict[str, Any]:
+    """`to:` names a realm (its SIP address) or gives one of the box's addresses."""
+    text = _string(r, value, path).strip()
+    if text in r.realm_names:
+        return {"to_realm": text}
+    try:
+        address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        close = difflib.get_close_matches(text, sorted(r.realm_names), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f"; realms are: {', '.join(sorted(r.realm_names))}"
+        raise _Invalid(f"{text!r} is neither a realm nor an address{hint}") from None
+    if address.is_unspecified or address.is_multicast:
+        raise _Invalid(f"{address} is not one address of the box: leave `to:` out to open on every address")
+    return {"to_address": address}
+
+
+def _opening(r: _Reader, value: Any, path: str) -> FirewallOpening:
+    opening: FirewallOpening = r.build(FirewallOpening, value, path, _FIREWALL_OPENING)
+    return opening
+
+
+def _openings(r: _Reader, value: Any, path: str) -> tuple[FirewallOpening, ...]:
+    return tuple(r.items(value, path, _opening))
+
+
+def _firewall(r: _Reader, value: Any, path: str) -> FirewallSettings:
+    firewall: FirewallSettings = r.build(FirewallSettings, value, path, _FIREWALL)
+    return firewall
+
+
+def _check_firewall_families(r: _Reader, config: SbcConfig) -> bool:
+    """An opening from an IPv4 network to an IPv6 address (or back) would never match: say so."""
+    ok = True
+    for i, opening in enumerate(config.firewall.allow):
+        if opening.source is None:
+            continue
+        target = config.realm(opening.to_realm).address if opening.to_realm else opening.to_address
+        if target is not None and target.version != opening.source.version:
+            r.problem(
+                child_path(item_path("firewall.allow", i), "from"),
+                f"{opening.source} is IPv{opening.source.version} but `to` is the IPv{target.version} {target}",
+            )
+            ok = False
+    return ok
+
+
 # ---- the tables: YAML key -> model field -----------------------------------------------------------
 _PEER: dict[str, _Key] = {
     "host": _Key("host", _host, required=True),
@@ -795,6 +864,16 @@ _DATAPLANE: dict[str, _Key] = {
     "pin_dir": _Key("pin_dir", _path),
     "xdp_mode": _Key("xdp_mode", _enum(XdpAttach)),
 }
+_FIREWALL_OPENING: dict[str, _Key] = {
+    "from": _Key("source", _network),
+    "port": _Key(None, _opening_ports, required=True),
+    "protocol": _Key("protocol", _enum(FirewallProtocol)),
+    "to": _Key(None, _opening_target),
+}
+_FIREWALL: dict[str, _Key] = {
+    "enabled": _Key("enabled", _bool),
+    "allow": _Key("allow", _openings),
+}
 _TOP: dict[str, _Key] = {
     "sbc": _Key(None, _sbc_section),
     "timers": _Key("timers", _timers),
@@ -803,6 +882,7 @@ _TOP: dict[str, _Key] = {
     "header_rules": _Key("header_rules", _header_rules),
     "management": _Key("management", _management),
     "dataplane": _Key("dataplane", _dataplane),
+    "firewall": _Key("firewall", _firewall),
 }
 
 # For the test that every model field can be set from YAML.
@@ -820,4 +900,6 @@ TABLES: dict[type, dict[str, _Key]] = {
     SnmpSettings: _SNMP,
     ManagementSettings: _MANAGEMENT,
     DataplaneSettings: _DATAPLANE,
+    FirewallOpening: _FIREWALL_OPENING,
+    FirewallSettings: _FIREWALL,
 }

@@ -223,6 +223,32 @@ class ManagementSettings:
         return self.users_file or self.state_path(sbc_state_dir) / "users.json"
 
 
+class FirewallProtocol(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallOpening:
+    """A port the operator opens beyond what the realms and management need (`firewall.allow`)."""
+
+    port_min: int
+    port_max: int  # == port_min for a single port
+    protocol: FirewallProtocol = FirewallProtocol.TCP
+    source: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None  # `from`; None: anyone
+    # `to`: a realm (its SIP address) or one of the box's addresses; neither: every address of the box.
+    to_realm: str | None = None
+    to_address: IPAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallSettings:
+    """The host firewall `sbc-hw firewall apply` renders from this config (hw/firewall.py)."""
+
+    enabled: bool = True
+    allow: tuple[FirewallOpening, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class SbcConfig:
     realms: tuple[Realm, ...]
@@ -236,6 +262,7 @@ class SbcConfig:
     log_level: str = "info"
     management: ManagementSettings = field(default_factory=ManagementSettings)
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)  # which relay, XDP attach mode
+    firewall: FirewallSettings = field(default_factory=FirewallSettings)
     source: str = "<embedded>"
 
     def realm(self, name: str) -> Realm:

@@ -6,18 +6,21 @@ The tests run in file order on one VM (see conftest.py); each names what it buil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from image.labnet import LAN_HOST, SBC_LAN, WAN_HOST
+from image.labnet import LAN_HOST, SBC_LAN, SBC_WAN, WAN_HOST, LabNet
 from tests.image.conftest import ARCH, HOSTNAME, LAB_SNMP, LAB_USER_AGENT, Appliance, Firmware, Provisioning
 from tests.image.lab import Api, FirstBootBanner, parse_banner, web_server
+from tests.portscan import passed, scan
 
 # Builds and boots under emulation take minutes: far beyond the suite's default 600 s per test.
 pytestmark = [pytest.mark.image, pytest.mark.root, pytest.mark.timeout(3600)]
@@ -193,6 +196,58 @@ def test_snmpwalk_v3_from_the_lan(appliance: Appliance) -> None:
     wrong[wrong.index("-A") + 1] = "not-the-right-key"
     bad = subprocess.run(appliance.net.exec_argv(wrong), capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode != 0
+
+
+# ---- the host firewall (hw/firewall.py, sbc-firewall.service) -------------------------------------
+@contextlib.contextmanager
+def routed_via(net: LabNet, source: str, target: str, gateway: str, device: str) -> Iterator[None]:
+    """Packets from `source` to `target` go to `gateway` on `device` (policy routing in the lab namespace):
+    aiming at one of the box's addresses through its other port."""
+    net.ip("route", "add", f"{target}/32", "via", gateway, "dev", device, "table", "219")
+    net.ip("rule", "add", "from", source, "to", target, "lookup", "219", "priority", "219")
+    try:
+        yield
+    finally:
+        subprocess.run(net.exec_argv(["ip", "rule", "del", "priority", "219"]), check=False, capture_output=True)
+        subprocess.run(net.exec_argv(["ip", "route", "flush", "table", "219"]), check=False, capture_output=True)
+
+
+def test_port_scan_from_wan_and_lan_finds_only_the_expected_ports(appliance: Appliance) -> None:
+    """The provisioned config opens SIP and media per realm, HTTPS and SNMP on the LAN address. UDP is
+    probed only where no socket listens, or where the port is a media port: there a refusal (ICMP
+    unreachable) means the firewall let it through; SIP over UDP and SNMP are shown by the call and
+    snmpwalk tests."""
+    vm, net = appliance.vm, appliance.net
+    assert vm.run(["systemctl", "is-enabled", "sbc-firewall.service"], check=False).stdout.strip() == "enabled"
+    assert vm.run(["systemctl", "is-active", "sbc-firewall.path"], check=False).stdout.strip() == "active"
+    ruleset = vm.run(["nft", "list", "table", "inet", "sbc_filter"]).stdout
+    assert f"ip daddr {SBC_WAN} tcp dport 5060" in ruleset, ruleset
+    closed = (22, 80, 8443, 7777)
+    wan = [("tcp", SBC_WAN, port) for port in (5060, 443, *closed)] + [
+        ("udp", SBC_WAN, port) for port in (31000, 31999, 30000, 161, 7777)
+    ]
+    lan = [("tcp", SBC_LAN, port) for port in (5060, 443, *closed)] + [
+        ("udp", SBC_LAN, port) for port in (30000, 30999, 31000, 7777)
+    ]
+    inside = net.exec_argv([])
+    before = json.loads(vm.run(["sbc-hw", "firewall", "counters", "--json"]).stdout)
+    from_wan = scan(inside, wan, source=WAN_HOST)
+    from_lan = scan(inside, lan, source=LAN_HOST)
+    with routed_via(net, WAN_HOST, SBC_LAN, SBC_WAN, net.wan_tap):
+        wan_to_lan_address = scan(inside, lan, source=WAN_HOST)
+    with routed_via(net, LAN_HOST, SBC_WAN, SBC_LAN, net.lan_tap):
+        lan_to_wan_address = scan(inside, wan, source=LAN_HOST)
+    after = json.loads(vm.run(["sbc-hw", "firewall", "counters", "--json"]).stdout)
+    report("firewall_scan", {"wan": {f"{p}/{n}": s for (p, _, n), s in from_wan.items()},
+                             "lan": {f"{p}/{n}": s for (p, _, n), s in from_lan.items()}})  # fmt: skip
+    report("firewall_counters", after)
+    assert passed(from_wan) == {("tcp", SBC_WAN, 5060), ("udp", SBC_WAN, 31000), ("udp", SBC_WAN, 31999)}
+    assert passed(from_lan) == {("tcp", SBC_LAN, 5060), ("tcp", SBC_LAN, 443), ("udp", SBC_LAN, 30000),
+                                ("udp", SBC_LAN, 30999)}  # fmt: skip
+    assert passed(wan_to_lan_address) == set()  # the weak-host check: the LAN address only on the LAN port
+    assert passed(lan_to_wan_address) == set()
+    assert after["dropped"]["packets"] > before["dropped"]["packets"]
+    assert after["sip"]["packets"] > before["sip"]["packets"]
 
 
 def test_rest_api_over_tls13_with_the_generated_credential(api: Api, firmware: Firmware) -> None:
