@@ -3,8 +3,9 @@
 The routing logic is the stock /etc/kamailio/kamailio.cfg trimmed to what a small hosted PBX without
 a database keeps: REQINIT (max-forwards, sanity, keepalive OPTIONS), in-dialog requests by
 `loose_route` (WITHINDLG), `record_route` on new INVITEs, REGISTRAR (`save("location")`, usrloc in
-memory) and LOCATION (`lookup("location")`, then RELAY through tm). One branch is added: INVITEs for
-`FORWARDED_USER` are answered with a 302 toward another extension on this PBX (call forwarding).
+memory) and LOCATION (`lookup("location")`, then RELAY through tm). Two branches are added: INVITEs for
+`FORWARDED_USER` are answered with a 302 toward another extension on this PBX (call forwarding), and
+re-INVITEs are refused with 488 while the `refuse_reinvite` policy is set (`refusing_reinvites()`).
 No authentication: the SBC's relaying is what is under test.
 
 Kamailio runs in the foreground (`-DD -E`, log to stderr) with its own runtime directory and a
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,7 @@ loadmodule "siputils.so"
 loadmodule "xlog.so"
 loadmodule "sanity.so"
 loadmodule "ctl.so"
+loadmodule "htable.so"
 
 modparam("ctl", "binrpc", "unix:@CONTROL@")
 modparam("tm", "failure_reply_mode", 3)
@@ -72,6 +75,7 @@ modparam("usrloc", "db_mode", 0)
 modparam("usrloc", "use_domain", 0)
 modparam("usrloc", "timer_interval", 60)
 modparam("sanity", "autodrop", 0)
+modparam("htable", "htable", "policy=>size=4;")
 
 request_route {
 	xlog("L_INFO", "request $rm $ru from $pr:$si:$sp\n");
@@ -128,6 +132,11 @@ route[REQINIT] {
 
 route[WITHINDLG] {
 	if (!has_totag()) return;
+	# A PBX policy the tests switch on (kamcmd htable.seti policy refuse_reinvite 1): no re-INVITEs.
+	if (is_method("INVITE") && $sht(policy=>refuse_reinvite) == 1) {
+		sl_send_reply("488", "Not Acceptable Here");
+		exit;
+	}
 	if (loose_route()) {
 		if (is_method("NOTIFY")) {
 			record_route();
@@ -247,6 +256,15 @@ class Kamailio:
         """Remove a user's bindings (a test starts from an empty table for its phones)."""
         with contextlib.suppress(subprocess.CalledProcessError):
             self.rpc("ul.rm", "location", user)
+
+    @contextlib.contextmanager
+    def refusing_reinvites(self) -> Iterator[None]:
+        """While inside, the PBX answers every re-INVITE 488 (a PBX that allows no hold or media change)."""
+        self.rpc("htable.seti", "policy", "refuse_reinvite", "1")
+        try:
+            yield
+        finally:
+            self.rpc("htable.seti", "policy", "refuse_reinvite", "0")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

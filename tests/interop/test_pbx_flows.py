@@ -50,6 +50,7 @@ ITEM_1_HAIRPIN = (
 )
 ITEM_1_WAN_PHONE = "issue 11 item 1: the SBC's 200 carries no Record-Route, so the WAN phone's ACK/BYE skip the PBX"
 ITEM_2 = "issue 11 item 2: the REFER's NOTIFY carries Event: refer;id= of the wrong CSeq, answered 481"
+ITEM_3 = "issue 11 item 3: after the PBX refused the hold (488) the SBC stops relaying audio"
 ITEM_4 = "issue 11 item 4: baresip's a=ssrc cname (sip:1001@<SBC LAN address>) and its RTCP CNAME reach the WAN"
 ITEM_5 = "issue 11 item 5: the PBX's 302 becomes a 480 for the caller"
 ITEM_6 = "issue 11 item 6: a 1700-byte INVITE goes to the UDP-configured PBX over UDP"
@@ -266,6 +267,26 @@ def test_lan_calls_wan_hold_and_resume(sbc: SbcProcess, wire: Capture, phone: Ph
     assert_sent_tone(packets, lan, far, since=resumed)
     assert_sent_tone(packets, far, lan, since=resumed)
     assert_clean_wan(sbc, packets, ("ACK", "INVITE", "BYE"))
+
+
+@xfail(ITEM_3, ITEM_4)
+def test_refused_hold_leaves_the_media_as_it_was(
+    pbx: Kamailio, sbc: SbcProcess, wire: Capture, phone: PhoneFactory
+) -> None:
+    """The PBX refuses A's hold (488): RFC 3264 §8 / RFC 6337, the offer/answer failed, so the session
+    keeps its media and A goes on being sent W's tone. (The other way is baresip's: a phone that asked
+    for hold stops sending, whatever the answer.)"""
+    lan, far = lan_wan_call(phone, "lan-calls-wan")
+    with pbx.refusing_reinvites():
+        lan.hold()
+        time.sleep(0.5)  # the 488 comes back within milliseconds on loopback
+    refused = time.time()
+    time.sleep(TALK_S)
+    hang_up(lan, far)
+    packets = wire.stop()
+    assert any(first_line(p).startswith("SIP/2.0 488") and p.dst == WAN_SBC for p in wan_sip(packets))
+    assert_sent_tone(packets, lan, far, since=refused)
+    assert_nothing_inside_on_wan(packets)
 
 
 def is_rtcp_report(p: Packet) -> bool:
