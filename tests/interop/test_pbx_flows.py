@@ -45,8 +45,8 @@ RTCP_REPORT_S = 6.5  # baresip's first RTCP report comes about 5 s into a call
 
 # Why flows fail on the SBC as this tier was written (issue 11's items).
 ITEM_1_HAIRPIN = (
-    "issue 11 item 1: the SBC's 200 to the PBX's INVITE carries no Record-Route, so its own leg sends "
-    "ACK/BYE/re-INVITE straight to the Contact: Kamailio drops the ACK (B never sees it) and answers 404"
+    "issue 11 item 1: the SBC's 200 to the PBX's INVITE copies no Record-Route, so the ACK/BYE of the SBC's "
+    "outgoing leg carry no Route: Kamailio drops the ACK (B's phone never sees it) and answers BYE 404 Not here"
 )
 ITEM_1_WAN_PHONE = "issue 11 item 1: the SBC's 200 carries no Record-Route, so the WAN phone's ACK/BYE skip the PBX"
 ITEM_2 = "issue 11 item 2: the REFER's NOTIFY carries Event: refer;id= of the wrong CSeq, answered 481"
