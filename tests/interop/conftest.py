@@ -1,56 +1,22 @@
-"""The interop tier's stage: Kamailio as the cloud PBX, the real SBC, baresip phones, a WAN capture.
+"""The interop tier's fixtures: Kamailio as the cloud PBX, the real SBC, baresip phones, a capture.
 
-Addresses (N is SBC_TEST_NET, as in the integration tier): the SBC on 127.N.1.1 (LAN) and 127.N.2.1
-(WAN); Kamailio where the integration harness puts its trunk/PBX (127.N.2.10:5082), so the harness's
-SBC config points its peer and registrar at it; LAN phones on 127.N.1.20-22 registering through the
-SBC; a WAN phone on 127.N.2.30 registering with Kamailio directly (a user elsewhere on the PBX).
-Kamailio is started once per module; the SBC, the capture and the phones once per test.
-The capture is of this run's whole 127.N/16 (wire_capture.py).
+Kamailio is started once per module; the SBC, the capture (of this run's whole 127.N/16, see
+wire_capture.py) and the phones once per test. Who is where: stage.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import LAN_SBC, NET, SBC_PORT, TRUNK, TRUNK_PORT, SbcProcess, running_sbc, sbc_config
+from tests.integration.harness import NET, TRUNK, TRUNK_PORT, SbcProcess, running_sbc, sbc_config
 from tests.interop.audio import make_tone
 from tests.interop.baresip import Phone
 from tests.interop.kamailio import Kamailio
+from tests.interop.stage import PBX, PHONES, RTP_BASE, SBC_LAN, TONE_SECONDS, WAN_MEDIA_LEARNS, PhoneFactory
 from tests.interop.wire_capture import Capture
-
-PBX = f"{TRUNK}:{TRUNK_PORT}"
-SBC_LAN = f"{LAN_SBC}:{SBC_PORT}"
-INSIDE_PREFIX = f"127.{NET}.1."
-WAN_PREFIX = f"127.{NET}.2."
-
-# name -> (extension, address, registers through the SBC, tone in Hz)
-PHONES = {
-    "A": ("1001", f"127.{NET}.1.20", True, 440),
-    "B": ("1002", f"127.{NET}.1.21", True, 1000),
-    "C": ("1003", f"127.{NET}.1.22", True, 1400),
-    "W": ("2001", f"127.{NET}.2.30", False, 700),
-}
-TONE_SECONDS = 20  # aufile ends the call when its file ends: longer than any flow's call
-# baresip binds RTP to 0.0.0.0: each phone gets its own ports, apart from those of other test runs.
-RTP_BASE = 50000 + NET * 40
-
-# baresip sends its RTP from 127.0.0.1 (its socket is bound to 0.0.0.0), so on loopback the WAN
-# phone looks NATed as well: the WAN realm learns the media source as the LAN realm does.
-WAN_MEDIA_LEARNS = "      latch: learn"
-
-needs_interop_peers = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("kamailio", "kamcmd", "baresip", "sox", "dumpcap", "sipp")),
-        reason="needs the Debian packages kamailio, baresip-core, sox, tshark and sip-tester (make test installs them)",
-    ),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the WAN-side capture (dumpcap on lo) needs root"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +29,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("tones")
-    return {name: make_tone(folder / f"{name}.wav", spec[3], TONE_SECONDS) for name, spec in PHONES.items()}
+    return {name: make_tone(folder / f"{name}.wav", spec.tone_hz, TONE_SECONDS) for name, spec in PHONES.items()}
 
 
 @pytest.fixture
@@ -80,23 +46,20 @@ def wire(tmp_path: Path) -> Iterator[Capture]:
     capture.stop()
 
 
-PhoneFactory = Callable[..., Phone]
-
-
 @pytest.fixture
 def phone(tmp_path: Path, pbx: Kamailio, tones: dict[str, Path]) -> Iterator[PhoneFactory]:
     """`phone("A")` starts phone A (registered, unless `register=False`); all are stopped at the end."""
     started: list[Phone] = []
 
     def start(name: str, *, transport: str = "udp", register: bool = True) -> Phone:
-        user, address, via_sbc, _ = PHONES[name]
-        pbx.forget(user)
+        spec = PHONES[name]
+        pbx.forget(spec.user)
         index = list(PHONES).index(name)
         made = Phone(
             name=name,
-            user=user,
-            address=address,
-            registrar=SBC_LAN if via_sbc else PBX,
+            user=spec.user,
+            address=spec.address,
+            registrar=SBC_LAN if spec.via_sbc else PBX,
             workdir=tmp_path / f"phone-{name}",
             tone=tones[name],
             rtp_ports=(RTP_BASE + index * 8, RTP_BASE + index * 8 + 7),

@@ -24,7 +24,8 @@ import pytest
 from tests.integration.harness import LAN_SBC, NET, SBC_PORT, TRUNK, TRUNK_PORT, WAN_SBC, SbcProcess, sipp
 from tests.interop.audio import carries_tone, samples_report, tone_report, ulaw_samples
 from tests.interop.baresip import Phone
-from tests.interop.conftest import (
+from tests.interop.kamailio import FORWARD_TARGET, FORWARDED_USER, Kamailio
+from tests.interop.stage import (
     INSIDE_PREFIX,
     PBX,
     PHONES,
@@ -33,7 +34,6 @@ from tests.interop.conftest import (
     PhoneFactory,
     needs_interop_peers,
 )
-from tests.interop.kamailio import FORWARD_TARGET, FORWARDED_USER, Kamailio
 from tests.interop.wire_capture import Capture, Packet, first_line, leaks, on_network, sip_messages
 
 pytestmark = [pytest.mark.interop, *needs_interop_peers]
@@ -89,7 +89,7 @@ def hold_and_resume(holder: Phone, held: Phone) -> None:
 
 
 def tone_hz(p: Phone) -> int:
-    return PHONES[p.name][3]
+    return PHONES[p.name].tone_hz
 
 
 def assert_hears(listener: Phone, talker: Phone) -> None:
