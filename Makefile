@@ -6,16 +6,17 @@ BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.installed
 # Debian packages the test tiers use: SIPp as the SIP peer, tshark for captures, clang/bpftool for XDP,
 # net-snmp clients and snmptrapd as the SNMP manager, Chromium and its driver for the web UI test,
-# dbus-daemon for a private bus the hw/ D-Bus tests run against, nftables for the host firewall's tests.
+# dbus-daemon for a private bus the hw/ D-Bus tests run against, nftables for the host firewall's tests;
+# Kamailio (the cloud PBX), baresip (the phones) and sox (their test tones) for the interop tier.
 APT_PACKAGES := sip-tester tshark clang llvm bpftool libbpf-dev iproute2 ethtool iptables snmp snmpd snmptrapd \
-	libnetfilter-queue-dev chromium chromium-driver dbus dnsmasq-base nftables
+	libnetfilter-queue-dev chromium chromium-driver dbus dnsmasq-base nftables kamailio baresip-core sox
 BPF_OBJ := dataplane/bpf/relay.o
 BPF_SRC := $(wildcard dataplane/bpf/*.c dataplane/bpf/*.h dataplane/include/*.h)
 CONFIG ?=
 PYTEST_ARGS ?=
 ARCH ?= x86-64
 
-.PHONY: run test test-unit test-integration bench lint system-deps image-deps binfmt-arm64 image vm test-arm64 venv bpf \
+.PHONY: run test test-unit test-integration test-interop bench lint system-deps image-deps binfmt-arm64 image vm test-arm64 venv bpf \
 	clean help
 
 help:
@@ -113,6 +114,10 @@ test-arm64: system-deps image-deps binfmt-arm64 $(VENV_STAMP)
 
 test-unit: $(VENV_STAMP)
 	$(BIN)/pytest -q tests/unit
+
+# The interop tier alone (Kamailio + baresip around the real SBC); `make test` runs it too.
+test-interop: system-deps $(VENV_STAMP)
+	$(BIN)/pytest -q -ra tests/interop $(PYTEST_ARGS)
 
 bench: system-deps $(VENV_STAMP) bpf
 	$(BIN)/python -m tests.bench
