@@ -84,6 +84,8 @@ class Counters:
     options_answered: int = 0
     loops_detected: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    calls_in: dict[str, int] = field(default_factory=dict)  # by the realm a call came from
+    calls_out: dict[str, int] = field(default_factory=dict)  # by the realm it was placed into
     # RFC 4780 sipCommonSummaryStats: messages through the transaction layers, retransmissions included
     in_requests: int = 0
     in_responses: int = 0
@@ -392,6 +394,8 @@ class Core:
             self._reply(realm_name, txn_id, req, decision, now=now)
             return
         self.counters.calls_total += 1
+        self.counters.calls_in[realm_name] = self.counters.calls_in.get(realm_name, 0) + 1
+        self.counters.calls_out[decision.to_realm] = self.counters.calls_out.get(decision.to_realm, 0) + 1
         a_realm = self.realms[realm_name]
         b_realm = self.realms[decision.to_realm]
         a_tag = self.token(5)
