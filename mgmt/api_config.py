@@ -103,14 +103,18 @@ async def get_candidate(call: ApiCall) -> web.StreamResponse:
 
 async def stage(call: ApiCall) -> web.StreamResponse:
     body = await json_body(call, ("text",), CONFIG_BODY)
-    text = get_str(body, "text", max_len=MAX_CONFIG_BYTES) or ""
+    return await _staged(call, get_str(body, "text", max_len=MAX_CONFIG_BYTES) or "", "config.stage")
+
+
+async def _staged(call: ApiCall, text: str, action: str, **details: Any) -> web.StreamResponse:
+    """Stage `text` as the candidate (validated by the store), audited as `action` either way."""
     state = call.state
     try:
         config = await locked(call, lambda: state.store.stage(text, call.who.name, state.clock()))
     except Problem as exc:
-        audit(call, "config.stage", outcome="refused", problems=len(exc.errors or []))
+        audit(call, action, outcome="refused", problems=len(exc.errors or []))
         raise
-    audit(call, "config.stage")
+    audit(call, action, **details)
     return reply({"staged": True, "summary": summary(config)})
 
 
@@ -226,11 +230,4 @@ async def import_config(call: ApiCall) -> web.StreamResponse:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Problem(422, "the file is not UTF-8 text", kind="invalid-config", field="body") from None
-    state = call.state
-    try:
-        config = await locked(call, lambda: state.store.stage(text, call.who.name, state.clock()))
-    except Problem as exc:
-        audit(call, "config.import", outcome="refused", problems=len(exc.errors or []))
-        raise
-    audit(call, "config.import", size=len(raw))
-    return reply({"staged": True, "summary": summary(config)})
+    return await _staged(call, text, "config.import", size=len(raw))
