@@ -33,7 +33,8 @@ from mgmt.routes import API, ApiCall, Operation
 from mgmt.sbc_link import SbcLink
 from mgmt.state import STATE, MgmtState
 from mgmt.store import ConfigStore, PendingConfirm, Revision
-from mgmt.system_api import hw_background, real_system_services
+from mgmt.system_api import hw_background
+from mgmt.system_services import real_system_services
 from mgmt.tls import ensure_self_signed, server_context
 from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config

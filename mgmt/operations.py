@@ -13,6 +13,7 @@ from mgmt.routes import Operation, Response
 from mgmt.schemas import ANY_OBJ, BOOL, INT, NULLABLE_INT, NULLABLE_NUM, NUM, STR, obj
 from mgmt.store import MAX_CONFIG_BYTES
 from mgmt.system_api import SYSTEM_OPERATIONS
+from sbc.control.contract import CallList, CallRecord, RegistrationList, StatusReport, json_schema
 
 # ---- schemas -------------------------------------------------------------------------------------
 ROLE = {"type": "string", "enum": [r.value for r in Role]}
@@ -55,6 +56,15 @@ GET, POST, PUT, PATCH, DELETE = "GET", "POST", "PUT", "PATCH", "DELETE"
 RO, OP, ADMIN = Role.READ_ONLY, Role.OPERATOR, Role.ADMIN
 REVISION_PARAM = {"name": "number", "in": "path", "required": True,
                   "schema": {"type": "integer", "minimum": 1, "maximum": 999999999}}  # fmt: skip
+
+# How many of the last lines of a JSON-lines file (call records, the audit log) to answer with.
+LINES_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 1000}
+LINES = {"name": "lines", "in": "query", "required": False, "schema": LINES_SCHEMA}
+
+# The SBC's status as the control contract defines it, plus the rate sbc mgmt derives from its counter.
+_STATUS = json_schema(StatusReport)
+SBC_STATUS = {**_STATUS, "properties": {**_STATUS["properties"], "calls_per_second": NUM}}
+
 
 OPERATIONS: tuple[Operation, ...] = (
     # auth
@@ -252,7 +262,7 @@ OPERATIONS: tuple[Operation, ...] = (
         ok(
             obj(
                 {
-                    "sbc": {"type": ["object", "null"]},
+                    "sbc": {"anyOf": [SBC_STATUS, {"type": "null"}]},
                     "sbc_error": {"type": ["string", "null"]},
                     "host": ANY_OBJ,
                     "alarms": INT,
@@ -270,7 +280,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "status",
         RO,
         api_live.get_calls,
-        ok(obj({"calls": {"type": "array", "items": ANY_OBJ}}, ("calls",))),
+        ok(json_schema(CallList)),
     ),
     Operation(
         GET,
@@ -280,7 +290,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "status",
         RO,
         api_live.get_registrations,
-        ok(obj({"registrations": {"type": "array", "items": ANY_OBJ}}, ("registrations",))),
+        ok(json_schema(RegistrationList)),
     ),
     Operation(
         GET,
@@ -341,15 +351,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "status",
         RO,
         api_live.get_cdrs,
-        ok(obj({"records": {"type": "array", "items": ANY_OBJ}}, ("records",))),
-        params=(
-            {
-                "name": "lines",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
-        ),
+        ok(obj({"records": {"type": "array", "items": json_schema(CallRecord)}}, ("records",))),
+        params=(LINES,),
     ),
     Operation(
         GET,
@@ -360,14 +363,7 @@ OPERATIONS: tuple[Operation, ...] = (
         RO,
         api_live.get_logs,
         ok(obj({"entries": {"type": "array", "items": ANY_OBJ}}, ("entries",))),
-        params=(
-            {
-                "name": "lines",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
-        ),
+        params=(LINES,),
     ),
     # config
     Operation(

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from mgmt.auth import ApiToken, Role, Session, User
-
-if TYPE_CHECKING:
-    from mgmt.state import MgmtState
+from mgmt.state import MgmtState
 
 API = "/api/v1"
 JSON = "application/json"

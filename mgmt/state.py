@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -19,9 +18,7 @@ from mgmt.host import HostStats
 from mgmt.monitor import Monitoring
 from mgmt.sbc_link import SbcLink
 from mgmt.store import ConfigStore
-
-if TYPE_CHECKING:
-    from mgmt.system_api import SystemServices
+from mgmt.system_services import SystemServices
 
 
 @dataclass

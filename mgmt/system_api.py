@@ -20,55 +20,28 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from hw.factory_reset import MARKER, request_factory_reset
-from hw.hw_state import STATE_PATH, interfaces_json, read_state
+from hw.factory_reset import request_factory_reset
+from hw.hw_state import interfaces_json, read_state
 from hw.links import HW_ALARM_PREFIXES
-from hw.system import HostnameControl, SystemServiceError, TimeControl, UnitControl
+from hw.system import SystemServiceError
 from mgmt.auth import Role
 from mgmt.http import audit, invalid_field, json_body, reply
 from mgmt.problems import Problem
 from mgmt.routes import ApiCall, Operation, Response
 from mgmt.schemas import BOOL, NULLABLE_INT, NULLABLE_STR, STR, STRS, obj
 from mgmt.state import STATE, MgmtState
+from mgmt.system_services import SystemServices
 
 log = logging.getLogger("mgmt.system")
 FACTORY_RESET_CONFIRM = "factory-reset"
 HW_MONITOR_DOWN = "hw-monitor-down"
-ACT_AFTER_S = 0.5  # the 202 answer leaves before the box (or this process) goes down
 _STATUS = {"unavailable": 503, "denied": 403, "invalid": 422, "not-found": 404, "conflict": 409, "failed": 502}
-
-
-@dataclass
-class SystemServices:
-    units: UnitControl
-    hostname: HostnameControl
-    time: TimeControl
-    services: tuple[str, ...] = ("sbc.service", "sbc-mgmt.service", "sbc-hw.service")  # what may be restarted
-    own_unit: str = "sbc-mgmt.service"
-    hw_state_path: Path = STATE_PATH
-    factory_reset_marker: Path = MARKER
-    ntp_servers_file: Path | None = None  # the servers set here, applied again at start
-    act_after_s: float = ACT_AFTER_S
-    background: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-def real_system_services(state_dir: Path) -> SystemServices:
-    """systemd over the system bus; the connection opens on first use."""
-    from hw.dbus_client import SystemBus
-    from hw.hostnamed import Hostnamed
-    from hw.systemd_units import SystemdUnits
-    from hw.timedated import Timedated
-
-    bus = SystemBus()
-    return SystemServices(SystemdUnits(bus), Hostnamed(bus), Timedated(bus),
-                          ntp_servers_file=state_dir / "ntp-servers.json")  # fmt: skip
 
 
 # ---- helpers -------------------------------------------------------------------------------------

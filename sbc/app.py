@@ -28,7 +28,7 @@ from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
-from sbc.control.contract import Answer, CallRecord, ReloadReport, encode
+from sbc.control.contract import Answer, ContractError, ReloadReport, encode
 from sbc.control.figures import Running, call_list, call_record, registration_list, status_report
 from sbc.control.server import ControlServer
 from sbc.sip.errors import RemoteProtocolError
@@ -233,14 +233,19 @@ class SbcApp:
             elif isinstance(out, LogEvent):
                 emit(out.level, out.event, **out.fields)
             elif isinstance(out, CallEnded):
-                self._write_cdr(call_record(out.record, time.time(), self._now()))
+                self._write_cdr(out.record)
             else:
                 assert_never(out)
         if self.persistence is not None:
             self.persistence.after_input()
         self._reschedule()
 
-    def _write_cdr(self, record: CallRecord) -> None:
+    def _write_cdr(self, ended: dict[str, object]) -> None:
+        try:
+            record = call_record(ended, time.time(), self._now())
+        except ContractError:  # a core that reports less than a record holds is a bug: counted, logged
+            self._internal_error("cdr")
+            return
         fields = encode(record)
         emit("info", "call.record", **fields)
         try:

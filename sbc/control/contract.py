@@ -44,6 +44,7 @@ __all__ = [
     "TrunkView",
     "decode",
     "encode",
+    "json_schema",
 ]
 
 
@@ -334,6 +335,32 @@ def _decode_object(kind: type[Any], data: object, where: str) -> Any:
         elif f.default is dataclasses.MISSING:
             raise ContractError(f"{where}.{f.name}: missing")
     return kind(**values)
+
+
+_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+def json_schema(kind: Any) -> dict[str, Any]:
+    """The JSON Schema of an answer type (or any of its parts) as `encode` writes it: for API documents."""
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        hints = _hints(kind)
+        fields = dataclasses.fields(kind)
+        return {
+            "type": "object",
+            "properties": {f.name: json_schema(hints[f.name]) for f in fields},
+            "required": [f.name for f in fields if f.default is dataclasses.MISSING],
+        }
+    origin = get_origin(kind)
+    if origin in (Union, types.UnionType):
+        (inner,) = [o for o in get_args(kind) if o is not type(None)]
+        return {"anyOf": [json_schema(inner), {"type": "null"}]}
+    if origin is tuple:
+        return {"type": "array", "items": json_schema(get_args(kind)[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(get_args(kind)[1])}
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return {"type": "string", "enum": [member.value for member in kind]}
+    return {"type": _JSON_TYPES[kind]}
 
 
 def _name(data: object) -> str:
