@@ -2,10 +2,10 @@
 
 `sbc.app.make_dataplane` calls it and falls back to the userspace relay with the reason (a
 `Fallback`: its kind and the details), which `sbc status` shows. The checks, cheapest first: root,
-the bpf() syscall on this architecture, a
-bpf filesystem (mounted if missing), the clang-built object (built when clang is there and the
-object is missing or older than its sources), bpftool, and media addresses on real interfaces
-(XDP on `lo` offloads nothing: the loopback-only default config stays on the userspace relay).
+the bpf() syscall on this architecture, a bpf filesystem (mounted if missing), the clang-built object
+(built when clang is there and the object is missing or older than its sources), bpftool, and media
+addresses on real interfaces (XDP on `lo` offloads nothing: the loopback-only default config stays on
+the userspace relay).
 
 Environment:
 * `SBC_DATAPLANE=userspace|xdp|auto` (default auto): `userspace` never tries XDP; `xdp` raises
