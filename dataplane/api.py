@@ -25,6 +25,46 @@ class DataplaneMode(StrEnum):
     USERSPACE = "userspace"
 
 
+class FallbackReason(StrEnum):
+    """Why the userspace relay runs instead of XDP."""
+
+    CHOSEN = "chosen"  # SBC_DATAPLANE=userspace
+    NOT_PRIVILEGED = "not-privileged"  # neither root nor CAP_BPF + CAP_NET_ADMIN
+    NO_BPF_SYSCALL = "no-bpf-syscall"  # an architecture whose bpf() syscall number is not known
+    MEDIA_ON_LOOPBACK = "media-on-loopback"  # nothing to offload (the developer's default config)
+    NO_BPFFS = "no-bpffs"
+    NO_OBJECT = "no-object"  # the XDP object is not built and cannot be
+    MISSING_TOOL = "missing-tool"
+    START_FAILED = "start-failed"
+
+    @property
+    def is_failure(self) -> bool:
+        """XDP was meant to run here: the userspace relay is a fallback to alarm on, not a choice or a
+        property of the machine."""
+        return self not in _NOT_A_FAILURE
+
+
+_NOT_A_FAILURE = frozenset(
+    {
+        FallbackReason.CHOSEN,
+        FallbackReason.NOT_PRIVILEGED,
+        FallbackReason.NO_BPF_SYSCALL,
+        FallbackReason.MEDIA_ON_LOOPBACK,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """The userspace relay runs instead of XDP: why (`reason`, for machines) and the details (`detail`)."""
+
+    reason: FallbackReason
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 class Latch(StrEnum):
     SDP = "sdp"  # accept media only from the address and port the SDP named
     LEARN = "learn"  # NATed endpoint: latch onto the first source seen inside the learning window

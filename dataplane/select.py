@@ -2,12 +2,12 @@
 it chose, or with the reason it cannot run XDP.
 
 `sbc.app.make_dataplane` calls it with the config's `dataplane:` section (environment overrides
-applied: `dataplane.settings`) and falls back to the userspace relay with the reason, which
-`sbc status` shows. The checks, cheapest first: root (or CAP_BPF + CAP_NET_ADMIN), the bpf() syscall
-on this architecture, a bpf filesystem (mounted if missing), the object built by `make bpf` (never
-compiled here: the image carries it prebuilt and has no compiler), bpftool, and media addresses on
-real interfaces (XDP on `lo` offloads nothing: the loopback-only default config stays on the
-userspace relay).
+applied: `dataplane.settings`) and falls back to the userspace relay with the reason (a `Fallback`:
+its kind and the details), which `sbc status` shows. The checks, cheapest first: root (or CAP_BPF +
+CAP_NET_ADMIN), the bpf() syscall on this architecture, a bpf filesystem (mounted if missing), the
+object built by `make bpf` (never compiled here: the image carries it prebuilt and has no compiler),
+bpftool, and media addresses on real interfaces (XDP on `lo` offloads nothing: the loopback-only
+default config stays on the userspace relay).
 """
 
 from __future__ import annotations
@@ -16,33 +16,38 @@ import asyncio
 import os
 import platform
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from dataplane.api import Dataplane, IPAddress
+from dataplane.api import Fallback, FallbackReason, IPAddress
 from dataplane.settings import Overridden, RelayChoice
+
+if TYPE_CHECKING:
+    from dataplane.xdp.relay import XdpRelay
 
 __all__ = ["try_xdp", "xdp_unavailable"]
 
 
-def xdp_unavailable(media_addresses: Sequence[IPAddress]) -> str | None:
+def xdp_unavailable(media_addresses: Sequence[IPAddress]) -> Fallback | None:
     """Why XDP cannot run here (None: it can)."""
     if not _bpf_privileged():
-        return "not root"  # nor with CAP_BPF and CAP_NET_ADMIN, as sbc.service in the image runs
+        # nor with CAP_BPF and CAP_NET_ADMIN, as sbc.service in the image runs
+        return Fallback(FallbackReason.NOT_PRIVILEGED, "not root")
     if platform.machine() not in ("x86_64", "aarch64", "arm64"):
-        return f"no bpf() syscall number known for {platform.machine()}"
+        return Fallback(FallbackReason.NO_BPF_SYSCALL, f"no bpf() syscall number known for {platform.machine()}")
     from dataplane.xdp import loader
     from dataplane.xdp.tool import ToolError, missing_tools
 
     try:
         loader.ensure_bpffs()
     except (ToolError, OSError) as exc:
-        return f"no bpf filesystem: {exc}"
+        return Fallback(FallbackReason.NO_BPFFS, f"no bpf filesystem: {exc}")
     try:
         loader.require_object()
     except loader.ObjectMissing as exc:
-        return str(exc)
+        return Fallback(FallbackReason.NO_OBJECT, str(exc))
     missing = missing_tools("bpftool")
     if missing:
-        return missing
+        return Fallback(FallbackReason.MISSING_TOOL, missing)
     return _media_on_lo(media_addresses)
 
 
@@ -65,23 +70,25 @@ def _bpf_privileged() -> bool:
     return False
 
 
-def _media_on_lo(addresses: Sequence[IPAddress]) -> str | None:
+def _media_on_lo(addresses: Sequence[IPAddress]) -> Fallback | None:
     for address in addresses:
         if address.is_loopback:
-            return f"media address {address} is on loopback: nothing to offload"
+            detail = f"media address {address} is on loopback: nothing to offload"
+            return Fallback(FallbackReason.MEDIA_ON_LOOPBACK, detail)
     return None
 
 
 def try_xdp(
     chosen: Overridden, media_addresses: Sequence[IPAddress], loop: asyncio.AbstractEventLoop
-) -> tuple[Dataplane | None, str]:
-    """(XdpRelay, what it attached where and why) or (None, reason to run the userspace relay).
-    Raises `XdpStartError` when the relay is set to `xdp` and XDP cannot run."""
+) -> XdpRelay | Fallback:
+    """The started XdpRelay (its `describe()` says what it attached where and why), or why the
+    userspace relay runs instead. Raises `XdpStartError` when the relay is set to `xdp` and XDP cannot
+    run."""
     from dataplane.xdp.relay import XdpRelay, XdpStartError
 
     settings = chosen.settings
     if settings.relay is RelayChoice.USERSPACE:
-        return None, chosen.origin("relay")
+        return Fallback(FallbackReason.CHOSEN, chosen.origin("relay"))
     addresses = list(dict.fromkeys(media_addresses))
     reason = xdp_unavailable(addresses)
     if reason is None:
@@ -94,9 +101,9 @@ def try_xdp(
                 mode_origin=chosen.origin("xdp_mode"),
             )
         except Exception as exc:
-            reason = f"XDP start failed: {exc}"
+            reason = Fallback(FallbackReason.START_FAILED, f"XDP start failed: {exc}")
         else:
-            return relay, relay.describe()
+            return relay
     if settings.relay is RelayChoice.XDP:
         raise XdpStartError(f"{chosen.origin('relay')} but XDP is unavailable: {reason}")
-    return None, reason
+    return reason

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from mgmt.alarms import Alarm, AlarmTable, Severity
 from mgmt.snmp import figures
 from mgmt.snmp.source import SbcSnapshot
+from sbc.control.contract import CallSnapshot, DataplaneMode, StatusReport, TrunkState
 
 HIGH_LOAD = "high-load"
 MEDIA_QUALITY = "media-quality"
@@ -48,7 +49,6 @@ def raise_config_rollback(alarms: AlarmTable, revision: int | str, reason: str) 
 
 @dataclass(frozen=True, slots=True)
 class AlarmThresholds:
-    max_calls: int = 0  # used when the SBC does not report max_calls; 0: no high-load rule
     high_load_raise: float = 0.8
     high_load_clear: float = 0.7
     mos_raise: float = 3.5
@@ -62,24 +62,25 @@ class AlarmRules:
         self.thresholds = thresholds or AlarmThresholds()
 
     def evaluate(self, snapshot: SbcSnapshot) -> None:
-        if not snapshot.reachable:
+        status = snapshot.status
+        if not snapshot.reachable or status is None:
             if snapshot.generation > 0:
                 self.alarms.raise_alarm(
                     SBC_UNREACHABLE, Severity.CRITICAL, f"the SBC's control API does not answer: {snapshot.error}"
                 )
             return
         self.alarms.clear(SBC_UNREACHABLE)
-        self._high_load(snapshot)
-        self._media_quality(snapshot)
-        self._xdp_fallback(snapshot)
-        self._trunks(snapshot)
+        self._high_load(status)
+        self._media_quality(snapshot.calls)
+        self._xdp_fallback(status)
+        self._trunks(status)
 
-    def _high_load(self, snapshot: SbcSnapshot) -> None:
+    def _high_load(self, status: StatusReport) -> None:
         t = self.thresholds
-        limit = figures.max_calls(snapshot) or t.max_calls
+        limit = status.max_calls
         if limit <= 0:
             return
-        calls = figures.active_calls(snapshot)
+        calls = status.active_calls
         if calls > t.high_load_raise * limit:
             self.alarms.raise_alarm(
                 HIGH_LOAD,
@@ -89,9 +90,9 @@ class AlarmRules:
         elif calls <= t.high_load_clear * limit:
             self.alarms.clear(HIGH_LOAD)
 
-    def _media_quality(self, snapshot: SbcSnapshot) -> None:
+    def _media_quality(self, calls: tuple[CallSnapshot, ...]) -> None:
         t = self.thresholds
-        mos = figures.mean_mos(snapshot)
+        mos = figures.mean_mos(calls)
         if mos is None or mos >= t.mos_clear:
             self.alarms.clear(MEDIA_QUALITY)
         elif mos < t.mos_raise:
@@ -99,23 +100,22 @@ class AlarmRules:
                 MEDIA_QUALITY, Severity.MINOR, f"mean MOS of the active calls is {mos:.2f} (below {t.mos_raise:.2f})"
             )
 
-    def _xdp_fallback(self, snapshot: SbcSnapshot) -> None:
-        mode = figures.dataplane_mode(snapshot)
-        expected = self.thresholds.expect_xdp or snapshot.status.get("dataplane_expected") == "xdp"
-        if expected and mode == "userspace":
-            note = figures.text(snapshot.status, "dataplane_note") or "no reason given"
+    def _xdp_fallback(self, status: StatusReport) -> None:
+        expected = self.thresholds.expect_xdp or status.dataplane_expected is DataplaneMode.XDP
+        if expected and status.dataplane is DataplaneMode.USERSPACE:
+            note = status.dataplane_note or "no reason given"
             self.alarms.raise_alarm(XDP_FALLBACK, Severity.MAJOR, f"media relayed in userspace, not XDP: {note}")
-        elif mode == "xdp" or not expected:
+        else:
             self.alarms.clear(XDP_FALLBACK)
 
-    def _trunks(self, snapshot: SbcSnapshot) -> None:
+    def _trunks(self, status: StatusReport) -> None:
         seen = set()
-        for trunk in figures.trunk_rows(snapshot):
+        for trunk in status.trunks:
             name = trunk_alarm_name(trunk.name)
             seen.add(name)
-            if trunk.state is figures.TrunkState.DOWN:
+            if trunk.state is TrunkState.DOWN:
                 self.alarms.raise_alarm(name, Severity.MAJOR, f"trunk {trunk.name} ({trunk.address}) does not answer")
-            elif trunk.state is figures.TrunkState.UP:
+            elif trunk.state is TrunkState.UP:
                 self.alarms.clear(name)
         for alarm in self.alarms.active():  # a trunk removed from the config is no longer down
             if trunk_of_alarm(alarm.name) is not None and alarm.name not in seen:

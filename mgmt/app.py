@@ -22,24 +22,25 @@ from aiohttp import web
 
 from mgmt.alarm_rules import raise_config_rollback
 from mgmt.alarms import AlarmTable
-from mgmt.api import MgmtState, authenticate
 from mgmt.audit import AuditLog
 from mgmt.auth import Authenticator, LoginLimiter, SessionTable, UserStore, first_run
+from mgmt.http import authorize
 from mgmt.monitor import Monitoring
 from mgmt.openapi import build_document
 from mgmt.operations import OPERATIONS
 from mgmt.problems import Problem
-from mgmt.routes import API, Call, Operation
+from mgmt.routes import API, ApiCall, Operation
 from mgmt.sbc_link import SbcLink
+from mgmt.state import STATE, MgmtState
 from mgmt.store import ConfigStore, PendingConfirm, Revision
-from mgmt.system_api import hw_background, real_system_services
+from mgmt.system_api import hw_background
+from mgmt.system_services import real_system_services
 from mgmt.tls import ensure_self_signed, server_context
 from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config
 from sbc.config.model import SbcConfig
 
 log = logging.getLogger("mgmt")
-STATE = web.AppKey("state", MgmtState)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 # The UI loads only its own files; no inline script, no framing, no third-party anything.
 CSP = (
@@ -88,19 +89,7 @@ async def security_headers(
 def _wrap(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
-        principal = None
-        if op.role is not None:
-            principal = authenticate(state, request, op.changes_state)
-            user = principal.user
-            if user.must_change_password and not op.restricted_ok:
-                raise Problem(403, "change your password first: POST /api/v1/auth/password",
-                              kind="password-change-required")  # fmt: skip
-            if not user.role.allows(op.role):
-                state.audit.write(user.name, request.remote, f"{op.method} {op.path}", outcome="denied",
-                                  reason=f"needs role {op.role.value}")  # fmt: skip
-                raise Problem(403, f"this needs the {op.role.value} role; {user.name} is {user.role.value}",
-                              kind="forbidden")  # fmt: skip
-        return await op.handler(Call(request, state, principal))
+        return await op.handler(ApiCall(request, state, authorize(state, request, op)))
 
     handle.__name__ = op.operation_id
     return handle

@@ -26,10 +26,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from mgmt.api import audit, json_body, reply
 from mgmt.auth import Role
+from mgmt.http import audit, json_body, reply
 from mgmt.problems import Problem
-from mgmt.routes import JSON, Call, Operation, Response
+from mgmt.routes import JSON, ApiCall, Operation, Response
 from mgmt.schemas import BOOL, STR
 from sbc.appliance.bundle import TRUSTED_KEYS_DIR, BundleError, load_trusted_keys, verify_bundle
 from sbc.appliance.osinfo import booted_version, machine_arch
@@ -49,11 +49,11 @@ def trusted_keys_dir() -> Path:
     return Path(os.environ.get("SBC_UPDATE_KEYS", str(TRUSTED_KEYS_DIR)))
 
 
-def _lock(call: Call) -> asyncio.Lock:
+def _lock(call: ApiCall) -> asyncio.Lock:
     return _BUSY.setdefault(id(call.state), asyncio.Lock())
 
 
-def _flag(call: Call, name: str, default: bool) -> bool:
+def _flag(call: ApiCall, name: str, default: bool) -> bool:
     raw = call.request.query.get(name)
     if raw is None:
         return default
@@ -65,13 +65,13 @@ def _flag(call: Call, name: str, default: bool) -> bool:
 
 
 # ---- handlers ------------------------------------------------------------------------------------
-async def get_firmware(call: Call) -> web.StreamResponse:
+async def get_firmware(call: ApiCall) -> web.StreamResponse:
     status = await asyncio.to_thread(read_status, spool())
     return reply({"version": booted_version(), "arch": machine_arch(), "update": status,
                   "max_bundle_bytes": MAX_BUNDLE_BYTES})  # fmt: skip
 
 
-async def upload_update(call: Call) -> web.StreamResponse:
+async def upload_update(call: ApiCall) -> web.StreamResponse:
     reboot = _flag(call, "reboot", True)
     downgrade = _flag(call, "allow_downgrade", False)
     request = call.request
@@ -82,7 +82,7 @@ async def upload_update(call: Call) -> web.StreamResponse:
         return await _accept(call, target, reboot=reboot, downgrade=downgrade, source="upload")
 
 
-async def update_from_url(call: Call) -> web.StreamResponse:
+async def update_from_url(call: ApiCall) -> web.StreamResponse:
     body = await json_body(call, ("url", "reboot", "allow_downgrade"))
     url = body.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -104,7 +104,7 @@ async def update_from_url(call: Call) -> web.StreamResponse:
 
 # ---- the steps -----------------------------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def _begin(call: Call) -> Any:
+async def _begin(call: ApiCall) -> Any:
     """One update at a time; a file in the spool for the body, removed unless it was accepted."""
     lock = _lock(call)
     sp = spool()
@@ -147,7 +147,7 @@ async def _receive(target: Path, content: aiohttp.StreamReader, length: int | No
         raise Problem(400, f"the body ended after {size} of {length} bytes", kind="truncated")
 
 
-async def _accept(call: Call, target: Path, *, reboot: bool, downgrade: bool, source: str) -> web.StreamResponse:
+async def _accept(call: ApiCall, target: Path, *, reboot: bool, downgrade: bool, source: str) -> web.StreamResponse:
     keys = load_trusted_keys(trusted_keys_dir())
     try:
         manifest = await asyncio.to_thread(verify_bundle, target, keys, arch=machine_arch())

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from mgmt.alarm_rules import AlarmRules, AlarmThresholds
+from mgmt.alarm_rules import AlarmRules
 from mgmt.alarms import AlarmTable, Severity
 from mgmt.snmp.agent import SnmpAgent, start_snmp_agent
 from mgmt.snmp.source import SbcSnapshot, SbcStateSource
@@ -27,16 +27,12 @@ RESTART_ATTEMPTS = 30
 SNMP_DOWN = "snmp-agent-down"
 
 
-def thresholds(config: SbcConfig) -> AlarmThresholds:
-    return AlarmThresholds(max_calls=config.max_calls)
-
-
 class Monitoring:
     def __init__(self, config: SbcConfig, config_path: Path, alarms: AlarmTable) -> None:
         self.config_path = config_path
         self.alarms = alarms
         self.source = SbcStateSource(config.control_path, interval_s=float(config.management.poll_interval_s))
-        self.rules = AlarmRules(alarms, thresholds(config))
+        self.rules = AlarmRules(alarms)
         self.settings = config.management.snmp
         self.agent: SnmpAgent | None = None
         self._mtime = self._stat()
@@ -96,7 +92,6 @@ class Monitoring:
         except (ConfigError, OSError) as exc:
             log.warning("active configuration not readable, monitoring keeps its settings: %s", exc)
             return
-        self.rules.thresholds = thresholds(config)
         self.source.interval_s = float(config.management.poll_interval_s)
         settings = config.management.snmp
         if settings == self.settings:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mgmt import api, firmware
+from mgmt import api_config, api_live, api_session, firmware
 from mgmt.alarms import Severity
 from mgmt.auth import Role
 from mgmt.routes import Operation, Response
 from mgmt.schemas import ANY_OBJ, BOOL, INT, NULLABLE_INT, NULLABLE_NUM, NUM, STR, obj
 from mgmt.store import MAX_CONFIG_BYTES
 from mgmt.system_api import SYSTEM_OPERATIONS
+from sbc.control.contract import CallList, CallRecord, RegistrationList, StatusReport, json_schema
 
 # ---- schemas -------------------------------------------------------------------------------------
 ROLE = {"type": "string", "enum": [r.value for r in Role]}
@@ -56,6 +57,15 @@ RO, OP, ADMIN = Role.READ_ONLY, Role.OPERATOR, Role.ADMIN
 REVISION_PARAM = {"name": "number", "in": "path", "required": True,
                   "schema": {"type": "integer", "minimum": 1, "maximum": 999999999}}  # fmt: skip
 
+# How many of the last lines of a JSON-lines file (call records, the audit log) to answer with.
+LINES_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 1000}
+LINES = {"name": "lines", "in": "query", "required": False, "schema": LINES_SCHEMA}
+
+# The SBC's status as the control contract defines it, plus the rate sbc mgmt derives from its counter.
+_STATUS = json_schema(StatusReport)
+SBC_STATUS = {**_STATUS, "properties": {**_STATUS["properties"], "calls_per_second": NUM}}
+
+
 OPERATIONS: tuple[Operation, ...] = (
     # auth
     Operation(
@@ -65,7 +75,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Log in: sets the session cookie, returns the CSRF token",
         "auth",
         None,
-        api.login,
+        api_session.login,
         ok(SESSION),
         body=obj(
             {
@@ -78,7 +88,15 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
     ),
     Operation(
-        POST, "/auth/logout", "logout", "End this session", "auth", RO, api.logout, NO_CONTENT, restricted_ok=True
+        POST,
+        "/auth/logout",
+        "logout",
+        "End this session",
+        "auth",
+        RO,
+        api_session.logout,
+        NO_CONTENT,
+        restricted_ok=True,
     ),
     Operation(
         GET,
@@ -87,7 +105,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Who is logged in (and the CSRF token again)",
         "auth",
         RO,
-        api.get_session,
+        api_session.get_session,
         ok(SESSION),
         restricted_ok=True,
     ),
@@ -98,7 +116,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Change one's own password",
         "auth",
         RO,
-        api.change_password,
+        api_session.change_password,
         NO_CONTENT,
         body=obj(
             {"current_password": {"type": "string", "maxLength": 1024}, "new_password": PASSWORD},
@@ -114,7 +132,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Start TOTP enrolment: a new secret (needs the password)",
         "auth",
         RO,
-        api.totp_enroll,
+        api_session.totp_enroll,
         ok(obj({"secret": STR, "otpauth_uri": STR}, ("secret", "otpauth_uri"))),
         body=obj({"password": {"type": "string", "maxLength": 1024}}, ("password",), closed=True),
     ),
@@ -125,7 +143,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Finish TOTP enrolment with a current code",
         "auth",
         RO,
-        api.totp_verify,
+        api_session.totp_verify,
         ok(obj({"totp_enrolled": BOOL}, ("totp_enrolled",))),
         body=obj({"code": {"type": "string", "maxLength": 16}}, ("code",), closed=True),
     ),
@@ -136,7 +154,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "API tokens (never their secrets)",
         "auth",
         ADMIN,
-        api.list_tokens,
+        api_session.list_tokens,
         ok(obj({"tokens": {"type": "array", "items": TOKEN}}, ("tokens",))),
     ),
     Operation(
@@ -146,7 +164,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Create an API token; the secret is shown only in this answer",
         "auth",
         ADMIN,
-        api.create_token,
+        api_session.create_token,
         {201: Response("Created", obj({**TOKEN["properties"], "token": STR}, ("id", "token")))},
         body=obj(
             {
@@ -165,7 +183,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Revoke an API token",
         "auth",
         ADMIN,
-        api.revoke_token,
+        api_session.revoke_token,
         NO_CONTENT,
         params=({"name": "id", "in": "path", "required": True, "schema": STR},),
     ),
@@ -177,7 +195,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Users",
         "users",
         ADMIN,
-        api.list_users,
+        api_session.list_users,
         ok(obj({"users": {"type": "array", "items": USER}}, ("users",))),
     ),
     Operation(
@@ -187,7 +205,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Create a user (must change the password at first login by default)",
         "users",
         ADMIN,
-        api.create_user,
+        api_session.create_user,
         {201: Response("Created", USER)},
         body=obj(
             {"name": USER_NAME, "role": ROLE, "password": PASSWORD, "must_change_password": BOOL},
@@ -202,7 +220,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "One user",
         "users",
         ADMIN,
-        api.get_user,
+        api_session.get_user,
         ok(USER),
         params=({"name": "name", "in": "path", "required": True, "schema": STR},),
     ),
@@ -213,7 +231,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Change role, disable, set a password, reset TOTP",
         "users",
         ADMIN,
-        api.update_user,
+        api_session.update_user,
         ok(USER),
         body=obj(
             {"role": ROLE, "disabled": BOOL, "password": PASSWORD, "must_change_password": BOOL, "totp_reset": BOOL},
@@ -228,7 +246,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Delete a user and their API tokens",
         "users",
         ADMIN,
-        api.delete_user,
+        api_session.delete_user,
         NO_CONTENT,
         params=({"name": "name", "in": "path", "required": True, "schema": STR},),
     ),
@@ -240,11 +258,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "SBC status, calls per second, CPU and memory, alarm count",
         "status",
         RO,
-        api.get_status,
+        api_live.get_status,
         ok(
             obj(
                 {
-                    "sbc": {"type": ["object", "null"]},
+                    "sbc": {"anyOf": [SBC_STATUS, {"type": "null"}]},
                     "sbc_error": {"type": ["string", "null"]},
                     "host": ANY_OBJ,
                     "alarms": INT,
@@ -261,8 +279,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Live calls with both legs and per-stream quality",
         "status",
         RO,
-        api.get_calls,
-        ok(obj({"calls": {"type": "array", "items": ANY_OBJ}}, ("calls",))),
+        api_live.get_calls,
+        ok(json_schema(CallList)),
     ),
     Operation(
         GET,
@@ -271,8 +289,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Registrations relayed upstream",
         "status",
         RO,
-        api.get_registrations,
-        ok(obj({"registrations": {"type": "array", "items": ANY_OBJ}}, ("registrations",))),
+        api_live.get_registrations,
+        ok(json_schema(RegistrationList)),
     ),
     Operation(
         GET,
@@ -281,7 +299,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Realms of the active configuration",
         "config",
         RO,
-        api.get_realms,
+        api_live.get_realms,
         ok(obj({"realms": {"type": "array", "items": ANY_OBJ}}, ("realms",))),
     ),
     Operation(
@@ -291,7 +309,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Routes of the active configuration",
         "config",
         RO,
-        api.get_routes,
+        api_live.get_routes,
         ok(obj({"routes": {"type": "array", "items": ANY_OBJ}}, ("routes",))),
     ),
     Operation(
@@ -301,7 +319,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Header rules of the active configuration (change them by staging the config)",
         "config",
         RO,
-        api.get_header_rules,
+        api_live.get_header_rules,
         ok(obj({"header_rules": {"type": "array", "items": ANY_OBJ}}, ("header_rules",))),
     ),
     Operation(
@@ -311,7 +329,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Active alarms",
         "status",
         RO,
-        api.get_alarms,
+        api_live.get_alarms,
         ok(obj({"alarms": {"type": "array", "items": ALARM}}, ("alarms",))),
     ),
     Operation(
@@ -321,7 +339,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Acknowledge (clear) an active alarm; one whose condition holds is raised again at the next poll",
         "status",
         OP,
-        api.clear_alarm,
+        api_live.clear_alarm,
         NO_CONTENT,
         params=({"name": "id", "in": "path", "required": True, "schema": STR},),
     ),
@@ -332,16 +350,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "The latest call records (CDRs) the SBC wrote: legs, route, times, status, media quality",
         "status",
         RO,
-        api.get_cdrs,
-        ok(obj({"records": {"type": "array", "items": ANY_OBJ}}, ("records",))),
-        params=(
-            {
-                "name": "lines",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
-        ),
+        api_live.get_cdrs,
+        ok(obj({"records": {"type": "array", "items": json_schema(CallRecord)}}, ("records",))),
+        params=(LINES,),
     ),
     Operation(
         GET,
@@ -350,16 +361,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "The tail of the audit log",
         "status",
         RO,
-        api.get_logs,
+        api_live.get_logs,
         ok(obj({"entries": {"type": "array", "items": ANY_OBJ}}, ("entries",))),
-        params=(
-            {
-                "name": "lines",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
-        ),
+        params=(LINES,),
     ),
     # config
     Operation(
@@ -369,7 +373,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The active configuration text, its revision, pending confirmation",
         "config",
         OP,
-        api.get_config,
+        api_config.get_config,
         ok(
             obj(
                 {"text": STR, "revision": INT, "pending": PENDING, "candidate": {"type": ["object", "null"]}},
@@ -384,7 +388,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The staged candidate",
         "config",
         OP,
-        api.get_candidate,
+        api_config.get_candidate,
         ok(obj({"text": STR, "author": STR, "time": NUM, "base_revision": INT}, ("text",))),
     ),
     Operation(
@@ -394,7 +398,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Stage a candidate (refused with 422 and lines if invalid)",
         "config",
         OP,
-        api.stage,
+        api_config.stage,
         ok(STAGED),
         body=obj({"text": CONFIG_TEXT}, ("text",), closed=True),
     ),
@@ -405,7 +409,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Drop the staged candidate",
         "config",
         OP,
-        api.discard,
+        api_config.discard,
         NO_CONTENT,
     ),
     Operation(
@@ -415,7 +419,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Validate a text (or the candidate): problems with lines",
         "config",
         OP,
-        api.validate,
+        api_config.validate,
         ok(
             obj(
                 {
@@ -436,7 +440,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Unified diff: `from` (default active) to `to` (default candidate)",
         "config",
         OP,
-        api.diff,
+        api_config.diff,
         ok(obj({"diff": STR, "from": NULLABLE_INT, "to": NULLABLE_INT}, ("diff",))),
         params=(
             {
@@ -461,7 +465,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "reverts by itself unless confirmed in time",
         "config",
         OP,
-        api.commit,
+        api_config.commit,
         ok(COMMIT_RESULT),
         body=obj(
             {
@@ -480,7 +484,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Confirm a pending commit-confirmed",
         "config",
         OP,
-        api.confirm,
+        api_config.confirm,
         ok(obj({"confirmed": INT}, ("confirmed",))),
     ),
     Operation(
@@ -490,7 +494,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Make an earlier revision active again (a new revision)",
         "config",
         OP,
-        api.rollback,
+        api_config.rollback,
         ok(COMMIT_RESULT),
         body=obj(
             {
@@ -509,7 +513,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Revision history",
         "config",
         RO,
-        api.list_revisions,
+        api_config.list_revisions,
         ok(
             obj(
                 {"revisions": {"type": "array", "items": REVISION}, "active": INT, "pending": PENDING},
@@ -524,7 +528,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "One revision with its text",
         "config",
         OP,
-        api.get_revision,
+        api_config.get_revision,
         ok({**REVISION, "properties": {**REVISION["properties"], "text": STR}}),
         params=(REVISION_PARAM,),
     ),
@@ -535,7 +539,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Download the active configuration (backup)",
         "config",
         OP,
-        api.export,
+        api_config.export,
         {200: Response("The YAML file", {"description": "YAML text"}, media="application/yaml")},
     ),
     Operation(
@@ -545,7 +549,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Upload a YAML backup (streamed, at most 2 MiB): validated, then staged as the candidate",
         "config",
         OP,
-        api.import_config,
+        api_config.import_config,
         ok(STAGED),
         body=CONFIG_TEXT,
         body_media="text/plain",

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from mgmt.auth import ApiToken, Role, Session, User
-
-if TYPE_CHECKING:
-    from mgmt.api import MgmtState
+from mgmt.state import MgmtState
 
 API = "/api/v1"
 JSON = "application/json"
@@ -35,7 +33,9 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class ApiCall:
+    """One call of an API operation: the HTTP request, the process's state and who is calling."""
+
     request: web.Request
     state: MgmtState
     principal: Principal | None  # None only on public operations (login, the OpenAPI document)
@@ -50,7 +50,7 @@ class Call:
         return self.request.remote or "?"
 
 
-Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+Handler = Callable[[ApiCall], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)

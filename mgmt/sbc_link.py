@@ -1,18 +1,27 @@
-"""The management plane's only way into the SBC: its local control socket (`sbc.control`).
+"""The management plane's only way into the SBC: its local control socket (`sbc.control`), read into the
+control contract's types (`sbc.control.contract`).
 
-Blocking socket calls run in a worker thread so the event loop never waits on the SBC.
 Also keeps the last `calls_total` sample to turn the counter into calls per second.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mgmt.store import ReloadResult
-from sbc.control.client import ControlError, control_request
+from sbc.control.client import ControlError, control_query, control_request
+from sbc.control.contract import (
+    CallList,
+    ContractError,
+    RegistrationList,
+    ReloadReport,
+    StatusReport,
+    decode,
+)
+
+T = TypeVar("T")
 
 
 class SbcUnavailable(Exception):
@@ -26,22 +35,22 @@ class SbcLink:
         self._sample: tuple[float, int] | None = None
         self._rate = 0.0
 
-    def request(self, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _query(self, cmd: str, answer: type[T]) -> T:
         try:
-            return control_request(self.socket_path, cmd, args, timeout=self.timeout)
-        except (ControlError, OSError, ValueError) as exc:
-            raise SbcUnavailable(str(exc)) from exc
+            return decode(answer, await control_query(self.socket_path, cmd, self.timeout))
+        except (ControlError, ContractError, OSError, TimeoutError) as exc:
+            raise SbcUnavailable(str(exc) or type(exc).__name__) from exc
 
-    async def query(self, cmd: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.request, cmd)
+    async def status(self) -> tuple[StatusReport, float]:
+        """The SBC's status and its calls per second since the previous call."""
+        status = await self._query("status", StatusReport)
+        return status, self.calls_per_second(status.counters.calls_total, time.monotonic())
 
-    async def status(self) -> dict[str, Any]:
-        status = await self.query("status")
-        counters = status.get("counters") or {}
-        total = counters.get("calls_total")
-        if isinstance(total, int):
-            status["calls_per_second"] = self.calls_per_second(total, time.monotonic())
-        return status
+    async def calls(self) -> CallList:
+        return await self._query("calls", CallList)
+
+    async def registrations(self) -> RegistrationList:
+        return await self._query("registrations", RegistrationList)
 
     def calls_per_second(self, calls_total: int, now: float) -> float:
         """Rate since the previous sample; samples closer than 1 s keep the last rate (too noisy)."""
@@ -56,12 +65,9 @@ class SbcLink:
 
     def reload(self, path: Path) -> ReloadResult:
         """The store's `Reloader`: ask the SBC to re-read `path` (synchronous, called in a thread)."""
+        args: dict[str, Any] = {"path": str(path.resolve())}
         try:
-            answer = control_request(self.socket_path, "reload", {"path": str(path.resolve())}, timeout=30.0)
-        except (ControlError, OSError, ValueError) as exc:
+            answer = decode(ReloadReport, control_request(self.socket_path, "reload", args, timeout=30.0))
+        except (ControlError, ContractError, OSError, ValueError) as exc:
             return ReloadResult(applied=False, error=str(exc))
-        return ReloadResult(
-            applied=bool(answer.get("applied")),
-            restart_required=tuple(str(x) for x in answer.get("restart_required") or ()),
-            problems=tuple(str(x) for x in answer.get("problems") or ()),
-        )
+        return ReloadResult(applied=answer.applied, restart_required=answer.restart_required, problems=answer.problems)

@@ -20,60 +20,32 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from hw.factory_reset import MARKER, request_factory_reset
-from hw.hw_state import STATE_PATH, interfaces_json, read_state
+from hw.factory_reset import request_factory_reset
+from hw.hw_state import interfaces_json, read_state
 from hw.links import HW_ALARM_PREFIXES
-from hw.system import HostnameControl, SystemServiceError, TimeControl, UnitControl
+from hw.system import SystemServiceError
 from mgmt.auth import Role
+from mgmt.http import audit, invalid_field, json_body, reply
 from mgmt.problems import Problem
-from mgmt.routes import Call, Operation, Response
+from mgmt.routes import ApiCall, Operation, Response
 from mgmt.schemas import BOOL, NULLABLE_INT, NULLABLE_STR, STR, STRS, obj
-
-if TYPE_CHECKING:
-    from mgmt.api import MgmtState
+from mgmt.state import STATE, MgmtState
+from mgmt.system_services import SystemServices
 
 log = logging.getLogger("mgmt.system")
 FACTORY_RESET_CONFIRM = "factory-reset"
 HW_MONITOR_DOWN = "hw-monitor-down"
-ACT_AFTER_S = 0.5  # the 202 answer leaves before the box (or this process) goes down
 _STATUS = {"unavailable": 503, "denied": 403, "invalid": 422, "not-found": 404, "conflict": 409, "failed": 502}
 
 
-@dataclass
-class SystemServices:
-    units: UnitControl
-    hostname: HostnameControl
-    time: TimeControl
-    services: tuple[str, ...] = ("sbc.service", "sbc-mgmt.service", "sbc-hw.service")  # what may be restarted
-    own_unit: str = "sbc-mgmt.service"
-    hw_state_path: Path = STATE_PATH
-    factory_reset_marker: Path = MARKER
-    ntp_servers_file: Path | None = None  # the servers set here, applied again at start
-    act_after_s: float = ACT_AFTER_S
-    background: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-def real_system_services(state_dir: Path) -> SystemServices:
-    """systemd over the system bus; the connection opens on first use."""
-    from hw.dbus_client import SystemBus
-    from hw.hostnamed import Hostnamed
-    from hw.systemd_units import SystemdUnits
-    from hw.timedated import Timedated
-
-    bus = SystemBus()
-    return SystemServices(SystemdUnits(bus), Hostnamed(bus), Timedated(bus),
-                          ntp_servers_file=state_dir / "ntp-servers.json")  # fmt: skip
-
-
 # ---- helpers -------------------------------------------------------------------------------------
-def _system(call: Call) -> SystemServices:
+def _system(call: ApiCall) -> SystemServices:
     system = call.state.system
     if system is None:
         raise Problem(503, "system control is not available in this process", kind="system-unavailable")
@@ -105,98 +77,76 @@ def _later(system: SystemServices, action: Callable[[], Awaitable[Any]], what: s
     task.add_done_callback(system.background.discard)
 
 
-def _reply(data: Any, status: int = 200) -> web.Response:
-    from mgmt.api import reply
-
-    return reply(data, status)
-
-
-def _audit(call: Call, action: str, **details: Any) -> None:
-    from mgmt.api import audit
-
-    audit(call, action, **details)
-
-
-async def _body(call: Call, allowed: tuple[str, ...]) -> dict[str, Any]:
-    from mgmt.api import json_body
-
-    return await json_body(call, allowed)
-
-
-def _bad(name: str, message: str) -> Problem:
-    return Problem(422, f"{name}: {message}", kind="invalid-field", field=name)
-
-
 # ---- services, reboot, power off -----------------------------------------------------------------
-async def list_services(call: Call) -> web.StreamResponse:
+async def list_services(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
     out = []
     for unit in system.services:
         state = await _do(system.units.unit_state(unit))
         out.append({"unit": unit, "load_state": state.load_state, "active_state": state.active_state,
                     "sub_state": state.sub_state, "description": state.description})  # fmt: skip
-    return _reply({"services": out})
+    return reply({"services": out})
 
 
-async def restart_service(call: Call) -> web.StreamResponse:
+async def restart_service(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
     unit = call.request.match_info["unit"]
     if unit not in system.services:
         raise Problem(404, f"{unit!r} is not one of the services: {', '.join(system.services)}", kind="not-found",
                       field="unit")  # fmt: skip
     if unit == system.own_unit:
-        _audit(call, "system.service.restart", target=unit, result="queued")
+        audit(call, "system.service.restart", target=unit, result="queued")
         _later(system, lambda: system.units.restart_unit(unit, wait=False), f"restart {unit}")
-        return _reply({"unit": unit, "result": "queued"}, 202)
+        return reply({"unit": unit, "result": "queued"}, 202)
     try:
         result = await system.units.restart_unit(unit)
     except SystemServiceError as exc:
-        _audit(call, "system.service.restart", outcome="failed", target=unit, reason=exc.detail)
+        audit(call, "system.service.restart", outcome="failed", target=unit, reason=exc.detail)
         raise _problem(exc) from None
-    _audit(call, "system.service.restart", outcome="ok" if result.ok else "failed", target=unit, result=result.result)
+    audit(call, "system.service.restart", outcome="ok" if result.ok else "failed", target=unit, result=result.result)
     if not result.ok:
         raise Problem(502, f"restarting {unit} ended with {result.result!r}: see its journal", kind="system-failed")
-    return _reply({"unit": unit, "result": result.result})
+    return reply({"unit": unit, "result": result.result})
 
 
-async def reboot(call: Call) -> web.StreamResponse:
+async def reboot(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
-    _audit(call, "system.reboot")
+    audit(call, "system.reboot")
     _later(system, system.units.reboot, "reboot")
-    return _reply({"accepted": True, "action": "reboot"}, 202)
+    return reply({"accepted": True, "action": "reboot"}, 202)
 
 
-async def power_off(call: Call) -> web.StreamResponse:
+async def power_off(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
-    _audit(call, "system.poweroff")
+    audit(call, "system.poweroff")
     _later(system, system.units.power_off, "power off")
-    return _reply({"accepted": True, "action": "poweroff"}, 202)
+    return reply({"accepted": True, "action": "poweroff"}, 202)
 
 
 # ---- hostname ------------------------------------------------------------------------------------
-async def get_hostname(call: Call) -> web.StreamResponse:
+async def get_hostname(call: ApiCall) -> web.StreamResponse:
     info = await _do(_system(call).hostname.get_hostname())
-    return _reply({"hostname": info.hostname, "static_hostname": info.static_hostname,
+    return reply({"hostname": info.hostname, "static_hostname": info.static_hostname,
                    "pretty_hostname": info.pretty_hostname})  # fmt: skip
 
 
-async def set_hostname(call: Call) -> web.StreamResponse:
+async def set_hostname(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
-    body = await _body(call, ("hostname",))
+    body = await json_body(call, ("hostname",))
     name = body.get("hostname")
     if not isinstance(name, str):
-        raise _bad("hostname", "is required (a string)")
+        raise invalid_field("hostname", "is required (a string)")
     old = await _do(system.hostname.get_hostname())
     try:
         info = await system.hostname.set_hostname(name)
     except SystemServiceError as exc:
-        _audit(call, "system.hostname", outcome="refused", target=name, reason=exc.detail)
+        audit(call, "system.hostname", outcome="refused", target=name, reason=exc.detail)
         problem = _problem(exc)
         if exc.kind == "invalid":
-            raise _bad("hostname", exc.detail) from None
+            raise invalid_field("hostname", exc.detail) from None
         raise problem from None
-    _audit(call, "system.hostname", target=name, previous=old.static_hostname)
-    return _reply({"hostname": info.hostname, "static_hostname": info.static_hostname,
+    audit(call, "system.hostname", target=name, previous=old.static_hostname)
+    return reply({"hostname": info.hostname, "static_hostname": info.static_hostname,
                    "pretty_hostname": info.pretty_hostname})  # fmt: skip
 
 
@@ -221,8 +171,8 @@ async def _time_json(system: SystemServices) -> dict[str, Any]:
     }
 
 
-async def get_time(call: Call) -> web.StreamResponse:
-    return _reply(await _time_json(_system(call)))
+async def get_time(call: ApiCall) -> web.StreamResponse:
+    return reply(await _time_json(_system(call)))
 
 
 def _parse_time(value: object) -> int:
@@ -230,27 +180,27 @@ def _parse_time(value: object) -> int:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            raise _bad("time", "must be ISO 8601 with a zone, like 2026-03-01T12:00:00Z") from None
+            raise invalid_field("time", "must be ISO 8601 with a zone, like 2026-03-01T12:00:00Z") from None
         if moment.tzinfo is None:
-            raise _bad("time", "needs a zone (Z or +01:00): the box's zone may not be yours")
+            raise invalid_field("time", "needs a zone (Z or +01:00): the box's zone may not be yours")
         return int(moment.timestamp() * 1_000_000)
-    raise _bad("time", "must be a string (ISO 8601)")
+    raise invalid_field("time", "must be a string (ISO 8601)")
 
 
-async def set_time(call: Call) -> web.StreamResponse:
+async def set_time(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
-    body = await _body(call, ("timezone", "ntp", "ntp_servers", "time"))
+    body = await json_body(call, ("timezone", "ntp", "ntp_servers", "time"))
     if not body:
-        raise _bad("timezone", "give at least one of timezone, ntp, ntp_servers, time")
+        raise invalid_field("timezone", "give at least one of timezone, ntp, ntp_servers, time")
     timezone = body.get("timezone")
     if timezone is not None and not isinstance(timezone, str):
-        raise _bad("timezone", "must be a string such as Europe/Berlin")
+        raise invalid_field("timezone", "must be a string such as Europe/Berlin")
     ntp = body.get("ntp")
     if ntp is not None and not isinstance(ntp, bool):
-        raise _bad("ntp", "must be true or false")
+        raise invalid_field("ntp", "must be true or false")
     servers = body.get("ntp_servers")
     if servers is not None and (not isinstance(servers, list) or not all(isinstance(s, str) for s in servers)):
-        raise _bad("ntp_servers", "must be a list of host names or addresses")
+        raise invalid_field("ntp_servers", "must be a list of host names or addresses")
     usec = _parse_time(body["time"]) if body.get("time") is not None else None
     if usec is not None and ntp is not False:
         current = await _do(system.time.get_time())
@@ -271,16 +221,16 @@ async def set_time(call: Call) -> web.StreamResponse:
         try:
             await step()
         except SystemServiceError as exc:
-            _audit(call, "system.time", outcome="refused", changed=done, failed=name, reason=exc.detail)
+            audit(call, "system.time", outcome="refused", changed=done, failed=name, reason=exc.detail)
             if exc.kind == "invalid":
-                raise _bad(name, exc.detail) from None
+                raise invalid_field(name, exc.detail) from None
             raise _problem(exc) from None
         done.append(name)
     if servers is not None and system.ntp_servers_file is not None:
         _save_ntp_servers(system.ntp_servers_file, servers)
-    _audit(call, "system.time", changed=done, timezone=timezone, ntp=ntp, ntp_servers=servers,
+    audit(call, "system.time", changed=done, timezone=timezone, ntp=ntp, ntp_servers=servers,
            time=body.get("time"))  # fmt: skip
-    return _reply(await _time_json(system))
+    return reply(await _time_json(system))
 
 
 def _save_ntp_servers(path: Path, servers: list[str]) -> None:
@@ -325,31 +275,31 @@ def interfaces_now(system: SystemServices) -> dict[str, Any]:
             "interfaces": interfaces_json(role_map), "alarms": []}  # fmt: skip
 
 
-async def get_interfaces(call: Call) -> web.StreamResponse:
+async def get_interfaces(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
-    return _reply(await asyncio.to_thread(interfaces_now, system))
+    return reply(await asyncio.to_thread(interfaces_now, system))
 
 
 # ---- factory reset -------------------------------------------------------------------------------
-async def factory_reset(call: Call) -> web.StreamResponse:
+async def factory_reset(call: ApiCall) -> web.StreamResponse:
     system = _system(call)
-    body = await _body(call, ("confirm", "reason"))
+    body = await json_body(call, ("confirm", "reason"))
     if body.get("confirm") != FACTORY_RESET_CONFIRM:
-        _audit(call, "system.factory-reset", outcome="refused", reason="not confirmed")
-        raise _bad("confirm", f"must be {FACTORY_RESET_CONFIRM!r}: this wipes the configuration, certificates, "
-                              "users and logs (the firmware stays) and reboots")  # fmt: skip
+        audit(call, "system.factory-reset", outcome="refused", reason="not confirmed")
+        raise invalid_field("confirm", f"must be {FACTORY_RESET_CONFIRM!r}: this wipes the configuration, "
+                            "certificates, users and logs (the firmware stays) and reboots")  # fmt: skip
     reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
-        raise _bad("reason", "must be a string of at most 200 characters")
+        raise invalid_field("reason", "must be a string of at most 200 characters")
     try:
         await asyncio.to_thread(request_factory_reset, call.who.name, "api", reason or "",
                                 system.factory_reset_marker)  # fmt: skip
     except OSError as exc:
-        _audit(call, "system.factory-reset", outcome="failed", reason=str(exc))
+        audit(call, "system.factory-reset", outcome="failed", reason=str(exc))
         raise Problem(500, f"cannot write the factory reset marker: {exc.strerror or exc}") from None
-    _audit(call, "system.factory-reset", reason=reason or "")
+    audit(call, "system.factory-reset", reason=reason or "")
     _later(system, system.units.reboot, "reboot for factory reset")
-    return _reply({"accepted": True, "action": "factory-reset", "marker": str(system.factory_reset_marker)}, 202)
+    return reply({"accepted": True, "action": "factory-reset", "marker": str(system.factory_reset_marker)}, 202)
 
 
 # ---- alarm mirror --------------------------------------------------------------------------------
@@ -372,8 +322,6 @@ def sync_hw_alarms(system: SystemServices, alarms: Any, seen_before: bool) -> bo
 
 async def hw_background(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: NTP servers restored at start, sbc-hw's alarms mirrored every 2 s."""
-    from mgmt.app import STATE
-
     state: MgmtState = app[STATE]
     system = state.system
     if system is None:

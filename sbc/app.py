@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO, assert_never
 
-from dataplane.api import Dataplane
+from dataplane.api import Dataplane, Fallback
 from hw.watchdog import Health
 from sbc import __version__
 from sbc.b2bua.core import Core
@@ -28,7 +27,8 @@ from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
-from sbc.control.figures import status_figures
+from sbc.control.contract import Answer, ContractError, ReloadReport, encode
+from sbc.control.figures import Running, call_list, call_record, registration_list, status_report
 from sbc.control.server import ControlServer
 from sbc.dialog_state import STATE_FILE, DialogPersistence
 from sbc.sip.errors import RemoteProtocolError
@@ -45,9 +45,9 @@ CORE_OVERDUE_S = 5.0
 DEBUG_HOOKS_ENV = "SBC_DEBUG_HOOKS"
 
 
-def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane, str]:
+def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane, Fallback | None]:
     """The relay the config's `dataplane:` section asks for (the environment overrides it): XDP when
-    this machine can run it, else the userspace relay; with what was chosen and why."""
+    this machine can run it, else the userspace relay and why."""
     from dataplane.select import try_xdp
     from dataplane.settings import with_environment
     from dataplane.userspace import UserspaceRelay
@@ -57,17 +57,18 @@ def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[
         chosen = with_environment(config.dataplane, os.environ)
     except ValueError as exc:
         raise XdpStartError(str(exc)) from None
-    dp, why = try_xdp(chosen, [r.media.address for r in config.realms], loop)
-    if dp is not None:
-        return dp, why
-    return UserspaceRelay(loop), why
+    relay = try_xdp(chosen, [r.media.address for r in config.realms], loop)
+    if isinstance(relay, Fallback):
+        return UserspaceRelay(loop), relay
+    emit("info", "dataplane.xdp_attached", attached=relay.describe())
+    return relay, None
 
 
 class SbcApp:
-    def __init__(self, config: SbcConfig, dataplane: Dataplane | None = None, fallback_reason: str = "") -> None:
+    def __init__(self, config: SbcConfig, dataplane: Dataplane | None = None, fallback: Fallback | None = None) -> None:
         self.config = config
         self._dataplane = dataplane
-        self.fallback_reason = fallback_reason
+        self.fallback = fallback
         self.started_at = time.time()
         self.sockets: dict[str, RealmSockets] = {}
         self.core: Core | None = None
@@ -85,6 +86,14 @@ class SbcApp:
         self._started_at_loop = 0.0
 
     @property
+    def dataplane_note(self) -> str:
+        """Why the userspace relay runs, or where and how XDP is attached."""
+        if self.fallback is not None:
+            return self.fallback.detail
+        describe = getattr(self._dataplane, "describe", None)
+        return str(describe()) if callable(describe) else ""
+
+    @property
     def dataplane(self) -> Dataplane:
         assert self._dataplane is not None
         return self._dataplane
@@ -94,7 +103,7 @@ class SbcApp:
         self._started_at_loop = self._loop.time()
         self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._dataplane is None:
-            self._dataplane, self.fallback_reason = make_dataplane(self.config, self._loop)
+            self._dataplane, self.fallback = make_dataplane(self.config, self._loop)
         ledger = MediaLedger(self._dataplane)
         self.core = Core(self.config, ledger)
         self.persistence = DialogPersistence(self.core, ledger, self.config.state_dir / STATE_FILE, self._loop, emit)
@@ -118,7 +127,7 @@ class SbcApp:
             version=__version__,
             config=self.config.source,
             dataplane=self._dataplane.mode.value,
-            dataplane_note=self.fallback_reason,
+            dataplane_note=self.dataplane_note,
             restored_calls=restored,
             realms=[
                 {
@@ -245,16 +254,21 @@ class SbcApp:
             self.persistence.after_input()
         self._reschedule()
 
-    def _write_cdr(self, record: dict[str, object]) -> None:
-        record = {"recorded_at": round(time.time(), 3), **_wall_clock_times(record, time.time() - self._now())}
-        emit("info", "call.record", **record)
+    def _write_cdr(self, ended: dict[str, object]) -> None:
+        try:
+            record = call_record(ended, time.time(), self._now())
+        except ContractError:  # a core that reports less than a record holds is a bug: counted, logged
+            self._internal_error("cdr")
+            return
+        fields = encode(record)
+        emit("info", "call.record", **fields)
         try:
             if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):
                 self._cdr_file.close()  # rotated or removed meanwhile: write to the file at the path
                 self._cdr_file = None
             if self._cdr_file is None:
                 self._cdr_file = self._cdr_path.open("a", encoding="utf-8")
-            self._cdr_file.write(json.dumps(record, default=str) + "\n")
+            self._cdr_file.write(json.dumps(fields) + "\n")
             self._cdr_file.flush()  # a record is whole in the file once the call is reported ended
         except OSError as exc:
             emit("warning", "cdr.write_failed", error=str(exc))
@@ -264,7 +278,7 @@ class SbcApp:
                 self._cdr_file = None  # opened again for the next record (the disk may be back)
 
     # ---- reload ----------------------------------------------------------------------------------
-    def reload(self, path: Path) -> dict[str, Any]:
+    def reload(self, path: Path) -> ReloadReport:
         """Re-read the config at `path`: a bad one changes nothing; the live parts of a good one apply
         at once (live calls stay up); what needs a restart is named and waits for it."""
         assert self.core is not None
@@ -273,17 +287,17 @@ class SbcApp:
         except ConfigError as exc:
             problems = [str(p) for p in exc.problems]
             emit("warning", "config.reload_refused", config=str(path), problems=problems)
-            return {"applied": False, "restart_required": [], "problems": problems}
+            return ReloadReport(applied=False, restart_required=(), problems=tuple(problems))
         pending = restart_required(self.config, new)
         live = live_part(self.config, new)
         if live is None:
             emit("warning", "config.reload_needs_restart", config=str(path), restart_required=pending)
-            return {"applied": False, "restart_required": pending, "problems": []}
+            return ReloadReport(applied=False, restart_required=tuple(pending), problems=())
         self.config = live
         self.core.reconfigure(live)
         logging.getLogger("sbc").setLevel(_LEVELS.get(live.log_level, logging.INFO))
         emit("info", "config.reloaded", config=live.source, restart_required=pending)
-        return {"applied": True, "restart_required": pending, "problems": []}
+        return ReloadReport(applied=True, restart_required=tuple(pending), problems=())
 
     def _reload_from_signal(self) -> None:
         self.reload(Path(self.config.source))
@@ -321,7 +335,7 @@ class SbcApp:
         raise KeyError(command)
 
     # ---- control API -----------------------------------------------------------------------------
-    def _control(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _control(self, command: str, args: dict[str, Any]) -> Answer | dict[str, Any]:
         assert self.core is not None
         if command == "reload":
             path = args.get("path") or (self.config.source if self.config.source != EMBEDDED_SOURCE else None)
@@ -332,56 +346,12 @@ class SbcApp:
             return self._debug(command, args)
         now = self._now()
         if command == "status":
-            c = self.core.counters
-            return {
-                "version": __version__,
-                "uptime_s": round(time.time() - self.started_at, 1),
-                "config": self.config.source,
-                "dataplane": self.dataplane.mode.value,
-                # userspace: why not XDP; XDP: the attach mode of each interface and why
-                "dataplane_note": self.fallback_reason,
-                "realms": [
-                    {
-                        "name": r.name,
-                        "address": str(r.address),
-                        "listen": [f"{ls.transport}:{ls.port}" for ls in r.listeners],
-                        "media": f"{r.media.address}:{r.media.port_min}-{r.media.port_max}",
-                    }
-                    for r in self.config.realms
-                ],
-                "active_calls": len(self.core.calls),
-                "registrations": len(self.core.registrations.active(now)),
-                "counters": {
-                    "calls_total": c.calls_total,
-                    "calls_answered": c.calls_answered,
-                    "calls_failed": c.calls_failed,
-                    "calls_cancelled": c.calls_cancelled,
-                    "malformed_answered": c.malformed_answered,
-                    "malformed_dropped": c.malformed_dropped,
-                    "loops_detected": c.loops_detected,
-                    "internal_errors": self.internal_errors,
-                    "options_answered": c.options_answered,
-                    "registrations_relayed": c.registrations_relayed,
-                    "messages_received": c.received,
-                    "hairpins": self.core.media.hairpins,
-                    "anchors_allocated": self.core.media.anchors_allocated,
-                },
-                **status_figures(self.core, self.dataplane, self.fallback_reason, now),
-            }
+            running = Running(__version__, self.started_at, self.internal_errors, self.fallback, self.dataplane_note)
+            return status_report(self.core, self.dataplane, running, time.time(), now)
         if command == "calls":
-            return {"calls": self.core.snapshot_calls(now)}
+            return call_list(self.core, now)
         if command == "registrations":
-            return {
-                "registrations": [
-                    {
-                        "aor": b.aor,
-                        "contact": b.contact_uri,
-                        "flow": str(b.flow),
-                        "expires_in_s": round(b.expires_at - now),
-                    }
-                    for b in self.core.registrations.active(now)
-                ]
-            }
+            return registration_list(self.core, now)
         raise KeyError(command)
 
 
@@ -390,21 +360,6 @@ def _same_file(fh: TextIO, path: Path) -> bool:
         return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
     except OSError:
         return False
-
-
-CDR_TIMES = ("start", "answer", "end")
-
-
-def _wall_clock_times(record: dict[str, object], offset_s: float) -> dict[str, object]:
-    """The core stamps a call with its monotonic clock; a call record needs wall-clock times that a
-    billing or NOC system can read: ISO 8601 in UTC, to the millisecond (None stays None)."""
-    converted = dict(record)
-    for key in CDR_TIMES:
-        value = record.get(key)
-        if isinstance(value, int | float):
-            wall = datetime.datetime.fromtimestamp(value + offset_s, tz=datetime.UTC)
-            converted[key] = wall.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return converted
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

@@ -7,9 +7,18 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from sbc import __version__
+from sbc.control.contract import (
+    Answer,
+    CallList,
+    RegistrationList,
+    ReloadReport,
+    StatusReport,
+    StreamFigures,
+    encode,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,19 +105,21 @@ def _run(path: Path | None) -> int:
 
 def _query(command: str, args: argparse.Namespace) -> int:
     from sbc.control.client import ControlError, control_request
+    from sbc.control.contract import ANSWERS, ContractError, decode
 
     sock = args.socket
     if sock is None:
         sock = _load(args.config).control_path
     try:
         result = control_request(sock, command)
-    except ControlError as exc:
+        answer = decode(ANSWERS[command], result)
+    except (ControlError, ContractError) as exc:
         print(f"sbc {command}: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(_format(command, result))
+    print(_format(answer))
     return 0
 
 
@@ -117,6 +128,7 @@ def _reload(args: argparse.Namespace) -> int:
     a restart can apply it or the SBC cannot be reached."""
     from sbc.config.loader import ConfigError
     from sbc.control.client import ControlError, control_request
+    from sbc.control.contract import ContractError, ReloadReport, decode
 
     sock = args.socket
     if sock is None:
@@ -131,93 +143,107 @@ def _reload(args: argparse.Namespace) -> int:
     request = {"path": str(args.file.resolve())} if args.file is not None else {}
     try:
         result = control_request(sock, "reload", request, timeout=30.0)
-    except ControlError as exc:
+        report = decode(ReloadReport, result)
+    except (ControlError, ContractError) as exc:
         print(f"sbc reload: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2))
-    elif result["problems"]:
-        for problem in result["problems"]:
-            print(problem, file=sys.stderr)
+    elif report.problems:
+        for text in report.problems:
+            print(text, file=sys.stderr)
         print("sbc reload: refused, the running configuration stays", file=sys.stderr)
-    elif result["applied"]:
+    elif report.applied:
         print("sbc reload: applied")
     else:
         print("sbc reload: nothing applied; a restart is needed", file=sys.stderr)
-    for what in result["restart_required"]:
+    for what in report.restart_required:
         print(f"  waits for a restart: {what}", file=sys.stderr)
-    if result["problems"]:
+    if report.problems:
         return 2
-    return 0 if result["applied"] else 1
+    return 0 if report.applied else 1
 
 
-def _format(command: str, result: dict[str, Any]) -> str:
-    if command == "status":
-        lines = [
-            f"sbc {result['version']}  up {result['uptime_s']} s  config {result['config']}",
-            f"dataplane: {result['dataplane']}"
-            + (f" ({result['dataplane_note']})" if result.get("dataplane_note") else ""),
-            f"active calls: {result['active_calls']}  registrations: {result['registrations']}",
-            "realms:",
-        ]
-        for r in result["realms"]:
-            lines.append(f"  {r['name']:<10} {r['address']:<16} {', '.join(r['listen'])}  media {r['media']}")
-        for t in result.get("trunks") or []:
-            rtt = f" rtt {t['last_rtt_ms']} ms" if t.get("last_rtt_ms") is not None else ""
-            lines.append(f"trunk {t['name']:<10} {t['address']:<24} {t['state']}{rtt}")
-        relay = result.get("relay") or {}
-        if relay:
-            relayed, dropped = relay.get("relayed_packets", 0), relay.get("dropped_packets", 0)
-            kernel = (relay.get("kernel") or {}).get("relayed")
-            slow = (relay.get("slow_path") or {}).get("relayed_packets")
-            split = f" (kernel {kernel}, userspace {slow})" if kernel is not None else ""
-            reasons = ", ".join(f"{k} {v}" for k, v in (relay.get("dropped") or {}).items() if v)
-            lines.append(
-                f"media: relayed {relayed} packets{split}, dropped {dropped}" + (f" ({reasons})" if reasons else "")
+def _format(answer: Answer) -> str:
+    match answer:
+        case StatusReport():
+            return _format_status(answer)
+        case CallList():
+            return _format_calls(answer)
+        case RegistrationList(registrations=()):
+            return "no registrations"
+        case RegistrationList():
+            return "\n".join(
+                f"  {r.aor} -> {r.contact} via {r.flow} expires in {r.expires_in_s} s" for r in answer.registrations
             )
-        lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in result["counters"].items()))
-        return "\n".join(lines)
-    if command == "calls":
-        calls = result["calls"]
-        if not calls:
-            return "no active calls"
-        lines = [f"{len(calls)} active call(s)"]
-        for c in calls:
-            lines.append(
-                f"  {c['call']} {c['state']:<9} {c['a_realm']}->{c['b_realm']} age {c['age_s']} s "
-                f"media {c['media_mode']}{' hairpin' if c.get('hairpin') else ''}"
-            )
-            lines.append(f"    a-leg Call-ID: {c['a_call_id']}")
-            lines.append(f"    b-leg Call-ID: {c['b_call_id']}")
-            for i, stream in enumerate(c["streams"]):
-                flags = [f"flow {stream.get('flow', '?')}"]
-                flags += [name for key, name in _STREAM_FLAGS if stream.get(key)]
-                if stream.get("one_way_events"):
-                    flags.append(f"one-way seen {stream['one_way_events']}x")
-                if "a" not in stream and "b" not in stream:
-                    flags.append("no media (port 0)")
-                lines.append(f"    stream {i}: {', '.join(flags)}")
-                for leg in ("a", "b"):
-                    s = stream.get(leg)
-                    if not isinstance(s, dict):
-                        continue
-                    mos = f" mos {s['mos']}" if s.get("mos") is not None else ""
-                    kernel = " [xdp]" if s.get("in_kernel") else ""
-                    held = f" held {s['not_sent_hold']}" if s.get("not_sent_hold") else ""
-                    timed_out = " MEDIA TIMEOUT" if s.get("timed_out") else ""
-                    lines.append(
-                        f"      {leg}: anchor {s['anchor']} from {s['source'] or '-'} {s.get('direction') or '-'} "
-                        f"in {s['packets_in']} out {s['packets_out']} lost {s['lost']} ({s['loss_pct']}%) "
-                        f"jitter {s['jitter_ms']} ms{mos} spoofed {s['dropped_spoofed']}{held}{kernel}{timed_out}"
-                    )
-        return "\n".join(lines)
-    regs = result["registrations"]
-    if not regs:
-        return "no registrations"
-    return "\n".join(f"  {r['aor']} -> {r['contact']} via {r['flow']} expires in {r['expires_in_s']} s" for r in regs)
+        case ReloadReport():
+            return f"applied: {answer.applied}"
+        case _:
+            assert_never(answer)
 
 
-_STREAM_FLAGS = (("one_way", "ONE-WAY AUDIO"), ("hairpin", "hairpin"), ("rtcp_mux", "rtcp-mux"))
+def _format_status(status: StatusReport) -> str:
+    lines = [
+        f"sbc {status.version}  up {status.uptime_s} s  config {status.config}",
+        f"dataplane: {status.dataplane}" + (f" ({status.dataplane_note})" if status.dataplane_note else ""),
+        f"active calls: {status.active_calls}  registrations: {status.registrations}",
+        "realms:",
+    ]
+    for r in status.realms:
+        calls = f"calls in {r.calls_in} out {r.calls_out}"
+        lines.append(f"  {r.name:<10} {r.address:<16} {', '.join(r.listen)}  media {r.media}  {calls}")
+    for t in status.trunks:
+        rtt = f" rtt {t.last_rtt_ms} ms" if t.last_rtt_ms is not None else ""
+        lines.append(f"trunk {t.name:<10} {t.address:<24} {t.state}{rtt}")
+    relay = status.relay
+    kernel = relay.kernel.get("relayed")
+    split = f" (kernel {kernel}, userspace {relay.slow_path.get('relayed_packets')})" if kernel is not None else ""
+    reasons = ", ".join(f"{k} {v}" for k, v in relay.dropped.items() if v)
+    lines.append(
+        f"media: relayed {relay.relayed_packets} packets{split}, dropped {relay.dropped_packets}"
+        + (f" ({reasons})" if reasons else "")
+    )
+    counters = encode(status.counters)
+    lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
+    return "\n".join(lines)
+
+
+def _format_calls(answer: CallList) -> str:
+    if not answer.calls:
+        return "no active calls"
+    lines = [f"{len(answer.calls)} active call(s)"]
+    for c in answer.calls:
+        lines.append(
+            f"  {c.call} {c.state:<9} {c.a_realm}->{c.b_realm} age {c.age_s} s "
+            f"media {c.media_mode}{' hairpin' if c.hairpin else ''}"
+        )
+        lines.append(f"    a-leg Call-ID: {c.a_call_id}")
+        lines.append(f"    b-leg Call-ID: {c.b_call_id}")
+        for i, stream in enumerate(c.streams):
+            flags = [f"flow {stream.flow}"]
+            flags += [name for name, on in _stream_flags(stream) if on]
+            if stream.one_way_events:
+                flags.append(f"one-way seen {stream.one_way_events}x")
+            if stream.a is None and stream.b is None:
+                flags.append("no media (port 0)")
+            lines.append(f"    stream {i}: {', '.join(flags)}")
+            for name, s in (("a", stream.a), ("b", stream.b)):
+                if s is None:
+                    continue
+                mos = f" mos {s.mos}" if s.mos is not None else ""
+                kernel = " [xdp]" if s.in_kernel else ""
+                held = f" held {s.not_sent_hold}" if s.not_sent_hold else ""
+                timed_out = " MEDIA TIMEOUT" if s.timed_out else ""
+                lines.append(
+                    f"      {name}: anchor {s.anchor} from {s.source or '-'} {s.direction or '-'} "
+                    f"in {s.packets_in} out {s.packets_out} lost {s.lost} ({s.loss_pct}%) "
+                    f"jitter {s.jitter_ms} ms{mos} spoofed {s.dropped_spoofed}{held}{kernel}{timed_out}"
+                )
+    return "\n".join(lines)
+
+
+def _stream_flags(stream: StreamFigures) -> tuple[tuple[str, bool], ...]:
+    return (("ONE-WAY AUDIO", stream.one_way), ("hairpin", stream.hairpin), ("rtcp-mux", stream.rtcp_mux))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from mgmt.alarms import Alarm, Severity
 from mgmt.snmp import figures
 from mgmt.snmp import oids as o
 from mgmt.snmp.interfaces import Interface
-from mgmt.snmp.source import SbcSnapshot, number
+from mgmt.snmp.source import SbcSnapshot
+from sbc.control.contract import DataplaneMode, StatusReport, TrunkState, TrunkView
 
 MAX32 = 2**32 - 1
 DISPLAY_STRING_MAX = 255
@@ -96,8 +97,9 @@ SEVERITY_CODES = {
     Severity.WARNING: 6,
 }
 SEVERITY_CLEARED = 1
-DATAPLANE_CODES = {"unknown": 1, "xdp": 2, "userspace": 3}
-TRUNK_STATE_CODES = {figures.TrunkState.UP: 1, figures.TrunkState.DOWN: 2, figures.TrunkState.UNKNOWN: 3}
+DATAPLANE_UNKNOWN = 1  # the SBC has not answered yet
+DATAPLANE_CODES = {DataplaneMode.XDP: 2, DataplaneMode.USERSPACE: 3}
+TRUNK_STATE_CODES = {TrunkState.UP: 1, TrunkState.DOWN: 2, TrunkState.UNKNOWN: 3}
 TRUTH_TRUE, TRUTH_FALSE = 1, 2
 
 
@@ -145,8 +147,8 @@ class SystemInfo:
 
 
 def system_description(snapshot: SbcSnapshot, platform_text: str) -> str:
-    version = snapshot.status.get("version")
-    return f"Edge SBC {version or '(version unknown)'}, SIP session border controller; {platform_text}"
+    version = snapshot.status.version if snapshot.status is not None else "(version unknown)"
+    return f"Edge SBC {version}, SIP session border controller; {platform_text}"
 
 
 def system_objects(system: SystemInfo) -> list[tuple[o.Oid, Value]]:
@@ -195,37 +197,42 @@ def interface_objects(interfaces: Sequence[Interface]) -> list[tuple[o.Oid, Valu
 
 
 def sbc_objects(snapshot: SbcSnapshot, now: float) -> list[tuple[o.Oid, Value]]:
-    """The EDGE-SBC-MIB scalars and the realm and trunk tables, from one snapshot."""
-    status = snapshot.status
-    media = figures.media_sessions(snapshot.calls)
-    mos = figures.mean_mos(snapshot)
+    """The EDGE-SBC-MIB scalars and the realm and trunk tables, from one snapshot. Until the SBC first
+    answers, only whether it answers: no figure is served that it did not report."""
     out = [
-        ((*o.SBC_VERSION, 0), octets(figures.text(status, "version"))),
-        ((*o.SBC_UPTIME, 0), timeticks(number(status, "uptime_s"))),
-        ((*o.SBC_DATAPLANE_MODE, 0), integer(DATAPLANE_CODES[figures.dataplane_mode(snapshot)])),
-        ((*o.SBC_DATAPLANE_NOTE, 0), octets(figures.text(status, "dataplane_note"))),
         ((*o.SBC_CONTROL_REACHABLE, 0), integer(TRUTH_TRUE if snapshot.reachable else TRUTH_FALSE)),
         ((*o.SBC_SNAPSHOT_AGE, 0), unsigned(snapshot.age(now))),
-        ((*o.SBC_MAX_CALLS, 0), unsigned(figures.max_calls(snapshot))),
-        ((*o.SBC_ACTIVE_CALLS, 0), gauge(figures.active_calls(snapshot))),
+    ]
+    status = snapshot.status
+    if status is None:
+        return [*out, ((*o.SBC_DATAPLANE_MODE, 0), integer(DATAPLANE_UNKNOWN))]
+    media = figures.media_sessions(snapshot.calls)
+    counters = status.counters
+    out += [
+        ((*o.SBC_VERSION, 0), octets(status.version)),
+        ((*o.SBC_UPTIME, 0), timeticks(status.uptime_s)),
+        ((*o.SBC_DATAPLANE_MODE, 0), integer(DATAPLANE_CODES[status.dataplane])),
+        ((*o.SBC_DATAPLANE_NOTE, 0), octets(status.dataplane_note)),
+        ((*o.SBC_MAX_CALLS, 0), unsigned(status.max_calls)),
+        ((*o.SBC_ACTIVE_CALLS, 0), gauge(status.active_calls)),
         ((*o.SBC_CALLS_PER_SECOND, 0), hundredths(snapshot.calls_per_second)),
-        ((*o.SBC_CALLS_TOTAL, 0), counter64(figures.counter(snapshot, "calls_total"))),
-        ((*o.SBC_CALLS_ANSWERED, 0), counter64(figures.counter(snapshot, "calls_answered"))),
-        ((*o.SBC_CALLS_FAILED, 0), counter64(figures.counter(snapshot, "calls_failed"))),
-        ((*o.SBC_CALLS_CANCELLED, 0), counter64(figures.counter(snapshot, "calls_cancelled"))),
-        ((*o.SBC_REGISTRATIONS, 0), gauge(number(status, "registrations"))),
-        ((*o.SBC_MESSAGES_RECEIVED, 0), counter64(figures.counter(snapshot, "messages_received"))),
-        ((*o.SBC_MALFORMED_ANSWERED, 0), counter64(figures.counter(snapshot, "malformed_answered"))),
-        ((*o.SBC_MALFORMED_DROPPED, 0), counter64(figures.counter(snapshot, "malformed_dropped"))),
+        ((*o.SBC_CALLS_TOTAL, 0), counter64(counters.calls_total)),
+        ((*o.SBC_CALLS_ANSWERED, 0), counter64(counters.calls_answered)),
+        ((*o.SBC_CALLS_FAILED, 0), counter64(counters.calls_failed)),
+        ((*o.SBC_CALLS_CANCELLED, 0), counter64(counters.calls_cancelled)),
+        ((*o.SBC_REGISTRATIONS, 0), gauge(status.registrations)),
+        ((*o.SBC_MESSAGES_RECEIVED, 0), counter64(counters.messages_received)),
+        ((*o.SBC_MALFORMED_ANSWERED, 0), counter64(counters.malformed_answered)),
+        ((*o.SBC_MALFORMED_DROPPED, 0), counter64(counters.malformed_dropped)),
         ((*o.SBC_MEDIA_XDP, 0), gauge(media.xdp)),
         ((*o.SBC_MEDIA_USERSPACE, 0), gauge(media.userspace)),
         ((*o.SBC_MEDIA_DIRECT, 0), gauge(media.direct)),
-        ((*o.SBC_RELAYED_PACKETS, 0), counter64(number(status, "relay", "relayed_packets"))),
-        ((*o.SBC_DROPPED_PACKETS, 0), counter64(number(status, "relay", "dropped_packets"))),
-        ((*o.SBC_MEAN_MOS, 0), hundredths(mos or 0.0)),
-        ((*o.SBC_HAIRPINNED_CALLS, 0), counter64(figures.counter(snapshot, "hairpins"))),
+        ((*o.SBC_RELAYED_PACKETS, 0), counter64(status.relay.relayed_packets)),
+        ((*o.SBC_DROPPED_PACKETS, 0), counter64(status.relay.dropped_packets)),
+        ((*o.SBC_MEAN_MOS, 0), hundredths(figures.mean_mos(snapshot.calls) or 0.0)),
+        ((*o.SBC_HAIRPINNED_CALLS, 0), counter64(counters.hairpins)),
     ]
-    for index, realm in enumerate(figures.realm_rows(snapshot), start=1):
+    for index, realm in enumerate(figures.realm_rows(status, snapshot.calls), start=1):
         out += [
             ((*o.REALM_ENTRY, o.REALM_NAME, index), octets(realm.name)),
             ((*o.REALM_ENTRY, o.REALM_ADDRESS, index), octets(realm.address)),
@@ -235,12 +242,12 @@ def sbc_objects(snapshot: SbcSnapshot, now: float) -> list[tuple[o.Oid, Value]]:
             ((*o.REALM_ENTRY, o.REALM_CALLS_IN, index), counter64(realm.calls_in)),
             ((*o.REALM_ENTRY, o.REALM_CALLS_OUT, index), counter64(realm.calls_out)),
         ]
-    for index, trunk in enumerate(figures.trunk_rows(snapshot), start=1):
+    for index, trunk in enumerate(status.trunks, start=1):
         out += trunk_columns(index, trunk)
     return out
 
 
-def trunk_columns(index: int, trunk: figures.TrunkRow) -> list[tuple[o.Oid, Value]]:
+def trunk_columns(index: int, trunk: TrunkView) -> list[tuple[o.Oid, Value]]:
     return [
         ((*o.TRUNK_ENTRY, o.TRUNK_NAME, index), octets(trunk.name)),
         ((*o.TRUNK_ENTRY, o.TRUNK_ADDRESS, index), octets(trunk.address)),
@@ -284,36 +291,42 @@ def sip_service_status(snapshot: SbcSnapshot, alarms: Sequence[Alarm]) -> int:
 def sip_common_objects(
     system: SystemInfo, snapshot: SbcSnapshot, alarms: Sequence[Alarm], now: float
 ) -> list[tuple[o.Oid, Value]]:
-    """RFC 4780 (and RFC 2788's applTable row it is indexed by) for the SBC's SIP service, applIndex 1."""
-    status = snapshot.status
+    """RFC 4780 (and RFC 2788's applTable row it is indexed by) for the SBC's SIP service, applIndex 1.
+    Until the SBC first answers, the service's state only (unknown): no counters."""
     i = o.SIP_APPL_INDEX
-    # the SBC's start on the agent's clock (sysUpTime); 0 when it started before the agent
-    started = timeticks(max(system.agent_uptime_s - number(status, "uptime_s") - snapshot.age(now), 0.0))
     service = sip_service_status(snapshot, alarms)
     appl = {SIP_UP: APPL_UP, SIP_CONGESTED: APPL_CONGESTED}.get(service, APPL_DOWN)
-
-    def sip(name: str) -> Value:
-        return counter32(number(status, "sip", name))
-
-    return [
+    out = [
         ((*o.APPL_ENTRY, o.APPL_NAME, i), octets("edge-sbc SIP service")),
-        ((*o.APPL_ENTRY, o.APPL_VERSION, i), octets(figures.text(status, "version"))),
-        ((*o.APPL_ENTRY, o.APPL_UPTIME, i), started),
         ((*o.APPL_ENTRY, o.APPL_OPER_STATUS, i), integer(appl)),
         ((*o.SIP_CFG_ENTRY, o.SIP_CFG_PROTOCOL_VERSION, i), octets("SIP/2.0")),
         ((*o.SIP_CFG_ENTRY, o.SIP_CFG_OPER_STATUS, i), integer(service)),
-        ((*o.SIP_CFG_ENTRY, o.SIP_CFG_START_TIME, i), started),
         ((*o.SIP_CFG_ENTRY, o.SIP_CFG_LAST_CHANGE, i), timeticks(system.service_last_change_s)),
-        ((*o.SIP_SUMMARY_ENTRY, o.SIP_IN_REQUESTS, i), sip("in_requests")),
-        ((*o.SIP_SUMMARY_ENTRY, o.SIP_OUT_REQUESTS, i), sip("out_requests")),
-        ((*o.SIP_SUMMARY_ENTRY, o.SIP_IN_RESPONSES, i), sip("in_responses")),
-        ((*o.SIP_SUMMARY_ENTRY, o.SIP_OUT_RESPONSES, i), sip("out_responses")),
-        ((*o.SIP_SUMMARY_ENTRY, o.SIP_TOTAL_TRANSACTIONS, i), sip("transactions_total")),
+    ]
+    if snapshot.status is not None:
+        out += sip_service_figures(system, snapshot.status, snapshot.age(now))
+    return out
+
+
+def sip_service_figures(system: SystemInfo, status: StatusReport, age_s: float) -> list[tuple[o.Oid, Value]]:
+    i = o.SIP_APPL_INDEX
+    # the SBC's start on the agent's clock (sysUpTime); 0 when it started before the agent
+    started = timeticks(max(system.agent_uptime_s - status.uptime_s - age_s, 0.0))
+    sip = status.sip
+    return [
+        ((*o.APPL_ENTRY, o.APPL_VERSION, i), octets(status.version)),
+        ((*o.APPL_ENTRY, o.APPL_UPTIME, i), started),
+        ((*o.SIP_CFG_ENTRY, o.SIP_CFG_START_TIME, i), started),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_IN_REQUESTS, i), counter32(sip.in_requests)),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_OUT_REQUESTS, i), counter32(sip.out_requests)),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_IN_RESPONSES, i), counter32(sip.in_responses)),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_OUT_RESPONSES, i), counter32(sip.out_responses)),
+        ((*o.SIP_SUMMARY_ENTRY, o.SIP_TOTAL_TRANSACTIONS, i), counter32(sip.transactions_total)),
         ((*o.SIP_SUMMARY_ENTRY, o.SIP_SUMMARY_DISCON_TIME, i), started),
-        ((*o.SIP_TRANS_CURRENT_ENTRY, o.SIP_TRANS_CURRENT, i), gauge(number(status, "sip", "transactions_active"))),
-        ((*o.SIP_OTHER_ENTRY, o.SIP_UNSUPPORTED_URIS, i), sip("unsupported_uris")),
-        ((*o.SIP_OTHER_ENTRY, o.SIP_UNSUPPORTED_METHODS, i), sip("unsupported_methods")),
-        ((*o.SIP_OTHER_ENTRY, o.SIP_OTHERWISE_DISCARDED, i), sip("otherwise_discarded")),
+        ((*o.SIP_TRANS_CURRENT_ENTRY, o.SIP_TRANS_CURRENT, i), gauge(sip.transactions_active)),
+        ((*o.SIP_OTHER_ENTRY, o.SIP_UNSUPPORTED_URIS, i), counter32(sip.unsupported_uris)),
+        ((*o.SIP_OTHER_ENTRY, o.SIP_UNSUPPORTED_METHODS, i), counter32(sip.unsupported_methods)),
+        ((*o.SIP_OTHER_ENTRY, o.SIP_OTHERWISE_DISCARDED, i), counter32(sip.otherwise_discarded)),
         ((*o.SIP_OTHER_ENTRY, o.SIP_OTHER_DISCON_TIME, i), started),
     ]
 
@@ -355,8 +368,8 @@ def alarm_notification(alarm: Alarm) -> Notification:
     return Notification(trap, tuple(alarm_columns(alarm)))
 
 
-def trunk_notification(index: int, trunk: figures.TrunkRow) -> Notification:
+def trunk_notification(index: int, trunk: TrunkView) -> Notification:
     """sbcTrunkDown or sbcTrunkUp with the trunk's row (index: its position in sbcTrunkTable)."""
-    trap = o.SBC_TRUNK_UP if trunk.state is figures.TrunkState.UP else o.SBC_TRUNK_DOWN
+    trap = o.SBC_TRUNK_UP if trunk.state is TrunkState.UP else o.SBC_TRUNK_DOWN
     columns = [vb for vb in trunk_columns(index, trunk) if vb[0][len(o.TRUNK_ENTRY)] != o.TRUNK_REALM]
     return Notification(trap, tuple(columns))

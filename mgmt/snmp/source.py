@@ -3,30 +3,29 @@
 `SbcStateSource` asks the SBC's control socket for `status` and `calls` every few seconds and keeps
 the last answer. Readers (the SNMP agent, alarm rules, the REST API) read `source.snapshot`, which
 never blocks on the socket; when the SBC stops answering the last good figures stay, marked stale
-(`reachable` false, `taken_at` old). Keys the SBC does not report yet read as 0 through `number`.
+(`reachable` false, `taken_at` old). Before the first answer there are no figures (`status` None).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from sbc.control.client import ControlError, control_query
+from sbc.control.contract import CallList, CallSnapshot, ContractError, StatusReport, decode
 
 log = logging.getLogger("mgmt.source")
-
-MAX_ANSWER = 16 * 1024 * 1024  # a `calls` answer with thousands of calls is a few MiB
 
 
 @dataclass(frozen=True, slots=True)
 class SbcSnapshot:
-    status: Mapping[str, Any] = field(default_factory=dict)
-    calls: tuple[Mapping[str, Any], ...] = ()
+    status: StatusReport | None = None  # None: the SBC has not answered yet
+    calls: tuple[CallSnapshot, ...] = ()
     taken_at: float = 0.0  # monotonic time of the last successful poll; 0: never
     reachable: bool = False
     error: str = ""  # why the last poll failed
@@ -37,52 +36,14 @@ class SbcSnapshot:
         return now - self.taken_at if self.taken_at else 0.0
 
 
-def number(data: object, *path: str) -> float:
-    """The number at `path` inside nested mappings; missing, null or not a number: 0."""
-    for key in path:
-        if not isinstance(data, Mapping):
-            return 0
-        data = data.get(key)
-    if isinstance(data, bool) or not isinstance(data, (int, float)):
-        return 0
-    return data
-
-
-def calls_rate(previous: SbcSnapshot, status: Mapping[str, Any], now: float) -> float:
+def calls_rate(previous: SbcSnapshot, status: StatusReport, now: float) -> float:
     """New calls per second between the previous good snapshot and this status (counter deltas)."""
-    if not previous.reachable or not previous.taken_at or now <= previous.taken_at:
+    if previous.status is None or not previous.reachable or not previous.taken_at or now <= previous.taken_at:
         return 0.0
-    delta = number(status, "counters", "calls_total") - number(previous.status, "counters", "calls_total")
+    delta = status.counters.calls_total - previous.status.counters.calls_total
     if delta < 0:  # the SBC restarted: its counters began again
         return 0.0
     return delta / (now - previous.taken_at)
-
-
-async def control_query(path: Path, cmd: str, timeout: float) -> dict[str, Any]:
-    """One request on the SBC's control socket (JSON lines, see sbc.control.server), without blocking."""
-
-    async def exchange() -> bytes:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_ANSWER)
-        try:
-            writer.write(json.dumps({"cmd": cmd, "args": {}}).encode() + b"\n")
-            await writer.drain()
-            return await reader.readline()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    line = await asyncio.wait_for(exchange(), timeout)
-    if not line:
-        raise ConnectionError("the SBC closed the control connection without answering")
-    answer = json.loads(line)
-    if not isinstance(answer, dict) or not answer.get("ok"):
-        error = answer.get("error") if isinstance(answer, dict) else answer
-        raise RuntimeError(f"control API refused {cmd!r}: {error}")
-    result = answer.get("result")
-    if not isinstance(result, dict):
-        raise RuntimeError(f"control API answered {cmd!r} without a result object")
-    return result
 
 
 SnapshotListener = Callable[[SbcSnapshot], None]
@@ -123,9 +84,9 @@ class SbcStateSource:
     async def poll_once(self) -> SbcSnapshot:
         previous = self.snapshot
         try:
-            status = await control_query(self.control_path, "status", self.timeout_s)
-            calls_answer = await control_query(self.control_path, "calls", self.timeout_s)
-        except (TimeoutError, OSError, ValueError, RuntimeError) as exc:
+            status = decode(StatusReport, await control_query(self.control_path, "status", self.timeout_s))
+            calls = decode(CallList, await control_query(self.control_path, "calls", self.timeout_s)).calls
+        except (TimeoutError, OSError, ControlError, ContractError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if previous.reachable or not previous.error:
                 log.warning("SBC control API at %s does not answer: %s", self.control_path, reason)
@@ -140,8 +101,6 @@ class SbcStateSource:
             )
         else:
             now = self._clock()
-            raw_calls = calls_answer.get("calls")
-            calls = tuple(c for c in raw_calls if isinstance(c, Mapping)) if isinstance(raw_calls, list) else ()
             self.snapshot = SbcSnapshot(
                 status=status,
                 calls=calls,

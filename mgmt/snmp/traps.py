@@ -26,6 +26,7 @@ from mgmt.snmp.mib import Notification, alarm_notification, cold_start, timetick
 from mgmt.snmp.source import SbcSnapshot
 from mgmt.snmp.wire import to_wire
 from sbc.config.model import SnmpSettings, SnmpVersion
+from sbc.control.contract import TrunkState
 
 log = logging.getLogger("mgmt.snmp.traps")
 
@@ -104,8 +105,8 @@ class SnmpNotifier:
         alarm = event.alarm
         trunk = trunk_of_alarm(alarm.name)
         if trunk is not None:
-            for index, row in enumerate(figures.trunk_rows(self._snapshot()), start=1):
-                if row.name == trunk and row.state is not figures.TrunkState.UNKNOWN:
+            for index, row in enumerate(figures.trunks(self._snapshot()), start=1):
+                if row.name == trunk and row.state is not TrunkState.UNKNOWN:
                     self.send(trunk_notification(index, row))
                     break
         self.send(alarm_notification(alarm))

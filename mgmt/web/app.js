@@ -207,7 +207,7 @@ async function onConfirm() {
 function mediaModes(calls) {
   const modes = { xdp: 0, userspace: 0, direct: 0 };
   for (const call of calls) {
-    const legs = (call.streams || []).flatMap((s) => [s.a, s.b]).filter(Boolean);
+    const legs = call.streams.flatMap((s) => [s.a, s.b]).filter(Boolean);
     if (call.media_mode === "direct") modes.direct += 1;
     else if (legs.some((leg) => leg.in_kernel)) modes.xdp += 1;
     else modes.userspace += 1;
@@ -227,7 +227,7 @@ async function loadDashboard() {
   $("d-max").textContent = sbc && sbc.max_calls ? `of at most ${sbc.max_calls}` : "";
   $("d-cps").textContent = sbc && typeof sbc.calls_per_second === "number" ? sbc.calls_per_second.toFixed(2) : "–";
   $("d-regs").textContent = sbc ? sbc.registrations : "–";
-  const modes = mediaModes(calls.calls || []);
+  const modes = mediaModes(calls.calls);
   $("d-media").textContent = modes.xdp + modes.userspace + modes.direct;
   $("d-media-modes").textContent = `XDP ${modes.xdp} · userspace ${modes.userspace} · direct ${modes.direct}`;
   $("d-dataplane").textContent = sbc ? sbc.dataplane.toUpperCase() : "–";
@@ -241,14 +241,14 @@ async function loadDashboard() {
   $("d-alarm-count").textContent = alarms.alarms.length;
   fill($("d-alarms"), alarms.alarms.length ? alarms.alarms.map(alarmRow) :
     [el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No active alarms." }))]);
-  const trunks = (sbc && sbc.trunks) || [];
+  const trunks = sbc ? sbc.trunks : [];
   fill($("d-trunks"), trunks.length ? trunks.map((t) => el("tr", {},
     el("td", { text: t.name }), el("td", { text: t.address }),
     el("td", { class: `state-${t.state}`, text: t.state }),
-    el("td", { text: t.last_rtt_ms === null || t.last_rtt_ms === undefined ? "–" : `${t.last_rtt_ms} ms` }),
+    el("td", { text: t.last_rtt_ms === null ? "–" : `${t.last_rtt_ms} ms` }),
   )) : [el("tr", {}, el("td", { colspan: 4, class: "muted", text: "No monitored trunks (peer keepalive_s)." }))]);
-  fill($("d-realms"), ((sbc && sbc.realms) || []).map((r) => el("tr", {},
-    el("td", { text: r.name }), el("td", { text: r.address }), el("td", { text: (r.listen || []).join(" ") }),
+  fill($("d-realms"), (sbc ? sbc.realms : []).map((r) => el("tr", {},
+    el("td", { text: r.name }), el("td", { text: r.address }), el("td", { text: r.listen.join(" ") }),
     el("td", { text: r.media }),
   )));
   showPending(status.config.pending);
@@ -272,12 +272,12 @@ const FLOW_TEXT = { both: "both ways", none: "no media", a_only: "ONE-WAY (only 
 
 async function loadCalls() {
   const data = await api("GET", "/calls");
-  const calls = data.calls || [];
+  const calls = data.calls;
   $("c-count").textContent = `(${calls.length})`;
   $("c-empty").hidden = calls.length > 0;
   const rows = [];
   for (const call of calls) {
-    const streams = call.streams && call.streams.length ? call.streams : [null];
+    const streams = call.streams.length ? call.streams : [null];
     streams.forEach((stream, index) => {
       for (const legName of ["a", "b"]) {
         const leg = stream ? stream[legName] : null;
@@ -294,7 +294,7 @@ async function loadCalls() {
           el("td", { text: leg ? leg.packets_out : "–" }),
           el("td", { text: leg ? `${leg.lost} (${leg.loss_pct} %)` : "–" }),
           el("td", { text: leg ? `${leg.jitter_ms} ms` : "–" }),
-          el("td", { text: leg && leg.mos !== null && leg.mos !== undefined ? leg.mos : "–" }),
+          el("td", { text: leg && leg.mos !== null ? leg.mos : "–" }),
           el("td", { class: oneWay ? "flag-bad" : `flow-${stream ? stream.flow : ""}`,
             text: stream && legName === "a" ? FLOW_TEXT[stream.flow] || stream.flow : "" }),
         ));
@@ -304,7 +304,7 @@ async function loadCalls() {
   fill($("c-rows"), rows);
   const cdrs = await api("GET", "/cdrs?lines=20");
   fill($("cdr-rows"), cdrs.records.slice().reverse().map((r) => {
-    const mos = (r.streams || []).map((st) => ["a", "b"].map((k) => (st[k] && st[k].mos) ?? "–").join(" / "));
+    const mos = r.streams.map((st) => ["a", "b"].map((k) => (st[k] && st[k].mos) ?? "–").join(" / "));
     return el("tr", {}, el("td", { text: when(r.recorded_at) }),
       el("td", { text: r.call }), el("td", { text: `${r.route} (${r.a_realm} → ${r.b_realm})` }),
       el("td", { text: r.status }), el("td", { text: `${r.duration_s} s` }), el("td", { text: r.reason }),

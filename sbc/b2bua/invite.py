@@ -50,6 +50,8 @@ class InviteHandling:
             state.reply(realm_name, txn_id, req, decision, now=now)
             return
         state.counters.calls_total += 1
+        state.counters.calls_in[realm_name] = state.counters.calls_in.get(realm_name, 0) + 1
+        state.counters.calls_out[decision.to_realm] = state.counters.calls_out.get(decision.to_realm, 0) + 1
         a_realm = state.realms[realm_name]
         b_realm = state.realms[decision.to_realm]
         a_tag = state.token(5)

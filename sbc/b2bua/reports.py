@@ -23,6 +23,8 @@ class Counters:
     options_answered: int = 0
     loops_detected: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    calls_in: dict[str, int] = field(default_factory=dict)  # by the realm a call came from
+    calls_out: dict[str, int] = field(default_factory=dict)  # by the realm it was placed into
     # RFC 4780 sipCommonSummaryStats: messages through the transaction layers, retransmissions included
     in_requests: int = 0
     in_responses: int = 0

@@ -1,7 +1,8 @@
 """The local control API: JSON lines over a unix socket, read by `sbc status`/`sbc calls` and by mgmt.
 
 One request per line: `{"cmd": "status", "args": {...}}`; one answer per line:
-`{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`. The socket is created with mode
+`{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`. The results are the types of
+`sbc.control.contract`, encoded there. The socket is created with mode
 0660 (a new directory for it 0750): the SBC's user and its group, which the management service's
 user runs in (the appliance's sbc-mgmt), and root. Nobody else.
 """
@@ -16,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
+from sbc.control.contract import Answer, encode
+
+# A command and its arguments in, the answer out (a plain mapping only for the debug hooks).
+Handler = Callable[[str, dict[str, Any]], Answer | dict[str, Any]]
 MAX_REQUEST = 65536
 
 
@@ -56,7 +60,7 @@ class ControlServer:
         except (ValueError, KeyError, TypeError) as exc:
             return {"ok": False, "error": f"bad request: {exc}"}
         try:
-            return {"ok": True, "result": self.handler(cmd, args)}
+            return {"ok": True, "result": encode(self.handler(cmd, args))}
         except KeyError:
             return {"ok": False, "error": f"unknown command {cmd!r}"}
         except Exception as exc:  # the control API must never take the SBC down

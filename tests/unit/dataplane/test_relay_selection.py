@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dataplane import select
+from dataplane.api import Fallback, FallbackReason
 from dataplane.settings import DataplaneSettings, RelayChoice, with_environment
 from dataplane.xdp import loader
 from dataplane.xdp.relay import XdpStartError
@@ -33,19 +34,20 @@ def test_userspace_by_config_or_environment_never_looks_at_the_kernel(monkeypatc
     loop = asyncio.new_event_loop()
     try:
         by_config = with_environment(DataplaneSettings(relay=RelayChoice.USERSPACE), {})
-        assert select.try_xdp(by_config, MEDIA, loop) == (None, "dataplane.relay=userspace")
+        assert select.try_xdp(by_config, MEDIA, loop) == Fallback(FallbackReason.CHOSEN, "dataplane.relay=userspace")
         by_environment = with_environment(DataplaneSettings(), {"SBC_DATAPLANE": "userspace"})
-        assert select.try_xdp(by_environment, MEDIA, loop) == (None, "SBC_DATAPLANE=userspace")
+        assert select.try_xdp(by_environment, MEDIA, loop) == Fallback(FallbackReason.CHOSEN, "SBC_DATAPLANE=userspace")
     finally:
         loop.close()
 
 
 def test_auto_falls_back_with_the_reason_and_xdp_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(select, "xdp_unavailable", lambda addresses: "relay.o is not built: run `make bpf`")
+    missing = Fallback(FallbackReason.NO_OBJECT, "relay.o is not built: run `make bpf`")
+    monkeypatch.setattr(select, "xdp_unavailable", lambda addresses: missing)
     loop = asyncio.new_event_loop()
     try:
         auto = with_environment(DataplaneSettings(), {})
-        assert select.try_xdp(auto, MEDIA, loop) == (None, "relay.o is not built: run `make bpf`")
+        assert select.try_xdp(auto, MEDIA, loop) == missing
         forced = with_environment(DataplaneSettings(relay=RelayChoice.XDP), {})
         with pytest.raises(XdpStartError, match=r"^dataplane.relay=xdp but XDP is unavailable: relay.o is not built"):
             select.try_xdp(forced, MEDIA, loop)
@@ -54,8 +56,8 @@ def test_auto_falls_back_with_the_reason_and_xdp_refuses_to_start(monkeypatch: p
 
 
 def test_media_on_loopback_is_a_reason() -> None:
-    assert select._media_on_lo([ipaddress.ip_address("127.0.1.1")]) == (
-        "media address 127.0.1.1 is on loopback: nothing to offload"
+    assert select._media_on_lo([ipaddress.ip_address("127.0.1.1")]) == Fallback(
+        FallbackReason.MEDIA_ON_LOOPBACK, "media address 127.0.1.1 is on loopback: nothing to offload"
     )
     assert select._media_on_lo(MEDIA) is None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from mgmt.alarm_rules import (
 )
 from mgmt.alarms import AlarmCleared, AlarmEvent, AlarmRaised, AlarmTable, Severity
 from mgmt.snmp.source import SbcSnapshot
+from sbc.control.contract import CallSnapshot, DataplaneMode, MediaMode, TrunkState, TrunkView
+from tests.unit.contract_samples import call, leg, status_report
 
 
 class Clock:
@@ -105,82 +108,73 @@ def test_history_is_bounded() -> None:
 # ---- rules ---------------------------------------------------------------------------------------
 
 
-def snap(status: dict[str, Any] | None = None, calls: list[dict[str, Any]] | None = None, **kw: Any) -> SbcSnapshot:
-    base: dict[str, Any] = {"dataplane": "userspace", "active_calls": 0}
-    base.update(status or {})
+def snap(calls: tuple[CallSnapshot, ...] = (), reachable: bool = True, **status: Any) -> SbcSnapshot:
     return SbcSnapshot(
-        status=base, calls=tuple(calls or ()), taken_at=1.0, reachable=kw.get("reachable", True), generation=1
+        status=status_report(**status), calls=calls, taken_at=1.0, reachable=reachable, generation=1
     )
 
 
-def leg(packets_in: int, lost: int = 0, jitter_ms: float = 0.0) -> dict[str, Any]:
-    return {"packets_in": packets_in, "lost": lost, "jitter_ms": jitter_ms, "in_kernel": False}
+def trunk(state: TrunkState, name: str = "carrier") -> TrunkView:
+    return replace(status_report().trunks[0], name=name, address="udp:198.51.100.7:5060", state=state)
 
 
 def test_high_load_raises_above_80_percent_and_clears_at_70(table: AlarmTable) -> None:
-    rules = AlarmRules(table, AlarmThresholds(max_calls=10))
-    rules.evaluate(snap({"active_calls": 8}))
+    rules = AlarmRules(table)
+    rules.evaluate(snap(active_calls=8, max_calls=10))
     assert not table.is_active(HIGH_LOAD)  # 80 % is not above 80 %
-    rules.evaluate(snap({"active_calls": 9}))
+    rules.evaluate(snap(active_calls=9, max_calls=10))
     assert table.is_active(HIGH_LOAD)
     assert "9 active calls of at most 10" in table.active()[0].text
-    rules.evaluate(snap({"active_calls": 8}))
+    rules.evaluate(snap(active_calls=8, max_calls=10))
     assert table.is_active(HIGH_LOAD)  # hysteresis: still above 70 %
-    rules.evaluate(snap({"active_calls": 7}))
+    rules.evaluate(snap(active_calls=7, max_calls=10))
     assert not table.is_active(HIGH_LOAD)
 
 
-def test_high_load_uses_the_limit_the_sbc_reports(table: AlarmTable) -> None:
-    rules = AlarmRules(table, AlarmThresholds(max_calls=1000))
-    rules.evaluate(snap({"active_calls": 2, "max_calls": 2}))
-    assert table.is_active(HIGH_LOAD)
-
-
 def test_no_high_load_rule_without_a_limit(table: AlarmTable) -> None:
-    AlarmRules(table).evaluate(snap({"active_calls": 10_000}))
+    AlarmRules(table).evaluate(snap(active_calls=10_000, max_calls=0))
     assert table.active() == []
 
 
 def test_media_quality_from_the_legs_of_active_calls(table: AlarmTable) -> None:
     rules = AlarmRules(table)
-    bad = [{"streams": [{"a": leg(800, lost=200, jitter_ms=40), "b": leg(1000)}]}]
-    rules.evaluate(snap(calls=bad))
+    rules.evaluate(snap(calls=(call(legs=(leg(mos=2.1), leg(mos=4.4))),)))
     assert table.is_active(MEDIA_QUALITY)
-    rules.evaluate(snap(calls=[{"streams": [{"a": leg(1000), "b": leg(1000)}]}]))
+    rules.evaluate(snap(calls=(call(legs=(leg(mos=4.4), leg(mos=4.3))),)))
     assert not table.is_active(MEDIA_QUALITY)
 
 
-def test_media_quality_uses_a_reported_mos_and_ignores_calls_without_media(table: AlarmTable) -> None:
+def test_media_quality_ignores_legs_and_calls_without_media(table: AlarmTable) -> None:
     rules = AlarmRules(table)
-    rules.evaluate(snap(calls=[{"streams": [{"a": {"packets_in": 0}, "b": {"mos": 2.9}}]}]))
+    rules.evaluate(snap(calls=(call(legs=(leg(mos=None, packets_in=0), leg(mos=2.9))),)))
     assert table.is_active(MEDIA_QUALITY)
-    rules.evaluate(snap(calls=[{"streams": [{"a": {"packets_in": 0}}]}]))
+    rules.evaluate(snap(calls=(call(legs=(leg(mos=None, packets_in=0), None)), call(media_mode=MediaMode.DIRECT))))
     assert not table.is_active(MEDIA_QUALITY)  # nothing measured: no quality problem to report
 
 
 def test_xdp_fallback_only_when_xdp_is_expected(table: AlarmTable) -> None:
-    status = {"dataplane": "userspace", "dataplane_note": "BPF object not built"}
-    AlarmRules(table).evaluate(snap(status))
+    userspace = {"dataplane": DataplaneMode.USERSPACE, "dataplane_note": "BPF object not built"}
+    AlarmRules(table).evaluate(snap(**userspace))
     assert not table.is_active(XDP_FALLBACK)
     rules = AlarmRules(table, AlarmThresholds(expect_xdp=True))
-    rules.evaluate(snap(status))
+    rules.evaluate(snap(**userspace))
     assert "BPF object not built" in table.active()[0].text
-    rules.evaluate(snap({"dataplane": "xdp"}))
+    rules.evaluate(snap(dataplane=DataplaneMode.XDP))
     assert not table.is_active(XDP_FALLBACK)
 
 
 def test_xdp_fallback_when_the_sbc_says_it_expected_xdp(table: AlarmTable) -> None:
-    AlarmRules(table).evaluate(snap({"dataplane": "userspace", "dataplane_expected": "xdp"}))
-    assert table.is_active(XDP_FALLBACK)
+    AlarmRules(table).evaluate(snap(dataplane_expected=DataplaneMode.XDP, dataplane_note=""))
+    assert table.is_active(XDP_FALLBACK) and "no reason given" in table.active()[0].text
 
 
 def test_unreachable_sbc_raises_its_alarm_and_freezes_the_others(table: AlarmTable) -> None:
-    rules = AlarmRules(table, AlarmThresholds(max_calls=1))
-    rules.evaluate(snap({"active_calls": 1}))
+    rules = AlarmRules(table)
+    rules.evaluate(snap(active_calls=1, max_calls=1))
     assert table.is_active(HIGH_LOAD)
-    rules.evaluate(snap({"active_calls": 0}, reachable=False))
+    rules.evaluate(snap(active_calls=0, max_calls=1, reachable=False))
     assert table.is_active(SBC_UNREACHABLE) and table.is_active(HIGH_LOAD)  # stale figures clear nothing
-    rules.evaluate(snap({"active_calls": 0}))
+    rules.evaluate(snap(active_calls=0, max_calls=1, trunks=()))
     assert table.active() == []
 
 
@@ -191,20 +185,20 @@ def test_no_unreachable_alarm_before_the_first_poll(table: AlarmTable) -> None:
 
 def test_trunk_down_and_up(table: AlarmTable) -> None:
     rules = AlarmRules(table)
-    trunks = [{"name": "carrier", "address": "udp:198.51.100.7:5060", "state": "down", "realm": "wan"}]
-    rules.evaluate(snap({"trunks": trunks}))
+    rules.evaluate(snap(trunks=(trunk(TrunkState.DOWN),)))
     assert [a.name for a in table.active()] == ["trunk-down:carrier"]
-    rules.evaluate(snap({"trunks": [{**trunks[0], "state": "unknown"}]}))
+    assert "udp:198.51.100.7:5060" in table.active()[0].text
+    rules.evaluate(snap(trunks=(trunk(TrunkState.UNKNOWN),)))
     assert table.is_active("trunk-down:carrier")  # unknown says nothing new
-    rules.evaluate(snap({"trunks": [{**trunks[0], "state": "up"}]}))
+    rules.evaluate(snap(trunks=(trunk(TrunkState.UP),)))
     assert table.active() == []
 
 
 def test_a_trunk_removed_from_the_config_is_no_longer_down(table: AlarmTable) -> None:
     rules = AlarmRules(table)
-    rules.evaluate(snap({"trunks": [{"name": "old", "up": False}]}))
+    rules.evaluate(snap(trunks=(trunk(TrunkState.DOWN, "old"),)))
     assert table.is_active("trunk-down:old")
-    rules.evaluate(snap({"trunks": []}))
+    rules.evaluate(snap(trunks=()))
     assert table.active() == []
 
 

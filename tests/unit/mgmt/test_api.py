@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,15 +17,17 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from mgmt.alarms import AlarmTable
-from mgmt.api import CSRF_HEADER, SESSION_COOKIE, MgmtState
 from mgmt.app import build_app
 from mgmt.audit import AuditLog
 from mgmt.auth import Authenticator, LoginLimiter, Role, SessionTable, UserStore
+from mgmt.http import CSRF_HEADER, SESSION_COOKIE
 from mgmt.openapi import openapi_path
 from mgmt.operations import OPERATIONS
 from mgmt.routes import API
 from mgmt.sbc_link import SbcLink
+from mgmt.state import MgmtState
 from mgmt.store import MAX_CONFIG_BYTES, ConfigStore
+from sbc.control.contract import CallRecord, MediaMode, encode
 from tests.unit.mgmt.conftest import BASE_CONFIG, FakeSbc, with_rule
 
 PW = "correct horse battery"
@@ -392,10 +395,18 @@ def test_call_records_are_the_tail_of_the_sbcs_cdr_file(tmp_path: Path) -> None:
         h = bearer(state, "viewer")
         assert (await (await client.get(f"{API}/cdrs", headers=h)).json()) == {"records": []}
         state.cdr_path = tmp_path / "cdr.jsonl"
-        lines = [f'{{"call": "c{i}", "status": 200}}' for i in range(5)] + ['{"call": "torn']
+        record = encode(CallRecord(
+            recorded_at=1.0, call="c0", a_call_id="a@x", b_call_id="b@y", route="out", a_realm="lan",
+            b_realm="wan", start="2026-01-01T00:00:00.000Z", answer=None, end="2026-01-01T00:00:01.000Z",
+            duration_s=0.0, status=486, reason="busy", media_mode=MediaMode.ANCHOR, streams=(),
+        ))  # fmt: skip
+        lines = [json.dumps({**record, "call": f"c{i}"}) for i in range(5)] + ['{"call": "torn']
+        lines.insert(4, '{"call": "from another version"}')
         state.cdr_path.write_text("\n".join(lines) + "\n")
-        got = await (await client.get(f"{API}/cdrs?lines=3", headers=h)).json()
-        assert [r["call"] for r in got["records"]] == ["c3", "c4"]  # the torn last line is left out
+        got = await (await client.get(f"{API}/cdrs?lines=4", headers=h)).json()
+        # the torn last line and a line that is not a call record are left out
+        assert [r["call"] for r in got["records"]] == ["c3", "c4"]
+        assert got["records"][0] == {**record, "call": "c3"}
 
     run_with(tmp_path, body)
 

@@ -15,6 +15,7 @@ from mgmt.snmp import oids as o
 from mgmt.snmp.interfaces import Interface
 from mgmt.snmp.mib import SystemInfo, build_mib
 from mgmt.snmp.source import SbcSnapshot
+from tests.unit.contract_samples import call, status_report
 
 MIBS = Path(__file__).resolve().parents[3] / "mgmt" / "mibs"
 MODULES = ["SNMPv2-SMI", "SNMPv2-TC", "SNMPv2-CONF", "SNMPv2-MIB", "IANAifType-MIB", "IF-MIB", "SNMP-FRAMEWORK-MIB",
@@ -78,22 +79,9 @@ def test_every_object_of_the_enterprise_mib_is_known_to_the_agent() -> None:
 
 
 def snapshot() -> SbcSnapshot:
-    status = {
-        "version": "9.9",
-        "uptime_s": 12.5,
-        "dataplane": "userspace",
-        "active_calls": 1,
-        "registrations": 2,
-        "max_calls": 10,
-        "counters": {"calls_total": 7, "calls_answered": 5, "calls_failed": 1, "calls_cancelled": 1},
-        "relay": {"relayed_packets": 1234, "dropped_packets": 3},
-        "sip": {"in_requests": 11, "out_responses": 12, "transactions_total": 9, "transactions_active": 2},
-        "realms": [{"name": "lan", "address": "198.18.0.1", "listen": ["udp:5060"], "media": "198.18.0.1:1-2"}],
-        "trunks": [{"name": "wan", "address": "udp:198.18.1.10:5060", "state": "up", "realm": "wan"}],
-    }
-    leg = {"packets_in": 100, "lost": 0, "jitter_ms": 1.0, "mos": 4.4}
-    calls = ({"a_realm": "lan", "b_realm": "wan", "media_mode": "anchor", "streams": [{"a": leg, "b": leg}]},)
-    return SbcSnapshot(status=status, calls=calls, taken_at=1.0, reachable=True, calls_per_second=1.5, generation=1)
+    return SbcSnapshot(
+        status=status_report(), calls=(call(),), taken_at=1.0, reachable=True, calls_per_second=1.5, generation=1
+    )
 
 
 def test_snapshot_figures_land_on_their_oids() -> None:
@@ -112,10 +100,12 @@ def test_snapshot_figures_land_on_their_oids() -> None:
     assert value((*o.SBC_CALLS_ANSWERED, 0)) == 5
     assert value((*o.SBC_REGISTRATIONS, 0)) == 2
     assert value((*o.SBC_MEDIA_USERSPACE, 0)) == 1
-    assert value((*o.SBC_RELAYED_PACKETS, 0)) == 1234 and value((*o.SBC_DROPPED_PACKETS, 0)) == 3
+    assert value((*o.SBC_RELAYED_PACKETS, 0)) == 1234 and value((*o.SBC_DROPPED_PACKETS, 0)) == 1
     assert value((*o.SBC_MEAN_MOS, 0)) == 440
     assert value((*o.TRUNK_ENTRY, o.TRUNK_STATE, 1)) == 1
     assert value((*o.REALM_ENTRY, o.REALM_ACTIVE_CALLS, 1)) == 1
+    assert value((*o.REALM_ENTRY, o.REALM_CALLS_IN, 1)) == 3 and value((*o.REALM_ENTRY, o.REALM_CALLS_OUT, 2)) == 3
+    assert value((*o.REALM_ENTRY, o.REALM_LISTEN, 2)) == b"udp:5060 tcp:5060"
     assert value((*o.ALARM_ENTRY, o.ALARM_NAME, 1)) == b"high-load"
     assert value((*o.IF_ENTRY, o.IF_IN_OCTETS, 2)) == 0  # Counter32 wraps
     assert value((*o.IF_X_ENTRY, o.IF_HC_IN_OCTETS, 2)) == 2**33
@@ -126,3 +116,12 @@ def test_snapshot_figures_land_on_their_oids() -> None:
     assert value((*o.SIP_TRANS_CURRENT_ENTRY, o.SIP_TRANS_CURRENT, 1)) == 2
     assert value((*o.SIP_CFG_ENTRY, o.SIP_CFG_OPER_STATUS, 1)) == 4  # congested: the high-load alarm is active
     assert value((*o.SIP_CFG_ENTRY, o.SIP_CFG_PROTOCOL_VERSION, 1)) == b"SIP/2.0"
+
+
+def test_before_the_sbc_answers_no_figure_is_served_as_if_measured() -> None:
+    table = build_mib(SystemInfo("descr", "box"), SbcSnapshot(), [], [], now=2.0)
+    assert table.get((*o.SBC_CONTROL_REACHABLE, 0)) is not None
+    assert table.get((*o.SBC_DATAPLANE_MODE, 0)).value == 1  # type: ignore[union-attr]  # unknown
+    assert table.get((*o.SBC_ACTIVE_CALLS, 0)) is None and table.get((*o.REALM_ENTRY, o.REALM_NAME, 1)) is None
+    assert table.get((*o.SIP_SUMMARY_ENTRY, o.SIP_IN_REQUESTS, o.SIP_APPL_INDEX)) is None
+    assert table.get((*o.SIP_CFG_ENTRY, o.SIP_CFG_OPER_STATUS, o.SIP_APPL_INDEX)).value == 1  # type: ignore[union-attr]

@@ -11,9 +11,10 @@ from typing import Any
 
 from hw.fakes import FakeHostname, FakeTime, FakeUnits
 from mgmt.alarms import AlarmTable
-from mgmt.api import MgmtState
 from mgmt.routes import API
-from mgmt.system_api import HW_MONITOR_DOWN, SystemServices, sync_hw_alarms
+from mgmt.state import MgmtState
+from mgmt.system_api import HW_MONITOR_DOWN, sync_hw_alarms
+from mgmt.system_services import SystemServices
 from tests.unit.mgmt.conftest import FakeSbc
 from tests.unit.mgmt.test_api import Client, bearer, make_state, problem, serve
 
