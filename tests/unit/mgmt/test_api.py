@@ -39,7 +39,7 @@ def make_state(tmp_path: Path, sbc: FakeSbc) -> MgmtState:
     users = UserStore(tmp_path / "state" / "users.json", scrypt_n=2**10)
     for name, role in (("admin", Role.ADMIN), ("oper", Role.OPERATOR), ("viewer", Role.READ_ONLY)):
         users.create(name, role, PW, 0.0)
-    auth = Authenticator(users, SessionTable(), LoginLimiter(user_failures=3, address_failures=50))
+    auth = Authenticator(users, SessionTable(), LoginLimiter(pair_failures=3, address_failures=50))
     return MgmtState(store=store, users=users, auth=auth, audit=AuditLog(tmp_path / "state" / "audit.log"),
                      sbc=SbcLink(tmp_path / "no-such.sock", timeout=0.5), alarms=AlarmTable())  # fmt: skip
 
