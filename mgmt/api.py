@@ -196,7 +196,7 @@ def store_problem(exc: StoreError) -> Problem:
         first = exc.problems[0] if exc.problems else None
         return Problem(422, exc.detail, kind="invalid-config", title=exc.title, errors=errors,
                        field=first.path if first else "text")  # fmt: skip
-    kind = {404: "not-found", 409: "conflict", 502: "sbc-refused"}.get(exc.status, "config")
+    kind = {403: "forbidden", 404: "not-found", 409: "conflict", 502: "sbc-refused"}.get(exc.status, "config")
     return Problem(exc.status, exc.detail, kind=kind, title=exc.title, field=exc.field)
 
 
@@ -583,7 +583,7 @@ async def stage(call: Call) -> web.StreamResponse:
     try:
         config = await locked(call, lambda: state.store.stage(text, call.who.name, state.clock()))
     except Problem as exc:
-        audit(call, "config.stage", outcome="refused", problems=len(exc.errors or []))
+        audit(call, "config.stage", outcome="refused", problems=len(exc.errors or []), reason=exc.detail)
         raise
     audit(call, "config.stage")
     return reply({"staged": True, "summary": summary(config)})
@@ -705,7 +705,7 @@ async def import_config(call: Call) -> web.StreamResponse:
     try:
         config = await locked(call, lambda: state.store.stage(text, call.who.name, state.clock()))
     except Problem as exc:
-        audit(call, "config.import", outcome="refused", problems=len(exc.errors or []))
+        audit(call, "config.import", outcome="refused", problems=len(exc.errors or []), reason=exc.detail)
         raise
     audit(call, "config.import", size=len(raw))
     return reply({"staged": True, "summary": summary(config)})

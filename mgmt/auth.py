@@ -153,6 +153,11 @@ class UserStore:
     def exists(self, name: str) -> bool:
         return name in self._users
 
+    def is_admin(self, name: str) -> bool:
+        """An enabled admin (the config store asks before a change to `management:`)."""
+        user = self._users.get(name)
+        return user is not None and user.role is Role.ADMIN and not user.disabled
+
     def create(self, name: str, role: Role, password: str, now: float, *, must_change: bool = False) -> User:
         if not valid_user_name(name):
             raise AuthError(422, "a user name has 1-64 letters, digits, '.', '_' or '-'", field="name")

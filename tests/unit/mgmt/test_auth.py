@@ -99,7 +99,8 @@ def users(tmp_path: Path) -> UserStore:
 
 @pytest.fixture
 def auth(users: UserStore) -> Authenticator:
-    return Authenticator(users, SessionTable(), LoginLimiter(pair_failures=3, address_failures=5, account_failures=6, lock_s=60))
+    limiter = LoginLimiter(pair_failures=3, address_failures=5, account_failures=6, lock_s=60)
+    return Authenticator(users, SessionTable(), limiter)
 
 
 def test_users_file_holds_no_password(users: UserStore) -> None:
