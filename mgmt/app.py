@@ -198,7 +198,10 @@ def make_state(
         audit.write("system", None, "users.create", target="admin", role="admin", how=how)
     link = SbcLink(config.control_path)
     store = ConfigStore(
-        config_path, state_dir / "config", link.reload, on_auto_rollback=_on_auto_rollback(audit, alarms),
+        config_path,
+        state_dir / "config",
+        link.reload,
+        on_auto_rollback=_on_auto_rollback(audit, alarms),
         is_admin=users.is_admin,
     )
     store.open(clock())

@@ -10,7 +10,7 @@ SNMP = BASE_CONFIG + "management:\n  snmp:\n    v3_users: [{name: ops, auth_key:
 
 def test_changes_outside_the_admin_parts_are_not_named() -> None:
     assert admin_only_changes(BASE_CONFIG, with_rule()) == []
-    assert admin_only_changes(SNMP, with_rule() + SNMP[len(BASE_CONFIG):]) == []
+    assert admin_only_changes(SNMP, with_rule() + SNMP[len(BASE_CONFIG) :]) == []
     assert admin_only_changes(BASE_CONFIG, BASE_CONFIG + "management: {}\n") == []
 
 

@@ -411,7 +411,7 @@ def test_only_admins_change_the_management_section(tmp_path: Path) -> None:
         p = await problem(await client.post(f"{API}/config/rollback", json={"revision": 1}, headers=oper), 403)
         assert p["field"] == "management.http.address" and state.store.active_text() == text
         # Everything else stays the operator's: a header rule beside the (unchanged) management section.
-        ruled = with_rule() + text[len(BASE_CONFIG):]
+        ruled = with_rule() + text[len(BASE_CONFIG) :]
         assert (await client.put(f"{API}/config/candidate", json={"text": ruled}, headers=oper)).status == 200
         assert (await client.post(f"{API}/config/commit", json={}, headers=oper)).status == 200
         refused = [e for e in state.audit.tail(50) if e["outcome"] == "refused"]
