@@ -22,6 +22,8 @@ from typing import Any
 from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
+    AuditSettings,
+    CallRecordSettings,
     HttpSettings,
     IPAddress,
     LatchMode,
@@ -660,6 +662,16 @@ def _snmp(r: _Reader, value: Any, path: str) -> SnmpSettings:
     return snmp
 
 
+def _audit(r: _Reader, value: Any, path: str) -> AuditSettings:
+    audit: AuditSettings = r.build(AuditSettings, value, path, _AUDIT)
+    return audit
+
+
+def _call_records(r: _Reader, value: Any, path: str) -> CallRecordSettings:
+    records: CallRecordSettings = r.build(CallRecordSettings, value, path, _CALL_RECORDS)
+    return records
+
+
 def _management(r: _Reader, value: Any, path: str) -> ManagementSettings:
     management: ManagementSettings = r.build(ManagementSettings, value, path, _MANAGEMENT)
     return management
@@ -733,6 +745,16 @@ _SBC: dict[str, _Key] = {
     "control_socket": _Key("control_socket", _path),
     "max_calls": _Key("max_calls", _positive),
     "log_level": _Key("log_level", _choice(LOG_LEVELS)),
+    "cdr": _Key("cdr", _call_records),
+}
+_CALL_RECORDS: dict[str, _Key] = {
+    "max_bytes": _Key("max_bytes", _at_least(4096)),
+    "max_age_days": _Key("max_age_days", _at_least(0)),
+    "keep": _Key("keep", _at_least(0)),
+}
+_AUDIT: dict[str, _Key] = {
+    "max_bytes": _Key("max_bytes", _at_least(4096)),
+    "keep": _Key("keep", _at_least(0)),
 }
 _HTTP: dict[str, _Key] = {
     "address": _Key("address", _bind_address),
@@ -773,6 +795,7 @@ _MANAGEMENT: dict[str, _Key] = {
     "confirm_timeout_s": _Key("confirm_timeout_s", _at_least(10)),
     "snmp": _Key("snmp", _snmp),
     "poll_interval_s": _Key("poll_interval_s", _positive),
+    "audit": _Key("audit", _audit),
 }
 _TOP: dict[str, _Key] = {
     "sbc": _Key(None, _sbc_section),
@@ -797,4 +820,6 @@ TABLES: dict[type, dict[str, _Key]] = {
     TrapTarget: _TRAP_TARGET,
     SnmpSettings: _SNMP,
     ManagementSettings: _MANAGEMENT,
+    AuditSettings: _AUDIT,
+    CallRecordSettings: _CALL_RECORDS,
 }

@@ -284,4 +284,4 @@ def test_audit_log_redacts_secrets_and_tails(tmp_path: Path) -> None:
     assert entries[-1]["new_password"] == "[redacted]" and "hunter2" not in (tmp_path / "audit.log").read_text()
     first = json.loads((tmp_path / "audit.log").read_text().splitlines()[0])
     assert first == {"time": 0.0, "user": "alice", "source": "127.0.0.1", "action": "config.commit",
-                     "target": "r0", "outcome": "ok"}  # fmt: skip
+                     "target": "r0", "outcome": "ok", "prev": "0" * 64}  # fmt: skip
