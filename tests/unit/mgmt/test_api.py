@@ -431,6 +431,9 @@ def test_call_records_are_the_tail_of_the_sbcs_cdr_file(tmp_path: Path) -> None:
         state.cdr_path.write_text("\n".join(lines) + "\n")
         got = await (await client.get(f"{API}/cdrs?lines=3", headers=h)).json()
         assert [r["call"] for r in got["records"]] == ["c3", "c4"]  # the torn last line is left out
+        state.cdr_path.with_name("cdr.jsonl.1").write_text('{"call": "r0"}\n{"call": "r1"}\n')  # rotated by the SBC
+        got = await (await client.get(f"{API}/cdrs?lines=8", headers=h)).json()
+        assert [r["call"] for r in got["records"]] == ["r0", "r1", "c0", "c1", "c2", "c3", "c4"]
 
     run_with(tmp_path, body)
 
