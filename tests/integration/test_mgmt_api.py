@@ -68,9 +68,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         yield Env(sbc, mgmt, workdir)
 
 
-def session(
-    env: Env, user: str, password: str
-) -> contextlib.AbstractAsyncContextManager[tuple[aiohttp.ClientSession, dict[str, str]]]:
+def session(env: Env, user: str, password: str) -> contextlib.AbstractAsyncContextManager[
+    tuple[aiohttp.ClientSession, dict[str, str]]
+]:
     return api_session(env.mgmt.url, user, password)
 
 
@@ -104,10 +104,9 @@ def test_https_is_tls13_only(env: Env) -> None:
     modern = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     modern.check_hostname = False
     modern.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", env.mgmt.port), timeout=5) as raw,
-        modern.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
+    with socket.create_connection(("127.0.0.1", env.mgmt.port), timeout=5) as raw, modern.wrap_socket(
+        raw, server_hostname="127.0.0.1"
+    ) as tls:
         assert tls.version() == "TLSv1.3"
         tls.sendall(f"GET {API}/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         head = tls.recv(65536).split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
