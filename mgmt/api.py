@@ -227,7 +227,7 @@ def commit_json(result: CommitResult, mgmt_restart: list[str] | None = None) -> 
 
 
 # What `sbc mgmt` itself bound or read at start: a change to these waits for its restart.
-_MGMT_AT_START = ("http", "users_file")
+_MGMT_AT_START = ("http", "users_file", "audit")
 
 
 def mgmt_restart_required(store: ConfigStore, before: str) -> list[str]:
