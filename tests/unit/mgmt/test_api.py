@@ -218,6 +218,23 @@ def test_login_rate_limit_answers_429(tmp_path: Path) -> None:
     run_with(tmp_path, body)
 
 
+def test_bad_logins_from_one_address_do_not_stop_the_right_login_from_another(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        url = client.make_url(f"{API}/auth/login")
+        guesser = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=guesser) as attacker:
+            statuses = []
+            for _ in range(5):
+                async with attacker.post(url, json={"username": "admin", "password": "wrong password"}) as resp:
+                    statuses.append(resp.status)
+            assert statuses == [401, 401, 401, 429, 429]
+        await login(client, "admin")  # from 127.0.0.1
+        denied = [e for e in state.audit.tail(10) if e["outcome"] == "denied"]
+        assert len(denied) == 5 and {e["source"] for e in denied} == {"127.0.0.2"}
+
+    run_with(tmp_path, body)
+
+
 def test_forced_password_change(tmp_path: Path) -> None:
     async def body(client: Client, state: MgmtState) -> None:
         state.users.set_password("oper", PW, must_change=True)
