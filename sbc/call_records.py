@@ -66,13 +66,17 @@ class CallRecordFile:
 
     def _open(self, now: float) -> None:
         self._file = self.path.open("a", encoding="utf-8")
-        self._first_at = _first_record_time(self.path, now) if self._file.tell() > 0 else None
+        self._first_at = _first_record_time(self.path, now) if self._size() > 0 else None
+
+    def _size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size if self._file is not None else 0
 
     def _due(self, size: int, now: float) -> bool:
-        if self._file is None or self._file.tell() == 0:
+        current = self._size()
+        if current == 0:
             return False
         settings = self.settings()
-        if self._file.tell() + size > settings.max_bytes:
+        if current + size > settings.max_bytes:
             return True
         age_limit = settings.max_age_days * _DAY_S
         return bool(age_limit) and self._first_at is not None and now - self._first_at >= age_limit
