@@ -25,7 +25,7 @@ def store_problem(exc: StoreError) -> Problem:
         first = exc.problems[0] if exc.problems else None
         return Problem(422, exc.detail, kind="invalid-config", title=exc.title, errors=errors,
                        field=first.path if first else "text")  # fmt: skip
-    kind = {404: "not-found", 409: "conflict", 502: "sbc-refused"}.get(exc.status, "config")
+    kind = {403: "forbidden", 404: "not-found", 409: "conflict", 502: "sbc-refused"}.get(exc.status, "config")
     return Problem(exc.status, exc.detail, kind=kind, title=exc.title, field=exc.field)
 
 
@@ -56,7 +56,7 @@ def commit_json(result: CommitResult, mgmt_restart: list[str] | None = None) -> 
 
 
 # What `sbc mgmt` itself bound or read at start: a change to these waits for its restart.
-_MGMT_AT_START = ("http", "users_file")
+_MGMT_AT_START = ("http", "users_file", "audit")
 
 
 def mgmt_restart_required(store: ConfigStore, before: str) -> list[str]:
@@ -112,7 +112,7 @@ async def _staged(call: ApiCall, text: str, action: str, **details: Any) -> web.
     try:
         config = await locked(call, lambda: state.store.stage(text, call.who.name, state.clock()))
     except Problem as exc:
-        audit(call, action, outcome="refused", problems=len(exc.errors or []))
+        audit(call, action, outcome="refused", problems=len(exc.errors or []), reason=exc.detail)
         raise
     audit(call, action, **details)
     return reply({"staged": True, "summary": summary(config)})

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from mgmt.alarm_rules import raise_config_rollback
 from mgmt.alarms import AlarmTable
-from mgmt.audit import AuditLog
+from mgmt.audit import AUDIT_FILE, AuditLog
 from mgmt.auth import Authenticator, LoginLimiter, SessionTable, UserStore, first_run
 from mgmt.http import authorize
 from mgmt.monitor import Monitoring
@@ -179,7 +179,8 @@ def make_state(
 ) -> MgmtState:
     state_dir = config.management_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    audit = AuditLog(state_dir / "audit.log")
+    audit = AuditLog(state_dir / AUDIT_FILE, max_bytes=config.management.audit.max_bytes,
+                     keep=config.management.audit.keep)  # fmt: skip
     alarms = alarms if alarms is not None else AlarmTable()
     users = UserStore(config.management.users_path(config.state_dir), **({"scrypt_n": scrypt_n} if scrypt_n else {}))
     how = first_run(users, clock(), env=env)
@@ -187,7 +188,11 @@ def make_state(
         audit.write("system", None, "users.create", target="admin", role="admin", how=how)
     link = SbcLink(config.control_path)
     store = ConfigStore(
-        config_path, state_dir / "config", link.reload, on_auto_rollback=_on_auto_rollback(audit, alarms)
+        config_path,
+        state_dir / "config",
+        link.reload,
+        on_auto_rollback=_on_auto_rollback(audit, alarms),
+        is_admin=users.is_admin,
     )
     store.open(clock())
     auth = Authenticator(users, SessionTable(), LoginLimiter())

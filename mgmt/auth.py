@@ -8,7 +8,8 @@
   (synchronizer token: the cookie alone, which a cross-site form sends along, is not enough).
 - Automation uses API tokens (`Authorization: Bearer sbc_<id>.<secret>`), stored as SHA-256 of the
   secret: it is 256 random bits, so a fast hash suffices (no KDF needed for non-guessable secrets).
-- Logins are limited per user and per source address (failures in a sliding window lock for a while).
+- Failed logins are limited per source address (and per account from that address), never per account
+  alone: an attacker cannot lock anyone out (see `LoginLimiter`).
 
 Time is passed in (`now`, seconds since the epoch); nothing here sleeps or schedules.
 """
@@ -151,6 +152,11 @@ class UserStore:
 
     def exists(self, name: str) -> bool:
         return name in self._users
+
+    def is_admin(self, name: str) -> bool:
+        """An enabled admin (the config store asks before a change to `management:`)."""
+        user = self._users.get(name)
+        return user is not None and user.role is Role.ADMIN and not user.disabled
 
     def create(self, name: str, role: Role, password: str, now: float, *, must_change: bool = False) -> User:
         if not valid_user_name(name):
@@ -341,52 +347,86 @@ class _Window:
     failures: deque[float] = field(default_factory=deque)
     locked_until: float = 0.0
 
+    def count(self, now: float, window_s: float) -> int:
+        while self.failures and self.failures[0] <= now - window_s:
+            self.failures.popleft()
+        return len(self.failures)
+
 
 class LoginLimiter:
-    """`max_failures` failed logins within `window_s` lock the user (or the address) for `lock_s`.
+    """Failed logins slow down the address they come from, never the account for everyone.
 
-    Per user: slows guessing one account from many addresses. Per address (a higher limit, since
-    several people may sit behind one NAT): slows one host trying many accounts.
+    - One address and one account: `pair_failures` failures within `window_s` refuse that account from
+      that address for `lock_s` (429). The same account from any other address is not affected, so
+      nobody can lock the admin out by guessing at it.
+    - One address, any accounts: `address_failures` failures (higher: several people may sit behind
+      one NAT) refuse that address for `lock_s`, whatever account it names.
+    - One account, many addresses: once `account_failures` failures within `window_s` hit one account,
+      it is "under attack": an address with any failure on record within the window is refused for it
+      at once, so a spread-out guesser gets one guess per address and window. An address with a clean
+      record is never refused this way: the right password (and code) from it always works.
     """
 
     def __init__(
         self,
         *,
-        user_failures: int = 5,
+        pair_failures: int = 5,
         address_failures: int = 20,
+        account_failures: int = 10,
         window_s: float = 900.0,
         lock_s: float = 900.0,
         max_keys: int = 10_000,
     ) -> None:
-        self.limits = {"user": user_failures, "address": address_failures}
+        self.pair_failures = pair_failures
+        self.address_failures = address_failures
+        self.account_failures = account_failures
         self.window_s = window_s
         self.lock_s = lock_s
         self.max_keys = max_keys
-        self._windows: dict[tuple[str, str], _Window] = {}
+        self._pairs: dict[tuple[str, str], _Window] = {}
+        self._addresses: dict[str, _Window] = {}
+        self._accounts: dict[str, _Window] = {}
 
     def retry_after(self, user: str, address: str, now: float) -> int | None:
-        """Seconds to wait if either the user or the address is locked now."""
+        """Seconds `address` must wait before trying `user` again; None: it may try now."""
         waits = [
             w.locked_until - now
-            for key in (("user", user), ("address", address))
-            if (w := self._windows.get(key)) is not None and w.locked_until > now
+            for w in (self._pairs.get((user, address)), self._addresses.get(address))
+            if w is not None and w.locked_until > now
         ]
-        return int(max(waits)) + 1 if waits else None
+        if waits:
+            return int(max(waits)) + 1
+        account = self._accounts.get(user)
+        if account is not None and account.count(now, self.window_s) >= self.account_failures:
+            seen = self._addresses.get(address)
+            if seen is not None and seen.count(now, self.window_s) > 0:
+                return int(seen.failures[-1] + self.window_s - now) + 1
+        return None
 
     def failed(self, user: str, address: str, now: float) -> None:
-        if len(self._windows) >= self.max_keys:  # bounded memory under a spray of names
-            self._windows = {k: w for k, w in self._windows.items() if w.locked_until > now}
-        for kind, value in (("user", user), ("address", address)):
-            w = self._windows.setdefault((kind, value), _Window())
-            w.failures.append(now)
-            while w.failures and w.failures[0] <= now - self.window_s:
-                w.failures.popleft()
-            if len(w.failures) >= self.limits[kind]:
-                w.locked_until = now + self.lock_s
-                w.failures.clear()
+        if len(self._pairs) + len(self._addresses) + len(self._accounts) >= self.max_keys:
+            self._forget_idle(now)  # bounded memory under a spray of names or addresses
+        self._count_failure(self._pairs.setdefault((user, address), _Window()), now, self.pair_failures)
+        self._count_failure(self._addresses.setdefault(address, _Window()), now, self.address_failures)
+        self._count_failure(self._accounts.setdefault(user, _Window()), now, None)
 
-    def succeeded(self, user: str) -> None:
-        self._windows.pop(("user", user), None)
+    def _count_failure(self, window: _Window, now: float, lock_at: int | None) -> None:
+        window.failures.append(now)
+        if lock_at is not None and window.count(now, self.window_s) >= lock_at:
+            window.locked_until = now + self.lock_s
+            window.failures.clear()  # after the lock, a fresh start
+
+    def succeeded(self, user: str, address: str) -> None:
+        # Only this pair is forgiven: knowing one account's password must not wipe an address's record.
+        self._pairs.pop((user, address), None)
+
+    def _forget_idle(self, now: float) -> None:
+        def live(w: _Window) -> bool:
+            return w.locked_until > now or w.count(now, self.window_s) > 0
+
+        self._pairs = {k: w for k, w in self._pairs.items() if live(w)}
+        self._addresses = {k: w for k, w in self._addresses.items() if live(w)}
+        self._accounts = {k: w for k, w in self._accounts.items() if live(w)}
 
 
 # ---- login ---------------------------------------------------------------------------------------
@@ -417,7 +457,7 @@ class Authenticator:
             if not self.users.totp_check(name, code, now):
                 self.limiter.failed(name, source, now)
                 raise AuthError(401, "wrong or already used TOTP code", field="totp")
-        self.limiter.succeeded(name)
+        self.limiter.succeeded(name, source)
         if passwords.needs_rehash(user.password_hash, n=self.users.scrypt_n):
             user = self.users.set_password(name, password, must_change=user.must_change_password)
         return LoginResult(self.sessions.create(name, source, now), user)

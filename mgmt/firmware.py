@@ -27,13 +27,22 @@ import aiohttp
 from aiohttp import web
 
 from mgmt.auth import Role
-from mgmt.http import audit, json_body, reply
+from mgmt.http import audit, get_bool, json_body, reply
 from mgmt.problems import Problem
 from mgmt.routes import JSON, ApiCall, Operation, Response
 from mgmt.schemas import BOOL, STR
 from sbc.appliance.bundle import TRUSTED_KEYS_DIR, BundleError, load_trusted_keys, verify_bundle
 from sbc.appliance.osinfo import booted_version, machine_arch
-from sbc.appliance.update import SPOOL, Spool, UpdateState, check_version, read_json, read_status, write_json
+from sbc.appliance.update import (
+    SPOOL,
+    Spool,
+    UpdateState,
+    check_version,
+    is_downgrade,
+    read_json,
+    read_status,
+    write_json,
+)
 
 MAX_BUNDLE_BYTES = 2 << 30
 FREE_MARGIN_BYTES = 64 << 20
@@ -87,7 +96,8 @@ async def update_from_url(call: ApiCall) -> web.StreamResponse:
     url = body.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise Problem(422, "url: an http:// or https:// URL of a bundle", kind="invalid-field", field="url")
-    reboot, downgrade = bool(body.get("reboot", True)), bool(body.get("allow_downgrade", False))
+    # Strictly booleans: `"allow_downgrade": "no"` must not read as a yes.
+    reboot, downgrade = get_bool(body, "reboot") is not False, get_bool(body, "allow_downgrade") is True
     async with _begin(call) as target:
         timeout = aiohttp.ClientTimeout(total=3600, sock_connect=30, sock_read=120)
         try:
@@ -156,17 +166,21 @@ async def _accept(call: ApiCall, target: Path, *, reboot: bool, downgrade: bool,
         raise Problem(422, f"refused: {exc}", kind="bad-bundle") from None
     booted = booted_version()
     why = check_version(manifest.version, booted, downgrade)
+    older = is_downgrade(manifest.version, booted)
+    action = "firmware.downgrade" if older else "firmware.update"
     if why:
-        audit(call, "firmware.update", outcome="refused", origin=source, version=manifest.version, reason=why)
+        audit(call, action, outcome="refused", origin=source, version=manifest.version, previous=booted,
+              allow_downgrade=downgrade, reason=why)  # fmt: skip
         raise Problem(409, f"refused: {why}", kind="version")
     sp = spool()
     name = f"sbc_{manifest.version}_{manifest.arch}.sbcupdate"
     await asyncio.to_thread(target.replace, sp.incoming / name)
-    request = {"bundle": name, "version": manifest.version, "reboot": reboot, "allow_downgrade": downgrade,
+    # The root side checks the version again and installs an older one only with allow_downgrade true.
+    request = {"bundle": name, "version": manifest.version, "reboot": reboot, "allow_downgrade": downgrade and older,
                "requested_by": call.who.name, "source": source, "time": time.time()}  # fmt: skip
     write_json(sp.request, request)
-    audit(call, "firmware.update", origin=source, version=manifest.version, previous=booted, reboot=reboot,
-          signed_by=manifest.signed_by)  # fmt: skip
+    audit(call, action, origin=source, version=manifest.version, previous=booted, reboot=reboot,
+          allow_downgrade=downgrade, signed_by=manifest.signed_by)  # fmt: skip
     return reply({"accepted": True, "version": manifest.version, "previous": booted, "reboot": reboot,
                   "signed_by": manifest.signed_by, "state": UpdateState.VERIFYING.value}, status=202)  # fmt: skip
 
@@ -185,7 +199,8 @@ _ACCEPTED = {"type": "object", "required": ["accepted", "version"], "properties"
 _QUERY = (
     {"name": "reboot", "in": "query", "required": False, "schema": BOOL,
      "description": "reboot into the new slot when installed (default true)"},
-    {"name": "allow_downgrade", "in": "query", "required": False, "schema": BOOL},
+    {"name": "allow_downgrade", "in": "query", "required": False, "schema": BOOL,
+     "description": "install a version older than the running one (refused with 409 otherwise; audited)"},
 )  # fmt: skip
 _REFUSED = {
     409: Response("Another update is running, or the version is not newer", None, media="application/problem+json"),

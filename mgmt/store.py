@@ -30,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from mgmt.admin_only import admin_only_changes
 from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.loader import load_config_text
 from sbc.config.model import SbcConfig
@@ -152,6 +153,13 @@ class InvalidConfig(StoreError):
         self.problems = problems
 
 
+class AdminOnly(StoreError):
+    """The change touches what only an admin may change (`management:`, see mgmt.admin_only)."""
+
+    status = 403
+    title = "Forbidden"
+
+
 class SbcRefused(StoreError):
     """The SBC would not apply a config the loader accepted; the previous file was put back."""
 
@@ -198,8 +206,11 @@ class ConfigStore:
         reloader: Reloader,
         *,
         on_auto_rollback: Callable[[Revision, PendingConfirm], None] | None = None,
+        is_admin: Callable[[str], bool] | None = None,
     ) -> None:
+        """`is_admin(author)`: may this author change `management:`? None: every author may (no users)."""
         self.active = active
+        self.is_admin = is_admin
         self.root = root
         self.revisions_dir = root / "revisions"
         self.reloader = reloader
@@ -292,6 +303,7 @@ class ConfigStore:
     def stage(self, text: str, author: str, now: float) -> SbcConfig:
         """Validate and keep as the candidate; an invalid text leaves the previous candidate as it was."""
         config = self.validate(text)
+        self._check_author(author, text)
         atomic_write(self._candidate_path, text, 0o600)
         meta = {"author": author, "time": now, "base_revision": self.active_revision()}
         atomic_write(self._candidate_meta, json.dumps(meta), 0o600)
@@ -314,6 +326,7 @@ class ConfigStore:
                 f"but revision {self.active_revision()} is active now: stage it again"
             )
         self.validate(cand.text)  # again: files it names (TLS keys) may have gone since staging
+        self._check_author(author, cand.text)  # whoever staged it, the one who commits needs the right
         if sha256_text(cand.text) == sha256_text(self.active_text()):
             raise StoreError("the candidate is identical to the active configuration")
         result = self._apply(cand.text, author, now, comment, RevisionKind.COMMIT, confirm_timeout_s=confirm_timeout_s)
@@ -333,6 +346,7 @@ class ConfigStore:
         """Make revision `number` active again, as a new revision. Clears a pending confirmation."""
         _, text = self.revision(number)
         self.validate(text)  # the loader may have grown stricter since that revision
+        self._check_author(author, text)
         with contextlib.suppress(FileNotFoundError):
             self._pending_path.unlink()
         return self._apply(
@@ -361,6 +375,15 @@ class ConfigStore:
         if self.on_auto_rollback is not None:
             self.on_auto_rollback(result.revision, pending)
         return result.revision
+
+    def _check_author(self, author: str, text: str) -> None:
+        if self.is_admin is None or self.is_admin(author):
+            return
+        changed = admin_only_changes(self.active_text(), text)
+        if changed:
+            raise AdminOnly(
+                f"only an admin may change {', '.join(changed)}; {author} is not an admin", field=changed[0]
+            )
 
     def _apply(
         self,

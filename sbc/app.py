@@ -7,7 +7,6 @@ not know is a bug and raises.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from sbc import __version__
 from sbc.b2bua.core import Core
 from sbc.b2bua.media_ledger import MediaLedger
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, SendSip
+from sbc.call_records import CDR_FILE, CallRecordFile
 from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
@@ -77,8 +77,7 @@ class SbcApp:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
-        self._cdr_path = config.state_dir / "cdr.jsonl"
-        self._cdr_file: TextIO | None = None  # kept open: one record per call ends, many a second
+        self._cdr = CallRecordFile(config.state_dir / CDR_FILE, lambda: self.config.cdr)
         self.internal_errors = 0
         self.supervision = Supervision(self.health, self._status_line, emit)
         self._debug_hooks = os.environ.get(DEBUG_HOOKS_ENV) == "1"
@@ -153,9 +152,7 @@ class SbcApp:
             await rs.close()
         if self._dataplane is not None:
             self._dataplane.close()
-        if self._cdr_file is not None:
-            self._cdr_file.close()
-            self._cdr_file = None
+        self._cdr.close()
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -263,19 +260,9 @@ class SbcApp:
         fields = encode(record)
         emit("info", "call.record", **fields)
         try:
-            if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):
-                self._cdr_file.close()  # rotated or removed meanwhile: write to the file at the path
-                self._cdr_file = None
-            if self._cdr_file is None:
-                self._cdr_file = self._cdr_path.open("a", encoding="utf-8")
-            self._cdr_file.write(json.dumps(fields) + "\n")
-            self._cdr_file.flush()  # a record is whole in the file once the call is reported ended
+            self._cdr.append(fields)  # rotated by size and age (sbc.cdr): see sbc.call_records
         except OSError as exc:
-            emit("warning", "cdr.write_failed", error=str(exc))
-            if self._cdr_file is not None:
-                with contextlib.suppress(OSError):
-                    self._cdr_file.close()
-                self._cdr_file = None  # opened again for the next record (the disk may be back)
+            emit("warning", "cdr.write_failed", error=str(exc))  # opened again for the next record
 
     # ---- reload ----------------------------------------------------------------------------------
     def reload(self, path: Path) -> ReloadReport:
@@ -355,11 +342,6 @@ class SbcApp:
         raise KeyError(command)
 
 
-def _same_file(fh: TextIO, path: Path) -> bool:
-    try:
-        return os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
-    except OSError:
-        return False
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

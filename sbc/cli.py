@@ -1,4 +1,4 @@
-"""The `sbc` command: run, mgmt, check-config, status, calls, registrations."""
+"""The `sbc` command: run, mgmt, audit-verify, check-config, status, calls, registrations."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", type=Path, help="YAML config (default: the embedded default config)")
     mgmt = sub.add_parser("mgmt", help="run the management plane: REST API, web UI, config store (HTTPS)")
     mgmt.add_argument("--config", type=Path, required=True, help="the SBC's YAML config file (the active one)")
+    audit = sub.add_parser("audit-verify", help="check the management audit log's hash chain (exit 1 at a break)")
+    audit.add_argument("--config", type=Path, required=True, help="the SBC's YAML config file (the active one)")
     check = sub.add_parser("check-config", help="validate a config file: exit 0, or 2 with every error")
     check.add_argument("file", type=Path)
     for name, help_text in (
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from mgmt.app import run as run_mgmt
 
         return run_mgmt(args.config)
+    if args.command == "audit-verify":
+        from mgmt.audit import verify_command
+
+        return verify_command(args.config)
     if args.command == "check-config":
         return _check(args.file)
     if args.command == "reload":

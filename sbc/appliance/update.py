@@ -114,8 +114,13 @@ def set_status(spool: Spool, state: UpdateState, **fields: Any) -> None:
     log.info("update %s %s", state.value, json.dumps(fields, sort_keys=True))
 
 
+def is_downgrade(version: str, booted: str) -> bool:
+    return compare_versions(version, booted) < 0
+
+
 def check_version(version: str, booted: str, allow_downgrade: bool) -> str | None:
-    """Why this version may not be installed over the running one (None: it may)."""
+    """Why this version may not be installed over the running one (None: it may). Anti-rollback: an older
+    version only when the operator asked for it explicitly (an admin, through the API; audited there)."""
     order = compare_versions(version, booted)
     if order == 0:
         return f"{version} is the version running now"
@@ -144,7 +149,8 @@ def install_requested(spool: Spool = Spool(), *, reboot: Callable[[], None] | No
             shutil.rmtree(spool.ready)
         spool.ready.mkdir(mode=0o700)
         manifest = verify_bundle(bundle, load_trusted_keys(), arch=machine_arch(), extract_to=spool.ready)
-        why = check_version(manifest.version, booted, bool(request.get("allow_downgrade")))
+        # Only a JSON `true` allows a downgrade: a missing, misspelt or string value refuses it.
+        why = check_version(manifest.version, booted, request.get("allow_downgrade") is True)
         if why:
             raise BundleError(why)
         set_status(spool, UpdateState.INSTALLING, version=manifest.version, previous=booted,

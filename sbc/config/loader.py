@@ -23,6 +23,8 @@ from dataplane.settings import DataplaneSettings, RelayChoice, XdpAttach
 from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
+    AuditSettings,
+    CallRecordSettings,
     FirewallOpening,
     FirewallProtocol,
     FirewallSettings,
@@ -681,6 +683,16 @@ def _dataplane(r: _Reader, value: Any, path: str) -> DataplaneSettings:
     return settings
 
 
+def _audit(r: _Reader, value: Any, path: str) -> AuditSettings:
+    audit: AuditSettings = r.build(AuditSettings, value, path, _AUDIT)
+    return audit
+
+
+def _call_records(r: _Reader, value: Any, path: str) -> CallRecordSettings:
+    records: CallRecordSettings = r.build(CallRecordSettings, value, path, _CALL_RECORDS)
+    return records
+
+
 def _management(r: _Reader, value: Any, path: str) -> ManagementSettings:
     management: ManagementSettings = r.build(ManagementSettings, value, path, _MANAGEMENT)
     return management
@@ -818,6 +830,16 @@ _SBC: dict[str, _Key] = {
     "control_socket": _Key("control_socket", _path),
     "max_calls": _Key("max_calls", _positive),
     "log_level": _Key("log_level", _choice(LOG_LEVELS)),
+    "cdr": _Key("cdr", _call_records),
+}
+_CALL_RECORDS: dict[str, _Key] = {
+    "max_bytes": _Key("max_bytes", _at_least(4096)),
+    "max_age_days": _Key("max_age_days", _at_least(0)),
+    "keep": _Key("keep", _at_least(0)),
+}
+_AUDIT: dict[str, _Key] = {
+    "max_bytes": _Key("max_bytes", _at_least(4096)),
+    "keep": _Key("keep", _at_least(0)),
 }
 _HTTP: dict[str, _Key] = {
     "address": _Key("address", _bind_address),
@@ -858,6 +880,7 @@ _MANAGEMENT: dict[str, _Key] = {
     "confirm_timeout_s": _Key("confirm_timeout_s", _at_least(10)),
     "snmp": _Key("snmp", _snmp),
     "poll_interval_s": _Key("poll_interval_s", _positive),
+    "audit": _Key("audit", _audit),
 }
 _DATAPLANE: dict[str, _Key] = {
     "relay": _Key("relay", _enum(RelayChoice)),
@@ -902,4 +925,6 @@ TABLES: dict[type, dict[str, _Key]] = {
     DataplaneSettings: _DATAPLANE,
     FirewallOpening: _FIREWALL_OPENING,
     FirewallSettings: _FIREWALL,
+    AuditSettings: _AUDIT,
+    CallRecordSettings: _CALL_RECORDS,
 }

@@ -206,6 +206,24 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """The management audit log's rotation: by size, keeping `keep` rotated files (0: none)."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    keep: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecordSettings:
+    """The SBC's call records (`<state_dir>/cdr.jsonl`): rotated when the file reaches `max_bytes` or its
+    first record is `max_age_days` old (0: no age limit); `keep` rotated files are kept (0: none)."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    max_age_days: int = 7
+    keep: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class ManagementSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
     users_file: Path | None = None  # None: <management state dir>/users.json
@@ -215,6 +233,7 @@ class ManagementSettings:
     confirm_timeout_s: int = 300  # default of a commit-confirmed when the request names none
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
     poll_interval_s: int = 5  # how often sbc mgmt reads the SBC's figures (SNMP, alarms)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     def state_path(self, sbc_state_dir: Path) -> Path:
         return self.state_dir or sbc_state_dir
@@ -260,6 +279,7 @@ class SbcConfig:
     control_socket: Path | None = None
     max_calls: int = 2000
     log_level: str = "info"
+    cdr: CallRecordSettings = field(default_factory=CallRecordSettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)  # which relay, XDP attach mode
     firewall: FirewallSettings = field(default_factory=FirewallSettings)

@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import pytest
 
 from tests.integration.harness import (
     LAN_SBC,
+    NET,
     PHONE,
     SBC_PORT,
     SCENARIOS,
@@ -292,6 +295,50 @@ def test_confirmed_commit_stays_and_rollback_to_revision_1(env: Env) -> None:
 
     asyncio.run(ensure_user(env, "viewer", "read-only"))
     asyncio.run(check())
+
+
+def test_guessing_from_one_address_does_not_lock_the_admin_out(env: Env) -> None:
+    guesser = f"127.{NET}.3.77"
+
+    async def check() -> None:
+        connector = aiohttp.TCPConnector(ssl=False, local_addr=(guesser, 0))
+        async with aiohttp.ClientSession(env.mgmt.url, connector=connector) as attacker:
+            statuses = []
+            for _ in range(6):
+                body = {"username": "admin", "password": "a wrong guess!!"}
+                async with attacker.post(f"{API}/auth/login", json=body) as resp:
+                    statuses.append(resp.status)
+            assert statuses == [401] * 5 + [429]
+            body = {"username": "admin", "password": ADMIN_PASSWORD}
+            async with attacker.post(f"{API}/auth/login", json=body) as resp:
+                assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0  # the guesser stays locked
+        # From 127.0.0.1 the right login works.
+        async with session(env, "admin", ADMIN_PASSWORD) as (s, _), s.get(f"{API}/logs?lines=20") as resp:
+            entries = (await resp.json())["entries"]
+        denied = [e for e in entries if e["action"] == "auth.login" and e["outcome"] == "denied"]
+        assert len(denied) >= 6 and all(e["source"] == guesser for e in denied[-6:])
+
+    asyncio.run(check())
+
+
+def test_an_operator_cannot_change_management_and_the_audit_chain_verifies(env: Env) -> None:
+    async def check() -> None:
+        await ensure_user(env, "oper", "operator")
+        async with session(env, "oper", PW) as (s, csrf):
+            async with s.get(f"{API}/config") as resp:
+                text = (await resp.json())["text"]
+            exposed = text.replace("address: 127.0.0.1, port:", "address: 0.0.0.0, port:", 1)
+            assert exposed != text
+            async with s.put(f"{API}/config/candidate", json={"text": exposed}, headers=csrf) as resp:
+                assert resp.status == 403 and resp.content_type == "application/problem+json"
+                assert (await resp.json())["field"] == "management.http.address"
+        assert env.sbc.config_path.read_text() == text
+
+    asyncio.run(check())
+    done = subprocess.run([sys.executable, "-m", "sbc.cli", "audit-verify", "--config", str(env.sbc.config_path)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "chain intact from the first record" in done.stdout
 
 
 def test_sbc_still_answers_status(env: Env) -> None:

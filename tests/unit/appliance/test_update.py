@@ -4,10 +4,13 @@ bundle that the spool holds but that does not verify."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sbc.appliance import update
+from sbc.appliance.bundle import payload_names, write_bundle
 from sbc.appliance.update import Spool, UpdateState, check_version, install_requested, read_status, write_json
 
 
@@ -47,3 +50,31 @@ def test_installer_refuses_a_path_in_the_request(tmp_path: Path) -> None:
     write_json(spool.request, {"bundle": "../../etc/shadow"})
     assert install_requested(spool, reboot=lambda: pytest.fail("no reboot after a refusal")) == 1
     assert "names no bundle" in read_status(spool)["error"]
+
+
+@pytest.mark.parametrize(("allowed", "installs"), [(True, True), (None, False), (False, False), ("true", False),
+                                                   (1, False)])  # fmt: skip
+def test_installer_downgrades_only_when_the_request_says_true(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: object, installs: bool
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    root, uki = payload_names("0.0.9")
+    for name in (root, uki):
+        (tmp_path / name).write_bytes(b"x")
+    spool = Spool(tmp_path / "spool")
+    spool.incoming.mkdir(parents=True)
+    write_bundle(spool.incoming / "old.sbcupdate", "0.0.9", "x86-64", [tmp_path / root, tmp_path / uki], key)
+    write_json(spool.request, {"bundle": "old.sbcupdate", "reboot": False,
+                               **({} if allowed is None else {"allow_downgrade": allowed})})  # fmt: skip
+    installed: list[str] = []
+    monkeypatch.setattr(update, "load_trusted_keys", lambda: [key.public_key()])
+    monkeypatch.setattr(update, "machine_arch", lambda: "x86-64")
+    monkeypatch.setattr(update, "booted_version", lambda: "0.1.0")
+    monkeypatch.setattr(update, "_sysupdate", installed.append)
+    monkeypatch.setattr(update, "FirstBoot", lambda **_: SimpleNamespace(apply_every_boot=lambda: None))
+    assert install_requested(spool, reboot=lambda: pytest.fail("reboot: false was asked")) == (0 if installs else 1)
+    status = read_status(spool, booted="0.1.0")
+    if installs:
+        assert installed == ["0.0.9"] and status["state"] == UpdateState.INSTALLED
+    else:
+        assert installed == [] and status["state"] == UpdateState.FAILED and "older" in status["error"]

@@ -42,7 +42,8 @@ def make_state(tmp_path: Path, sbc: FakeSbc) -> MgmtState:
     users = UserStore(tmp_path / "state" / "users.json", scrypt_n=2**10)
     for name, role in (("admin", Role.ADMIN), ("oper", Role.OPERATOR), ("viewer", Role.READ_ONLY)):
         users.create(name, role, PW, 0.0)
-    auth = Authenticator(users, SessionTable(), LoginLimiter(user_failures=3, address_failures=50))
+    store.is_admin = users.is_admin
+    auth = Authenticator(users, SessionTable(), LoginLimiter(pair_failures=3, address_failures=50))
     return MgmtState(store=store, users=users, auth=auth, audit=AuditLog(tmp_path / "state" / "audit.log"),
                      sbc=SbcLink(tmp_path / "no-such.sock", timeout=0.5), alarms=AlarmTable())  # fmt: skip
 
@@ -220,6 +221,23 @@ def test_login_rate_limit_answers_429(tmp_path: Path) -> None:
     run_with(tmp_path, body)
 
 
+def test_bad_logins_from_one_address_do_not_stop_the_right_login_from_another(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        url = client.make_url(f"{API}/auth/login")
+        guesser = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=guesser) as attacker:
+            statuses = []
+            for _ in range(5):
+                async with attacker.post(url, json={"username": "admin", "password": "wrong password"}) as resp:
+                    statuses.append(resp.status)
+            assert statuses == [401, 401, 401, 429, 429]
+        await login(client, "admin")  # from 127.0.0.1
+        denied = [e for e in state.audit.tail(10) if e["outcome"] == "denied"]
+        assert len(denied) == 5 and {e["source"] for e in denied} == {"127.0.0.2"}
+
+    run_with(tmp_path, body)
+
+
 def test_forced_password_change(tmp_path: Path) -> None:
     async def body(client: Client, state: MgmtState) -> None:
         state.users.set_password("oper", PW, must_change=True)
@@ -379,13 +397,47 @@ def test_nulls_floats_repeats_and_bad_text_are_answered_not_crashed(tmp_path: Pa
 
 def test_a_change_to_the_https_listener_says_sbc_mgmt_needs_a_restart(tmp_path: Path) -> None:
     async def body(client: Client, state: MgmtState) -> None:
-        h = bearer(state, "oper")
+        h = bearer(state, "admin")
         text = BASE_CONFIG + "management:\n  http: {port: 9443}\n"
         assert (await client.put(f"{API}/config/candidate", json={"text": text}, headers=h)).status == 200
         result = await (await client.post(f"{API}/config/commit", json={}, headers=h)).json()
         assert result["reload"]["restart_required"] == ["management.http (restart sbc mgmt)"]
         resp = await client.post(f"{API}/config/rollback", json={"revision": 1}, headers=h)
         assert (await resp.json())["reload"]["restart_required"] == ["management.http (restart sbc mgmt)"]
+
+    run_with(tmp_path, body)
+
+
+def test_only_admins_change_the_management_section(tmp_path: Path) -> None:
+    text = BASE_CONFIG + "management:\n  users_file: /tmp/elsewhere.json\n  http: {address: 0.0.0.0}\n"
+
+    async def body(client: Client, state: MgmtState) -> None:
+        oper, admin = bearer(state, "oper"), bearer(state, "admin")
+        p = await problem(await client.put(f"{API}/config/candidate", json={"text": text}, headers=oper), 403)
+        assert p["field"] == "management.http.address" and "management.users_file" in p["detail"]
+        assert p["type"] == "urn:edge-sbc:problem:forbidden" and state.store.candidate() is None
+        imported = await client.post(f"{API}/config/import", data=text.encode(),
+                                     headers={**oper, "Content-Type": "text/plain"})  # fmt: skip
+        await problem(imported, 403)
+        moved = BASE_CONFIG.replace("user_agent: TestSBC", "user_agent: TestSBC\n  state_dir: /tmp/other")
+        p = await problem(await client.put(f"{API}/config/candidate", json={"text": moved}, headers=oper), 403)
+        assert p["field"] == "sbc.state_dir"
+        # An admin's candidate is not the operator's to commit ...
+        assert (await client.put(f"{API}/config/candidate", json={"text": text}, headers=admin)).status == 200
+        p = await problem(await client.post(f"{API}/config/commit", json={}, headers=oper), 403)
+        assert p["field"] == "management.http.address" and state.store.active_text() == BASE_CONFIG
+        # ... the admin commits it, and the operator may not roll it back either.
+        assert (await client.post(f"{API}/config/commit", json={}, headers=admin)).status == 200
+        p = await problem(await client.post(f"{API}/config/rollback", json={"revision": 1}, headers=oper), 403)
+        assert p["field"] == "management.http.address" and state.store.active_text() == text
+        # Everything else stays the operator's: a header rule beside the (unchanged) management section.
+        ruled = with_rule() + text[len(BASE_CONFIG) :]
+        assert (await client.put(f"{API}/config/candidate", json={"text": ruled}, headers=oper)).status == 200
+        assert (await client.post(f"{API}/config/commit", json={}, headers=oper)).status == 200
+        refused = [e for e in state.audit.tail(50) if e["outcome"] == "refused"]
+        assert [e["action"] for e in refused] == ["config.stage", "config.import", "config.stage", "config.commit",
+                                                  "config.rollback"]  # fmt: skip
+        assert all("management" in e["reason"] or "sbc.state_dir" in e["reason"] for e in refused)
 
     run_with(tmp_path, body)
 
@@ -407,6 +459,10 @@ def test_call_records_are_the_tail_of_the_sbcs_cdr_file(tmp_path: Path) -> None:
         # the torn last line and a line that is not a call record are left out
         assert [r["call"] for r in got["records"]] == ["c3", "c4"]
         assert got["records"][0] == {**record, "call": "c3"}
+        rotated = [json.dumps({**record, "call": f"r{i}"}) for i in range(2)]
+        state.cdr_path.with_name("cdr.jsonl.1").write_text("\n".join(rotated) + "\n")  # rotated by the SBC
+        got = await (await client.get(f"{API}/cdrs?lines=9", headers=h)).json()
+        assert [r["call"] for r in got["records"]] == ["r0", "r1", "c0", "c1", "c2", "c3", "c4"]
 
     run_with(tmp_path, body)
 

@@ -99,7 +99,8 @@ def users(tmp_path: Path) -> UserStore:
 
 @pytest.fixture
 def auth(users: UserStore) -> Authenticator:
-    return Authenticator(users, SessionTable(), LoginLimiter(user_failures=3, address_failures=5, lock_s=60))
+    limiter = LoginLimiter(pair_failures=3, address_failures=5, account_failures=6, lock_s=60)
+    return Authenticator(users, SessionTable(), limiter)
 
 
 def test_users_file_holds_no_password(users: UserStore) -> None:
@@ -120,15 +121,33 @@ def test_login_and_wrong_password(auth: Authenticator) -> None:
         auth.login("nobody", PW, None, "127.0.0.1", 100.0)
 
 
-def test_lockout_per_user(auth: Authenticator) -> None:
+def test_bad_logins_lock_the_address_not_the_account(auth: Authenticator) -> None:
     for i in range(3):
         with pytest.raises(AuthError):
-            auth.login("admin", "nope-nope-nope", None, f"127.0.0.{i + 1}", 100.0 + i)
+            auth.login("admin", "nope-nope-nope", None, "127.0.0.66", 100.0 + i)
     with pytest.raises(AuthError) as info:
-        auth.login("admin", PW, None, "127.0.0.9", 104.0)  # right password, but locked
+        auth.login("admin", PW, None, "127.0.0.66", 104.0)  # right password, but from the guessing address
     assert info.value.status == 429 and info.value.retry_after is not None and 0 < info.value.retry_after <= 61
-    assert auth.login("viewer", PW, None, "127.0.0.9", 104.0)  # other users are not affected
-    assert auth.login("admin", PW, None, "127.0.0.9", 170.0)  # the lock ends
+    assert auth.login("admin", PW, None, "127.0.0.9", 104.0)  # the admin elsewhere is not locked out
+    assert auth.login("viewer", PW, None, "127.0.0.66", 104.0)  # other accounts from there are not either
+    assert auth.login("admin", PW, None, "127.0.0.66", 170.0)  # the lock ends
+
+
+def test_an_attack_from_many_addresses_never_refuses_a_clean_address(auth: Authenticator, users: UserStore) -> None:
+    secret = users.totp_enroll("admin")
+    now = 1_700_000_000.0
+    assert users.totp_activate("admin", totp.totp(totp.secret_key(secret), now), now)
+    for i in range(20):  # far beyond every limit, one guess per address
+        with pytest.raises(AuthError) as info:
+            auth.login("admin", "nope-nope-nope", None, f"127.0.1.{i}", now + 1 + i)
+        assert info.value.status in (401, 429)
+    # The account is under attack: an address that guessed wrong once is refused at once ...
+    with pytest.raises(AuthError) as info:
+        auth.login("admin", "another-guess!", None, "127.0.1.3", now + 30)
+    assert info.value.status == 429
+    # ... but the right password and code from a clean address always work.
+    code = totp.totp(totp.secret_key(secret), now + 60)
+    assert auth.login("admin", PW, code, "127.0.0.9", now + 60).user.name == "admin"
 
 
 def test_lockout_per_address(auth: Authenticator) -> None:
@@ -142,10 +161,20 @@ def test_lockout_per_address(auth: Authenticator) -> None:
 
 
 def test_failures_outside_the_window_are_forgotten() -> None:
-    limiter = LoginLimiter(user_failures=3, window_s=10, lock_s=60)
+    limiter = LoginLimiter(pair_failures=3, account_failures=3, window_s=10, lock_s=60)
     for t in (0.0, 11.0, 22.0, 33.0):
         limiter.failed("admin", "127.0.0.1", t)
     assert limiter.retry_after("admin", "127.0.0.1", 34.0) is None
+    for t in (40.0, 41.0, 42.0):
+        limiter.failed("admin", "127.0.0.1", t)
+    assert limiter.retry_after("admin", "127.0.0.1", 43.0) is not None
+
+
+def test_the_limiter_memory_is_bounded() -> None:
+    limiter = LoginLimiter(window_s=10, max_keys=50)
+    for i in range(500):
+        limiter.failed(f"user{i}", f"127.0.{i // 256}.{i % 256}", float(i * 20))  # each older than the window
+    assert len(limiter._pairs) + len(limiter._addresses) + len(limiter._accounts) <= 53
 
 
 def test_totp_required_for_enrolled_admin(auth: Authenticator, users: UserStore) -> None:
@@ -255,4 +284,4 @@ def test_audit_log_redacts_secrets_and_tails(tmp_path: Path) -> None:
     assert entries[-1]["new_password"] == "[redacted]" and "hunter2" not in (tmp_path / "audit.log").read_text()
     first = json.loads((tmp_path / "audit.log").read_text().splitlines()[0])
     assert first == {"time": 0.0, "user": "alice", "source": "127.0.0.1", "action": "config.commit",
-                     "target": "r0", "outcome": "ok"}  # fmt: skip
+                     "target": "r0", "outcome": "ok", "prev": "0" * 64}  # fmt: skip

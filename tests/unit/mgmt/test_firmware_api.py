@@ -144,3 +144,52 @@ def test_update_from_url_streams_from_a_server(tmp_path: Path) -> None:
             assert (await resp.json())["reboot"] is False
 
     run_with(tmp_path, body)
+
+
+def audit_entries(tmp_path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+
+
+def test_a_downgrade_needs_the_explicit_flag_and_is_audited(tmp_path: Path) -> None:
+    data = bundle(tmp_path, version="0.0.5")
+
+    async def body(client: Client, state: MgmtState) -> None:
+        admin = bearer(state, "admin")
+        for query in ("", "?allow_downgrade=false"):
+            refused = await problem(await upload(client, admin, data, query), 409)  # type: ignore[arg-type]
+            assert "older" in refused["detail"]
+        await problem(await upload(client, admin, data, "?allow_downgrade=maybe"), 400)  # type: ignore[arg-type]
+        denied = [e for e in audit_entries(tmp_path) if e["action"] == "firmware.downgrade"]
+        assert [(e["outcome"], e["allow_downgrade"]) for e in denied] == [("refused", False), ("refused", False)]
+        assert list((tmp_path / "spool" / "incoming").iterdir()) == []
+        resp = await upload(client, admin, data, "?allow_downgrade=true")  # type: ignore[misc]
+        assert resp.status == 202, await resp.text()
+        request = json.loads((tmp_path / "spool" / "incoming" / "request.json").read_text())
+        assert request["allow_downgrade"] is True and request["version"] == "0.0.5"
+        last = audit_entries(tmp_path)[-1]
+        assert (last["action"], last["outcome"], last["allow_downgrade"], last["user"]) == (
+            "firmware.downgrade", "ok", True, "admin")  # fmt: skip
+
+    run_with(tmp_path, body)
+
+
+def test_an_upgrade_never_hands_on_a_downgrade_permission(tmp_path: Path) -> None:
+    data = bundle(tmp_path, version="0.3.0")
+
+    async def body(client: Client, state: MgmtState) -> None:
+        resp = await upload(client, bearer(state, "admin"), data, "?allow_downgrade=true")  # type: ignore[misc]
+        assert resp.status == 202, await resp.text()
+        request = json.loads((tmp_path / "spool" / "incoming" / "request.json").read_text())
+        assert request["allow_downgrade"] is False
+
+    run_with(tmp_path, body)
+
+
+def test_update_from_url_takes_only_a_boolean_downgrade_flag(tmp_path: Path) -> None:
+    async def body(client: Client, state: MgmtState) -> None:
+        for value in ("yes", 1, "true"):
+            resp = await client.post(f"{API}/firmware/update-from-url", headers=bearer(state, "admin"),
+                                     json={"url": "http://127.0.0.1:9/x", "allow_downgrade": value})  # fmt: skip
+            assert (await problem(resp, 422))["field"] == "allow_downgrade"
+
+    run_with(tmp_path, body)
