@@ -240,14 +240,15 @@ class SbcApp:
 
     def _write_cdr(self, record: dict[str, object]) -> None:
         record = {"recorded_at": round(time.time(), 3), **_wall_clock_times(record, time.time() - self._now())}
-        emit("info", "call.record", **record)
+        encoded = _JSON.encode(record)  # once for both the log line and the file: a record is large
+        emit_encoded("info", "call.record", encoded)
         try:
             if self._cdr_file is not None and not _same_file(self._cdr_file, self._cdr_path):
                 self._cdr_file.close()  # rotated or removed meanwhile: write to the file at the path
                 self._cdr_file = None
             if self._cdr_file is None:
                 self._cdr_file = self._cdr_path.open("a", encoding="utf-8")
-            self._cdr_file.write(json.dumps(record, default=str) + "\n")
+            self._cdr_file.write(encoded + "\n")
             self._cdr_file.flush()  # a record is whole in the file once the call is reported ended
         except OSError as exc:
             emit("warning", "cdr.write_failed", error=str(exc))
@@ -402,12 +403,28 @@ def _wall_clock_times(record: dict[str, object], offset_s: float) -> dict[str, o
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+# One encoder for every line: `json.dumps(..., default=str)` builds a new one per call.
+_JSON = json.JSONEncoder(default=str)
+
+
 def emit(level: str, event: str, **fields: object) -> None:
     """One structured JSON log line (call lines carry both legs' Call-IDs, see Call.log_ids)."""
     lvl = _LEVELS.get(level, logging.INFO)
     if not log.isEnabledFor(lvl):
         return
-    line = json.dumps({"ts": round(time.time(), 3), "level": level, "event": event, **fields}, default=str)
+    _write_line(lvl, _JSON.encode({"ts": round(time.time(), 3), "level": level, "event": event, **fields}))
+
+
+def emit_encoded(level: str, event: str, fields_json: str) -> None:
+    """`emit` with the fields already encoded as one JSON object (`_JSON.encode`): the line is the same."""
+    lvl = _LEVELS.get(level, logging.INFO)
+    if not log.isEnabledFor(lvl):
+        return
+    head = _JSON.encode({"ts": round(time.time(), 3), "level": level, "event": event})
+    _write_line(lvl, head[:-1] + (", " + fields_json[1:] if fields_json != "{}" else "}"))
+
+
+def _write_line(lvl: int, line: str) -> None:
     if _direct is not None:
         # `sbc run` logs several lines per call: written straight to the handler's stream, they skip
         # the record, caller lookup and formatting of the logging module (the level check stays).
