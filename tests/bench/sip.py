@@ -273,12 +273,20 @@ CONCERNS: tuple[tuple[str, str, str], ...] = (
 IDLE_FUNCTIONS = ("<method 'poll' of 'select.epoll' objects>",)
 
 
-def print_profile(profile_path: Path, calls: int, top: int = 30) -> None:
+def print_profile(profile_path: Path, calls: int, top: int = 30, roots: tuple[tuple[str, str], ...] = ()) -> None:
+    """`roots` (file suffix, function): the SBC's own entry points, when the profile holds more than the
+    SBC (the replay's peers); their cumulative time is then the total. Else every function's own time
+    but the epoll waits."""
     stats = pstats.Stats(str(profile_path))
     raw = stats.stats  # type: ignore[attr-defined]
-    waiting = sum(tt for (_path, _line, fn), (_cc, _nc, tt, _ct, _c) in raw.items() if fn in IDLE_FUNCTIONS)
-    total = sum(tt for (_cc, _nc, tt, _ct, _callers) in raw.values()) - waiting
-    print(f"profiled busy time {total:.2f} s (epoll waits left out) over {calls} completed calls: "
+    if roots:
+        total = sum(v[3] for (path, _ln, fn), v in raw.items() if any(path.endswith(s) and fn == f for s, f in roots))
+        what = "SBC entry points"
+    else:
+        waiting = sum(tt for (_path, _line, fn), (_cc, _nc, tt, _ct, _c) in raw.items() if fn in IDLE_FUNCTIONS)
+        total = sum(tt for (_cc, _nc, tt, _ct, _callers) in raw.values()) - waiting
+        what = "epoll waits left out"
+    print(f"profiled busy time {total:.2f} s ({what}) over {calls} completed calls: "
           f"{1000 * total / max(calls, 1):.3f} ms per call")  # fmt: skip
     print("where the time went (cumulative time of entry points, % of the profiled busy time):")
     for label, suffix, name in CONCERNS:
