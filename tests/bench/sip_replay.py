@@ -1,15 +1,16 @@
 """The SIP bench's calls replayed in one process, on a simulated clock: the SBC's CPU time per call
-without SIPp, sockets to peers, or a neighbour's load in the figure.
+without SIPp or sockets to peers in the figure, and without the retransmissions a neighbour's load
+sets off (its share of the caches still shows: repeat and compare runs made back to back).
 
 The shell (`SbcApp`: logging, call records, dialog persistence, timers) runs with the userspace
 relay (real anchor sockets on loopback) and the bench's config; only the SIP sockets are replaced by
 a recorder. A scripted caller and callee play `uac_bench.xml` and `uas_bench.xml` (INVITE with SDP,
 180, 200 with SDP, ACK, 1 s hold, BYE, 200) at a given rate of simulated time; the SBC's inputs
 (datagrams, timer ticks, the state file writes its timer would make) are timed with the process CPU
-clock, the peers' work is not. The simulated run is long enough for the transaction layer to reach
-its steady state (transactions live 32 s after a call).
+clock, the peers' work is not. Calls are placed for 15 simulated seconds by default; the transaction
+layer keeps a call's transactions 32 s, so its tables still grow then (`--seconds 40` sees them full).
 
-    python -m tests.bench.sip_replay [--rate 400] [--seconds 40] [--profile FILE]
+    python -m tests.bench.sip_replay [--rate 400] [--seconds 15] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def replay(rate: int, seconds: float, profile: Path | None = None) -> tuple[int,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.sip_replay", description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=400, help="calls per second of simulated time")
-    parser.add_argument("--seconds", type=float, default=40.0, help="simulated seconds of calls placed")
+    parser.add_argument("--seconds", type=float, default=15.0, help="simulated seconds of calls placed")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the run here and print where the time went")
     args = parser.parse_args(argv if argv is not None else [])
     calls, completed, cpu = replay(args.rate, args.seconds, args.profile)
