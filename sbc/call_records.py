@@ -37,7 +37,12 @@ class CallRecordFile:
     def append(self, record: dict[str, object]) -> None:
         """Write one record (whole, flushed). OSError from the disk goes to the caller; the file is
         opened again for the next record."""
-        line = json.dumps(record, default=str) + "\n"
+        self.append_encoded(json.dumps(record, default=str))
+
+    def append_encoded(self, record_json: str) -> None:
+        """`append` of a record already encoded as one JSON object (the shell encodes it once for both
+        the log line and this file)."""
+        line = record_json + "\n"
         now = self.clock()
         try:
             if self._file is not None and not _same_file(self._file, self.path):

@@ -90,7 +90,7 @@ def _check(path: Path) -> int:
 
 
 def _run(path: Path | None) -> int:
-    from sbc.app import SbcApp, setup_logging
+    from sbc.app import SbcApp, setup_logging, tune_garbage_collector
     from sbc.config.loader import ConfigError
 
     try:
@@ -101,6 +101,7 @@ def _run(path: Path | None) -> int:
         print("refusing to start: the configuration has errors", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    tune_garbage_collector()
     try:
         asyncio.run(SbcApp(config).run_forever())
     except OSError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("tests.bench.sip", "tests.bench.relay")
+BENCHMARKS = ("tests.bench.sip", "tests.bench.sip_replay", "tests.bench.relay")
 
 
 def main() -> int:
