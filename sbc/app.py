@@ -36,7 +36,9 @@ from sbc.sip.framing import InvalidFramedMessage
 from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
 from sbc.supervision import Supervision
+from sbc.transport.limits import StreamGuard
 from sbc.transport.sockets import RealmSockets
+from sbc.transport.tls_peers import TlsPeerVerdicts, peers_of
 
 log = logging.getLogger("sbc")
 # The core's timers this late mean its dispatch is stuck although the loop runs: stop petting systemd.
@@ -70,6 +72,8 @@ class SbcApp:
         self.fallback_reason = fallback_reason
         self.started_at = time.time()
         self.sockets: dict[str, RealmSockets] = {}
+        self.stream_guard = StreamGuard(config.limits.stream)  # TCP/TLS limits over every realm
+        self.tls_verdicts = TlsPeerVerdicts()
         self.core: Core | None = None
         self.persistence: DialogPersistence | None = None
         self.control: ControlServer | None = None
@@ -102,8 +106,10 @@ class SbcApp:
             restored = self.persistence.restore()  # before any SIP socket opens: re-takes the anchors
             for realm in self.config.realms:
                 rs = RealmSockets(
-                    realm, self._on_datagram, self._on_message, self._on_stream_error, self._on_send_failed
-                )
+                    realm, self._on_datagram, self._on_message, self._on_stream_error, self._on_send_failed,
+                    guard=self.stream_guard, tls_peers=peers_of(realm, self.config.routes),
+                    tls_verdicts=self.tls_verdicts,
+                )  # fmt: skip
                 await rs.start()
                 self.sockets[realm.name] = rs
             self.control = ControlServer(self.config.control_path, self._control)
@@ -281,6 +287,10 @@ class SbcApp:
             return {"applied": False, "restart_required": pending, "problems": []}
         self.config = live
         self.core.reconfigure(live)
+        self.stream_guard.configure(live.limits.stream)
+        for realm in live.realms:
+            if realm.name in self.sockets:
+                self.sockets[realm.name].tls_peers = peers_of(realm, live.routes)
         logging.getLogger("sbc").setLevel(_LEVELS.get(live.log_level, logging.INFO))
         emit("info", "config.reloaded", config=live.source, restart_required=pending)
         return {"applied": True, "restart_required": pending, "problems": []}
@@ -367,6 +377,8 @@ class SbcApp:
                     "anchors_allocated": self.core.media.anchors_allocated,
                 },
                 **status_figures(self.core, self.dataplane, self.fallback_reason, now),
+                # TCP/TLS: connections, limits reached by name, TLS peers' verification (sbc.transport)
+                "transport": {**self.stream_guard.report(), "tls_peers": self.tls_verdicts.report()},
             }
         if command == "calls":
             return {"calls": self.core.snapshot_calls(now)}
