@@ -86,8 +86,8 @@ class StreamGuard:
     ) -> GuardedConnection | None:
         """Track a new connection, or None: refused (counted and logged), the caller aborts it.
 
-        Only connections a peer opened are refused; those the SBC opens itself (to its trunk) are
-        counted in the total but never refused by it.
+        Only connections a peer opened are limited; those the SBC opens itself (to its trunk) are
+        tracked (timeouts, report) but never refused.
         """
         if inbound:
             if self.inbound >= self.limits.connections:

@@ -85,3 +85,11 @@ def test_wrong_peer_tls_is_reported_with_its_line(peer: str, path: str, message:
     [problem] = info.value.problems
     assert problem.path == f"realms[1].{path}" and message in problem.message, str(problem)
     assert problem.line == line_of(text, "    peer: ")
+
+
+def test_readme_defaults_are_the_defaults() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if b.startswith("limits:"))
+    assert load_config_text(BASE + block, "README").limits.stream == StreamLimits()
