@@ -118,7 +118,10 @@ class _Stream(asyncio.Protocol):
             self.framer.keepalive_pings = 0
 
     def pause_writing(self) -> None:
-        self._over_buffer()
+        # A peer that does not read what it asked for; the SBC's own connections (to its trunk) carry
+        # only what its calls send, and a burst there is not an attack.
+        if self.inbound:
+            self._over_buffer()
 
     def _over_buffer(self) -> None:
         if self.guarded is not None and self.transport is not None:
