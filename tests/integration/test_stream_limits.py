@@ -34,7 +34,7 @@ pytestmark = [
 HALF_OPEN = 1000
 SOURCES = 20  # 127.N.1.100-119: 50 half-open connections each
 PER_SOURCE = 60
-HEADER_TIMEOUT_S = 4
+HEADER_TIMEOUT_S = 10  # opening a thousand connections on a busy 2-core machine can take seconds
 LIMITS = f"""
 limits:
   stream:
@@ -99,7 +99,7 @@ def test_half_open_connections_neither_block_a_call_nor_stay(tmp_path: Path) -> 
             conns += _open(f"127.{NET}.1.{100 + i}", HALF_OPEN // SOURCES, HALF_HEADER)
         opened_in = time.monotonic() - started
         held = _transport(sbc)
-        assert held["connections_inbound"] == HALF_OPEN, held
+        assert held["connections_inbound"] == HALF_OPEN, (opened_in, held)
 
         # A legitimate call over TCP from the LAN while they are all held.
         uas = sipp("uas", tmp_path, "uas_basic.xml", local_ip=TRUNK, local_port=TRUNK_PORT).start()
