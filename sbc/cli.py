@@ -175,6 +175,7 @@ def _format(command: str, result: dict[str, Any]) -> str:
             lines.append(
                 f"media: relayed {relayed} packets{split}, dropped {dropped}" + (f" ({reasons})" if reasons else "")
             )
+        lines += _transport_lines(result.get("transport") or {})
         lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in result["counters"].items()))
         return "\n".join(lines)
     if command == "calls":
@@ -215,6 +216,21 @@ def _format(command: str, result: dict[str, Any]) -> str:
     if not regs:
         return "no registrations"
     return "\n".join(f"  {r['aor']} -> {r['contact']} via {r['flow']} expires in {r['expires_in_s']} s" for r in regs)
+
+
+def _transport_lines(transport: dict[str, Any]) -> list[str]:
+    """TCP/TLS: connections now, the limits reached (those never reached left out), refused TLS peers."""
+    if not transport:
+        return []
+    reached = ", ".join(f"{k} {v}" for k, v in (transport.get("limits") or {}).items() if v)
+    lines = [
+        f"tcp/tls: {transport.get('connections', 0)} connections (peak {transport.get('connections_peak', 0)}), "
+        f"limits reached: {reached or 'none'}"
+    ]
+    for peer in transport.get("tls_peers") or []:
+        if not peer.get("verified"):
+            lines.append(f"tls peer {peer['peer']} ({peer['server_name']}) REFUSED: {peer.get('reason')}")
+    return lines
 
 
 _STREAM_FLAGS = (("one_way", "ONE-WAY AUDIO"), ("hairpin", "hairpin"), ("rtcp_mux", "rtcp-mux"))

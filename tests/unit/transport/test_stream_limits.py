@@ -172,3 +172,23 @@ def test_sweep_interval_follows_the_shortest_timeout() -> None:
     assert StreamGuard(StreamLimits(header_timeout_s=0.4)).sweep_interval_s == pytest.approx(0.1)
     assert StreamGuard(StreamLimits()).sweep_interval_s == 1.0
     assert StreamGuard(StreamLimits(header_timeout_s=0.01)).sweep_interval_s == 0.05
+
+
+def test_sbc_status_prints_connections_limits_reached_and_refused_tls_peers() -> None:
+    from sbc.cli import _transport_lines
+
+    guard = StreamGuard(StreamLimits(connections=1, connections_per_source=1))
+    admit(guard, "198.18.0.1")
+    admit(guard, "198.18.0.2")
+    refused = {
+        "peer": "tls:198.18.0.9:5061",
+        "server_name": "sip.example",
+        "verified": False,
+        "reason": "Hostname mismatch",
+    }
+    lines = _transport_lines({**guard.report(), "tls_peers": [refused]})
+    assert lines == [
+        "tcp/tls: 1 connections (peak 1), limits reached: connections 1",
+        "tls peer tls:198.18.0.9:5061 (sip.example) REFUSED: Hostname mismatch",
+    ]
+    assert _transport_lines({}) == []
