@@ -38,7 +38,7 @@ from sbc.sip.transaction import PeerAddress
 from sbc.supervision import Supervision
 from sbc.transport.limits import StreamGuard
 from sbc.transport.sockets import RealmSockets
-from sbc.transport.tls_peers import TlsPeerVerdicts, peers_of
+from sbc.transport.tls_peers import TlsPeerVerdicts, client_context, peers_of
 
 log = logging.getLogger("sbc")
 # The core's timers this late mean its dispatch is stuck although the loop runs: stop petting systemd.
@@ -288,6 +288,7 @@ class SbcApp:
         self.config = live
         self.core.reconfigure(live)
         self.stream_guard.configure(live.limits.stream)
+        client_context.cache_clear()  # a CA file replaced under the same name is read again
         for realm in live.realms:
             if realm.name in self.sockets:
                 self.sockets[realm.name].tls_peers = peers_of(realm, live.routes)

@@ -131,3 +131,21 @@ def test_half_open_connections_neither_block_a_call_nor_stay(tmp_path: Path) -> 
         limits = _transport(sbc)["limits"]
         assert isinstance(limits, dict) and limits["connections_per_source"] == 10
         assert "transport.limit" in sbc.log()
+
+
+def test_limits_change_on_reload(tmp_path: Path) -> None:
+    config = sbc_config(tmp_path / "state") + LIMITS
+    with running_sbc(tmp_path, config) as sbc:
+        first = _open(f"127.{NET}.1.160", 3, b"")
+        try:
+            smaller = config.replace(f"connections_per_source: {PER_SOURCE}", "connections_per_source: 3")
+            sbc.config_path.write_text(smaller)
+            assert sbc.query("reload")["applied"] is True
+            settings = _transport(sbc)["settings"]
+            assert isinstance(settings, dict) and settings["connections_per_source"] == 3
+            fourth = _open(f"127.{NET}.1.160", 1, b"")
+            first += fourth
+            assert _wait_closed(fourth, 3) == 1  # the running SBC applies the new limit at once
+        finally:
+            for conn in first:
+                conn.close()
