@@ -149,3 +149,28 @@ def test_limits_change_on_reload(tmp_path: Path) -> None:
         finally:
             for conn in first:
                 conn.close()
+
+
+def test_size_limits_close_the_connection_and_count(tmp_path: Path) -> None:
+    # The buffer limit sits above the header limit, so which limit a payload breaks does not depend on
+    # how TCP happens to split it.
+    sizes = "    max_header_bytes: 4096\n    max_body_bytes: 1000\n    max_buffered_bytes: 4500\n"
+    with running_sbc(tmp_path, sbc_config(tmp_path / "state") + LIMITS + sizes) as sbc:
+        source = f"127.{NET}.1.170"
+        complete = HALF_HEADER + b"To: <sip:bob@x>\r\nCall-ID: big\r\nCSeq: 1 INVITE\r\n"
+        cases = [
+            complete + b"X-Pad: " + b"a" * 5000 + b"\r\n\r\n",  # header block over 4096
+            complete + b"Content-Length: 1001\r\n\r\n",  # body over 1000
+            # Both within their limits, but 3.8 KB of header block and 0.8 KB of body held together.
+            complete + b"X-Pad: " + b"a" * 3500 + b"\r\nContent-Length: 1000\r\n\r\n" + b"b" * 800,
+        ]
+        conns = [conn for payload in cases for conn in _open(source, 1, payload)]
+        try:
+            assert _wait_closed(conns, 5) == len(cases)
+        finally:
+            for conn in conns:
+                conn.close()
+        limits = _transport(sbc)["limits"]
+        assert isinstance(limits, dict)
+        assert (limits["header_too_large"], limits["body_too_large"], limits["buffer_full"]) == (1, 1, 1), limits
+        assert sbc.query("status")["counters"]["internal_errors"] == 0
