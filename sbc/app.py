@@ -28,7 +28,7 @@ from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
-from sbc.control.contract import Answer, ContractError, ReloadReport, encode
+from sbc.control.contract import Answer, ContractError, ReloadReport, TransportReport, decode, encode
 from sbc.control.figures import Running, call_list, call_record, registration_list, status_report
 from sbc.control.server import ControlServer
 from sbc.dialog_state import STATE_FILE, DialogPersistence
@@ -37,7 +37,9 @@ from sbc.sip.framing import InvalidFramedMessage
 from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
 from sbc.supervision import Supervision
+from sbc.transport.limits import StreamGuard
 from sbc.transport.sockets import RealmSockets
+from sbc.transport.tls_peers import TlsPeerVerdicts, client_context, peers_of
 
 log = logging.getLogger("sbc")
 # The core's timers this late mean its dispatch is stuck although the loop runs: stop petting systemd.
@@ -72,6 +74,8 @@ class SbcApp:
         self.fallback = fallback
         self.started_at = time.time()
         self.sockets: dict[str, RealmSockets] = {}
+        self.stream_guard = StreamGuard(config.limits.stream)  # TCP/TLS limits over every realm
+        self.tls_verdicts = TlsPeerVerdicts()
         self.core: Core | None = None
         self.persistence: DialogPersistence | None = None
         self.control: ControlServer | None = None
@@ -111,8 +115,10 @@ class SbcApp:
             restored = self.persistence.restore()  # before any SIP socket opens: re-takes the anchors
             for realm in self.config.realms:
                 rs = RealmSockets(
-                    realm, self._on_datagram, self._on_message, self._on_stream_error, self._on_send_failed
-                )
+                    realm, self._on_datagram, self._on_message, self._on_stream_error, self._on_send_failed,
+                    guard=self.stream_guard, tls_peers=peers_of(realm, self.config.routes),
+                    tls_verdicts=self.tls_verdicts,
+                )  # fmt: skip
                 await rs.start()
                 self.sockets[realm.name] = rs
             self.control = ControlServer(self.config.control_path, self._control)
@@ -283,6 +289,11 @@ class SbcApp:
             return ReloadReport(applied=False, restart_required=tuple(pending), problems=())
         self.config = live
         self.core.reconfigure(live)
+        self.stream_guard.configure(live.limits.stream)
+        client_context.cache_clear()  # a CA file replaced under the same name is read again
+        for realm in live.realms:
+            if realm.name in self.sockets:
+                self.sockets[realm.name].tls_peers = peers_of(realm, live.routes)
         logging.getLogger("sbc").setLevel(_LEVELS.get(live.log_level, logging.INFO))
         emit("info", "config.reloaded", config=live.source, restart_required=pending)
         return ReloadReport(applied=True, restart_required=tuple(pending), problems=())
@@ -334,7 +345,13 @@ class SbcApp:
             return self._debug(command, args)
         now = self._now()
         if command == "status":
-            running = Running(__version__, self.started_at, self.internal_errors, self.fallback, self.dataplane_note)
+            # TCP/TLS: connections, limits reached by name, TLS peers' verification (sbc.transport)
+            transport = decode(
+                TransportReport, {**self.stream_guard.report(), "tls_peers": self.tls_verdicts.report()}
+            )
+            running = Running(
+                __version__, self.started_at, self.internal_errors, self.fallback, self.dataplane_note, transport
+            )
             return status_report(self.core, self.dataplane, running, time.time(), now)
         if command == "calls":
             return call_list(self.core, now)

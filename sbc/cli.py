@@ -17,6 +17,7 @@ from sbc.control.contract import (
     ReloadReport,
     StatusReport,
     StreamFigures,
+    TransportReport,
     encode,
 )
 
@@ -210,9 +211,24 @@ def _format_status(status: StatusReport) -> str:
         f"media: relayed {relay.relayed_packets} packets{split}, dropped {relay.dropped_packets}"
         + (f" ({reasons})" if reasons else "")
     )
+    if status.transport is not None:
+        lines += _transport_lines(status.transport)
     counters = encode(status.counters)
     lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
     return "\n".join(lines)
+
+
+def _transport_lines(transport: TransportReport) -> list[str]:
+    """TCP/TLS: connections now, the limits reached (those never reached left out), refused TLS peers."""
+    reached = ", ".join(f"{k} {v}" for k, v in transport.limits.items() if v)
+    lines = [
+        f"tcp/tls: {transport.connections} connections (peak {transport.connections_peak}), "
+        f"limits reached: {reached or 'none'}"
+    ]
+    for peer in transport.tls_peers:
+        if not peer.verified:
+            lines.append(f"tls peer {peer.peer} ({peer.server_name}) REFUSED: {peer.reason}")
+    return lines
 
 
 def _format_calls(answer: CallList) -> str:

@@ -4,7 +4,8 @@ Each section is read through a table of its YAML keys (`_Key`: the model field i
 converter that checks it, whether it is required). A key the table does not know is an error with a
 "did you mean" hint; a key left out, or left empty, takes the model's default. Checks that span
 several values (t1 <= t2, unique realm names and listeners, overlapping media ports, routes naming
-realms, header rules, a firewall opening's address families) run after the values themselves.
+realms, header rules, a firewall opening's address families, connection limits) run after the values
+themselves.
 Nothing stops at the first problem: the whole file is read and `ConfigError` lists everything.
 """
 
@@ -31,11 +32,13 @@ from sbc.config.model import (
     HttpSettings,
     IPAddress,
     LatchMode,
+    Limits,
     Listener,
     ManagementSettings,
     MediaMode,
     MediaSettings,
     Peer,
+    PeerTls,
     Realm,
     Route,
     SbcConfig,
@@ -44,6 +47,7 @@ from sbc.config.model import (
     SnmpSettings,
     SnmpV3User,
     SnmpVersion,
+    StreamLimits,
     Timers,
     TlsSettings,
     Transport,
@@ -395,6 +399,9 @@ def _media_ports(r: _Reader, value: Any, path: str) -> dict[str, int]:
 # ---- sections ----------------------------------------------------------------------------------
 def _peer(r: _Reader, value: Any, path: str) -> Peer:
     peer: Peer = r.build(Peer, value, path, _PEER)
+    if peer.tls != PeerTls() and peer.transport is not Transport.TLS:
+        r.problem(child_path(path, "tls"), f"`tls:` verifies a TLS peer, but this one uses {peer.transport}")
+        raise _Reported
     return peer
 
 
@@ -411,6 +418,43 @@ def _host(r: _Reader, value: Any, path: str) -> str:
     if not _HOSTNAME_RE.match(text):
         raise _Invalid(f"{text!r} is neither an IP address nor a host name")
     return text
+
+
+def _peer_tls(r: _Reader, value: Any, path: str) -> PeerTls:
+    tls: PeerTls = r.build(PeerTls, value, path, _PEER_TLS)
+    return tls
+
+
+def _server_name(r: _Reader, value: Any, path: str) -> str:
+    """The name a peer's certificate must carry: a DNS name (a wildcard certificate may match it)."""
+    text = _string(r, value, path).strip()
+    if not _HOSTNAME_RE.match(text):
+        raise _Invalid(f"{text!r} is not a host name")
+    return text
+
+
+def _seconds(r: _Reader, value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"expected a number of seconds, got {_kind(value)}")
+    if value <= 0:
+        raise _Invalid(f"must be more than 0 seconds, got {value}")
+    return float(value)
+
+
+def _stream_limits(r: _Reader, value: Any, path: str) -> StreamLimits:
+    limits: StreamLimits = r.build(StreamLimits, value, path, _STREAM_LIMITS)
+    if limits.connections_per_source > limits.connections:
+        r.problem(
+            child_path(path, "connections_per_source"),
+            f"connections_per_source ({limits.connections_per_source}) exceeds connections ({limits.connections})",
+        )
+        raise _Reported
+    return limits
+
+
+def _limits(r: _Reader, value: Any, path: str) -> Limits:
+    limits: Limits = r.build(Limits, value, path, _LIMITS)
+    return limits
 
 
 def _tls(r: _Reader, value: Any, path: str) -> TlsSettings:
@@ -768,6 +812,11 @@ _PEER: dict[str, _Key] = {
     "port": _Key("port", _port),
     "transport": _Key("transport", _enum(Transport)),
     "keepalive_s": _Key("keepalive_s", _at_least(0)),
+    "tls": _Key("tls", _peer_tls),
+}
+_PEER_TLS: dict[str, _Key] = {
+    "ca_file": _Key("ca_file", _existing_file),
+    "server_name": _Key("server_name", _server_name),
 }
 _TLS: dict[str, _Key] = {
     "certificate": _Key("certificate", _existing_file, required=True),
@@ -897,6 +946,19 @@ _FIREWALL: dict[str, _Key] = {
     "enabled": _Key("enabled", _bool),
     "allow": _Key("allow", _openings),
 }
+_STREAM_LIMITS: dict[str, _Key] = {
+    "connections": _Key("connections", _positive),
+    "connections_per_source": _Key("connections_per_source", _positive),
+    "idle_timeout_s": _Key("idle_timeout_s", _seconds),
+    "header_timeout_s": _Key("header_timeout_s", _seconds),
+    "body_timeout_s": _Key("body_timeout_s", _seconds),
+    "max_header_bytes": _Key("max_header_bytes", _at_least(256)),
+    "max_body_bytes": _Key("max_body_bytes", _at_least(0)),
+    "max_buffered_bytes": _Key("max_buffered_bytes", _at_least(1024)),
+}
+_LIMITS: dict[str, _Key] = {
+    "stream": _Key("stream", _stream_limits),
+}
 _TOP: dict[str, _Key] = {
     "sbc": _Key(None, _sbc_section),
     "timers": _Key("timers", _timers),
@@ -906,11 +968,13 @@ _TOP: dict[str, _Key] = {
     "management": _Key("management", _management),
     "dataplane": _Key("dataplane", _dataplane),
     "firewall": _Key("firewall", _firewall),
+    "limits": _Key("limits", _limits),
 }
 
 # For the test that every model field can be set from YAML.
 TABLES: dict[type, dict[str, _Key]] = {
     Peer: _PEER,
+    PeerTls: _PEER_TLS,
     TlsSettings: _TLS,
     Listener: _LISTENER,
     MediaSettings: _MEDIA,
@@ -927,4 +991,6 @@ TABLES: dict[type, dict[str, _Key]] = {
     FirewallSettings: _FIREWALL,
     AuditSettings: _AUDIT,
     CallRecordSettings: _CALL_RECORDS,
+    StreamLimits: _STREAM_LIMITS,
+    Limits: _LIMITS,
 }

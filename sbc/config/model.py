@@ -58,6 +58,18 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerTls:
+    """How the SBC verifies a peer it connects to over TLS (a trunk, a registrar, a route target).
+
+    The peer's certificate must chain to `ca_file` (None: the system's trusted CAs) and name
+    `server_name` (None: the host the SBC dials, a DNS name or an IP address).
+    """
+
+    ca_file: Path | None = None
+    server_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     transport: Transport
     port: int
@@ -73,6 +85,7 @@ class Peer:
     # Seconds between OPTIONS keepalives (sbc.b2bua.keepalive); 0: not monitored. Only a realm's `peer`
     # (its trunk) is monitored; on a registrar or a route target the value is ignored.
     keepalive_s: int = 0
+    tls: PeerTls = field(default_factory=PeerTls)  # with `transport: tls`: how its certificate is verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +151,28 @@ class Timers:
     t4_ms: int = 5000
     session_expires_s: int = 1800
     min_se_s: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What one TCP or TLS connection, and all of them together, may hold (sbc.transport.limits).
+
+    A connection that breaks a limit is closed (or not admitted) and counted by the limit's name.
+    """
+
+    connections: int = 1024  # accepted and opened, all realms together
+    connections_per_source: int = 32  # accepted from one IP address
+    idle_timeout_s: float = 600.0  # nothing received for this long
+    header_timeout_s: float = 10.0  # a message's first byte to its complete header block (slowloris)
+    body_timeout_s: float = 30.0  # a complete header block to the end of its body
+    max_header_bytes: int = 16384
+    max_body_bytes: int = 65535  # Content-Length
+    max_buffered_bytes: int = 131072  # received and not yet framed, or waiting to be sent
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    stream: StreamLimits = field(default_factory=StreamLimits)
 
 
 class SnmpAuth(StrEnum):
@@ -283,6 +318,7 @@ class SbcConfig:
     management: ManagementSettings = field(default_factory=ManagementSettings)
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)  # which relay, XDP attach mode
     firewall: FirewallSettings = field(default_factory=FirewallSettings)
+    limits: Limits = field(default_factory=Limits)
     source: str = "<embedded>"
 
     def realm(self, name: str) -> Realm:

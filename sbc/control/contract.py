@@ -132,6 +132,47 @@ class RelayTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamLimitSettings:
+    """The TCP/TLS limits in force (the config's `limits.stream`)."""
+
+    connections: int
+    connections_per_source: int
+    idle_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
+    max_header_bytes: int
+    max_body_bytes: int
+    max_buffered_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class TlsPeerVerdict:
+    """The last TLS verification of a peer the SBC dialled: verified, or refused and why."""
+
+    realm: str
+    peer: str  # tls:host:port, as a trunk row's address
+    server_name: str
+    verified: bool
+    reason: str | None = None
+    refused_at: float | None = None  # Unix time
+
+
+@dataclass(frozen=True, slots=True)
+class TransportReport:
+    """TCP/TLS connections now, the limits reached (by name), and TLS peers' verification."""
+
+    connections: int
+    connections_inbound: int
+    connections_peak: int
+    sources: int
+    accepted_total: int
+    opened_total: int
+    limits: dict[str, int]
+    settings: StreamLimitSettings
+    tls_peers: tuple[TlsPeerVerdict, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     version: str
     uptime_s: float
@@ -149,6 +190,7 @@ class StatusReport:
     max_calls: int
     trunks: tuple[TrunkView, ...]
     relay: RelayTotals
+    transport: TransportReport | None = None  # None: a core without the shell's sockets (tests)
 
 
 # ---- calls ---------------------------------------------------------------------------------------

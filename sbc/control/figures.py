@@ -26,6 +26,7 @@ from sbc.control.contract import (
     SipSummary,
     StatusCounters,
     StatusReport,
+    TransportReport,
     TrunkView,
     decode,
 )
@@ -43,6 +44,7 @@ class Running:
     internal_errors: int
     fallback: Fallback | None  # why the userspace relay runs; None with XDP
     attached: str = ""  # with XDP: where the program runs, in which mode, and why that mode
+    transport: TransportReport | None = None  # the shell's TCP/TLS connections and limits
 
 
 def relay_totals(counters: DataplaneCounters) -> RelayTotals:
@@ -136,6 +138,7 @@ def status_report(core: Core, dataplane: Dataplane, running: Running, wall_now: 
         max_calls=core.config.max_calls,
         trunks=tuple(decode(TrunkView, row) for row in core.trunks.report(now)),
         relay=relay_totals(dataplane.counters()),
+        transport=running.transport,
     )
 
 

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sbc.config.model import Realm, TlsSettings, Transport
+from sbc.config.model import PeerTls, Realm, TlsSettings, Transport
 from sbc.sip.errors import RemoteProtocolError
-from sbc.sip.framing import StreamFramer
+from sbc.sip.framing import FramingLimitExceeded
 from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
+from sbc.transport.limits import GuardedConnection, StreamGuard
+from sbc.transport.tls_peers import PeerKey, TlsPeerVerdicts, client_context, refusal_reason, server_name
 
 log = logging.getLogger("sbc.transport")
 
@@ -50,20 +52,6 @@ def tls_server_context(settings: TlsSettings) -> ssl.SSLContext:
     return ctx
 
 
-def tls_client_context(settings: TlsSettings | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.minimum_version = (
-        ssl.TLSVersion.TLSv1_3 if settings is None or settings.min_version == "1.3" else (ssl.TLSVersion.TLSv1_2)
-    )
-    if settings is not None and settings.ca_file is not None:
-        ctx.load_verify_locations(str(settings.ca_file))
-    if settings is not None:
-        ctx.load_cert_chain(str(settings.certificate), str(settings.private_key))
-    # Trunks are addressed by IP as often as by name; the certificate chain is still verified.
-    ctx.check_hostname = False
-    return ctx
-
-
 class _Datagram(asyncio.DatagramProtocol):
     def __init__(self, owner: RealmSockets) -> None:
         self.owner = owner
@@ -77,18 +65,28 @@ class _Datagram(asyncio.DatagramProtocol):
 
 
 class _Stream(asyncio.Protocol):
-    def __init__(self, owner: RealmSockets, transport_name: str) -> None:
+    def __init__(self, owner: RealmSockets, transport_name: str, *, inbound: bool = True) -> None:
         self.owner = owner
         self.transport_name = transport_name
-        self.framer = StreamFramer()
+        self.inbound = inbound  # a peer opened it (limits may refuse it), or the SBC did
+        self.framer = owner.guard.new_framer()
         self.transport: asyncio.Transport | None = None
         self.peer: PeerAddress | None = None
+        self.guarded: GuardedConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = PeerAddress(self.transport_name, str(host), int(port))
+        guard = self.owner.guard
+        now = asyncio.get_running_loop().time()
+        self.guarded = guard.admit(self.peer.host, self.framer, transport.abort, inbound=self.inbound, now=now)
+        if self.guarded is None:  # over a connection limit: counted, and reset at once
+            transport.abort()
+            return
+        # More than this waiting to be sent (a peer that does not read) calls pause_writing: closed.
+        transport.set_write_buffer_limits(high=guard.limits.max_buffered_bytes)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             set_dscp(sock, self.owner.realm.sip_dscp)
@@ -101,6 +99,8 @@ class _Stream(asyncio.Protocol):
             try:
                 msg = self.framer.next_message()
             except RemoteProtocolError as exc:
+                if isinstance(exc, FramingLimitExceeded):
+                    self.owner.guard.framing_limit(exc.limit, self.peer.host, asyncio.get_running_loop().time())
                 self.owner.on_stream_error(self.owner.realm.name, exc, self.peer)
                 if self.framer.broken and self.transport is not None:
                     self.transport.close()
@@ -109,14 +109,34 @@ class _Stream(asyncio.Protocol):
             if msg is None:
                 break
             self.owner.on_message(self.owner.realm.name, msg, self.peer)
+        if self.guarded is not None and self.framer.buffered > self.owner.guard.limits.max_buffered_bytes:
+            self._over_buffer()
+            return
         if self.framer.keepalive_pings and self.transport is not None:
             # RFC 5626 §3.5.1: answer each double-CRLF ping with a single CRLF pong.
             self.transport.write(b"\r\n" * self.framer.keepalive_pings)
             self.framer.keepalive_pings = 0
 
+    def pause_writing(self) -> None:
+        # A peer that does not read what it asked for; the SBC's own connections (to its trunk) carry
+        # only what its calls send, and a burst there is not an attack.
+        if self.inbound:
+            self._over_buffer()
+
+    def _over_buffer(self) -> None:
+        if self.guarded is not None and self.transport is not None:
+            self.owner.guard.over_buffer_hit(self.guarded, asyncio.get_running_loop().time())
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.peer is not None:
-            self.owner.connections.pop((self.transport_name, self.peer.host, self.peer.port), None)
+        if self.guarded is not None:
+            self.owner.guard.release(self.guarded)
+        if self.peer is not None and self.owner.connections.get(self._key()) is self:
+            self.owner.connections.pop(self._key(), None)
+
+    def _key(self) -> tuple[str, str, int]:
+        assert self.peer is not None
+        return (self.transport_name, self.peer.host, self.peer.port)
 
 
 @dataclass
@@ -126,6 +146,9 @@ class RealmSockets:
     on_message: MessageHandler
     on_stream_error: ErrorHandler
     on_send_failed: SendFailedHandler | None = None  # a message of this transaction could not be sent
+    guard: StreamGuard = field(default_factory=StreamGuard)  # shared by every realm's sockets
+    tls_peers: dict[PeerKey, PeerTls] = field(default_factory=dict)  # how each TLS peer is verified
+    tls_verdicts: TlsPeerVerdicts = field(default_factory=TlsPeerVerdicts)
     udp: asyncio.DatagramTransport | None = None
     servers: list[asyncio.Server] = field(default_factory=list)
     connections: dict[tuple[str, str, int], _Stream] = field(default_factory=dict)
@@ -134,6 +157,7 @@ class RealmSockets:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.guard.start(loop)
         host = str(self.realm.address)
         family = socket.AF_INET6 if self.realm.address.version == 6 else socket.AF_INET
         for listener in self.realm.listeners:
@@ -158,6 +182,8 @@ class RealmSockets:
                     host,
                     listener.port,
                     ssl=ctx,
+                    # A TLS peer that never finishes its handshake is held no longer than a header block.
+                    ssl_handshake_timeout=self.guard.limits.header_timeout_s if ctx is not None else None,
                     reuse_address=True,
                 )
                 for s in server.sockets:
@@ -208,21 +234,30 @@ class RealmSockets:
     async def _connect(self, key: tuple[str, str, int]) -> None:
         loop = asyncio.get_running_loop()
         transport_name, host, port = key
-        ctx = tls_client_context(self.realm.tls) if transport_name == "tls" else None
+        tls = transport_name == "tls"
+        peer_tls = self.tls_peers.get((host, port), PeerTls())
+        ctx = client_context(self.realm.tls, peer_tls) if tls else None
+        name = server_name(peer_tls, host) if tls else None
         try:
             _, proto = await loop.create_connection(
-                lambda: _Stream(self, transport_name),
+                lambda: _Stream(self, transport_name, inbound=False),
                 host,
                 port,
                 ssl=ctx,
+                server_hostname=name,
                 local_addr=(str(self.realm.address), 0),
             )
         except OSError as exc:
+            reason = refusal_reason(exc)
+            if reason is not None and name is not None:
+                self.tls_verdicts.refused(self.realm.name, f"tls:{host}:{port}", name, reason)
             log.warning("connect to %s:%s over %s failed: %s", host, port, transport_name, exc)
             for _, txn_id in self._pending.pop(key, []):
                 self._failed(txn_id)
             return
         stream = proto
+        if name is not None:
+            self.tls_verdicts.verified(self.realm.name, f"tls:{host}:{port}", name)
         # The connection is registered under the address we dialled, so later sends find it.
         self.connections[key] = stream
         for data, _ in self._pending.pop(key, []):
@@ -235,6 +270,7 @@ class RealmSockets:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        self.guard.stop()
         if self.udp is not None:
             self.udp.close()
         for server in self.servers:

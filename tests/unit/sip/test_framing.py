@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 import pytest
 
 from sbc.sip.errors import RemoteProtocolError
-from sbc.sip.framing import MAX_HEAD_SIZE, InvalidFramedMessage, StreamFramer
-from sbc.sip.message import Request, Response
+from sbc.sip.framing import (
+    MAX_HEAD_SIZE,
+    FramePhase,
+    FramingLimit,
+    FramingLimitExceeded,
+    InvalidFramedMessage,
+    StreamFramer,
+)
+from sbc.sip.message import HeaderField, Request, Response
 
 
 def message(n: int, body: bytes = b"", *, method: str = "OPTIONS", extra: str = "") -> bytes:
@@ -110,20 +120,48 @@ def test_malformed_header_block_breaks_the_stream() -> None:
 
 
 def test_oversize_body_is_513_and_breaks_the_stream() -> None:
-    framer = StreamFramer(max_message_size=1000)
-    framer.feed(message(1).replace(b"Content-Length: 0", b"Content-Length: 5000"))
-    with pytest.raises(RemoteProtocolError) as exc:
+    framer = StreamFramer(max_body_size=1000)
+    framer.feed(message(1).replace(b"Content-Length: 0", b"Content-Length: 1001"))
+    with pytest.raises(FramingLimitExceeded) as exc:
         framer.next_message()
-    assert exc.value.status_hint == 513 and framer.broken
+    assert exc.value.status_hint == 513 and exc.value.limit is FramingLimit.BODY_SIZE and framer.broken
+
+
+def test_body_of_exactly_the_limit_frames() -> None:
+    framer = StreamFramer(max_body_size=10)
+    framer.feed(message(1, b"0123456789"))
+    msg = framer.next_message()
+    assert msg is not None and msg.body == b"0123456789"
 
 
 def test_endless_header_block_is_513() -> None:
     framer = StreamFramer()
     framer.feed(b"OPTIONS sip:bob@198.18.0.2 SIP/2.0\r\n")
     framer.feed(b"X-Junk: " + b"a" * MAX_HEAD_SIZE + b"\r\n")
-    with pytest.raises(RemoteProtocolError) as exc:
+    with pytest.raises(FramingLimitExceeded) as exc:
         framer.next_message()
-    assert exc.value.status_hint == 513 and framer.broken
+    assert exc.value.status_hint == 513 and exc.value.limit is FramingLimit.HEADER_SIZE and framer.broken
+
+
+def test_header_block_limit_is_configurable() -> None:
+    data = message(1)
+    fits = StreamFramer(max_head_size=len(data) - 4)  # the header block without its blank line
+    fits.feed(data)
+    assert fits.next_message() is not None
+    small = StreamFramer(max_head_size=64)
+    small.feed(data)
+    with pytest.raises(FramingLimitExceeded):
+        small.next_message()
+
+
+def test_header_block_limit_holds_when_it_trickles_in() -> None:
+    framer = StreamFramer(max_head_size=64)
+    data = b"OPTIONS sip:bob@198.18.0.2 SIP/2.0\r\n" + b"X-Junk: " + b"a" * 100
+    with pytest.raises(FramingLimitExceeded):
+        for i in range(len(data)):
+            framer.feed(data[i : i + 1])
+            framer.next_message()
+    assert framer.broken and framer.buffered == 0
 
 
 def test_bad_but_framed_message_is_consumed_and_the_next_one_parsed() -> None:
@@ -178,3 +216,104 @@ def test_responses_are_framed_too() -> None:
     framer.feed(data * 2)
     out = drain(framer)
     assert len(out) == 2 and all(isinstance(m, Response) and m.serialize() == data for m in out)
+
+
+def test_blank_line_split_across_segments_is_found() -> None:
+    data = message(1, b"xyz")
+    cut = data.index(b"\r\n\r\n")
+    for offset in range(4):
+        framer = StreamFramer()
+        framer.feed(data[: cut + offset])
+        assert framer.next_message() is None
+        framer.feed(data[cut + offset :])
+        msg = framer.next_message()
+        assert msg is not None and msg.serialize() == data
+
+
+def test_lf_blank_line_split_across_segments_is_found() -> None:
+    data = message(1, b"xyz").replace(b"\r\n", b"\n")
+    cut = data.index(b"\n\n")
+    framer = StreamFramer()
+    framer.feed(data[: cut + 1])
+    assert framer.next_message() is None
+    framer.feed(data[cut + 1 :])
+    msg = framer.next_message()
+    assert msg is not None and msg.body == b"xyz"
+
+
+def test_phase_follows_the_message() -> None:
+    data = message(1, b"0123456789")
+    framer = StreamFramer()
+    assert framer.phase is FramePhase.IDLE
+    framer.feed(b"\r\n\r\n")
+    assert framer.next_message() is None and framer.phase is FramePhase.IDLE  # a ping is no message
+    framer.feed(data[:20])
+    assert framer.next_message() is None and framer.phase is FramePhase.HEAD
+    framer.feed(data[20:-5])
+    assert framer.next_message() is None and framer.phase is FramePhase.BODY
+    assert framer.buffered == len(data) - 5
+    framer.feed(data[-5:])
+    assert framer.next_message() is not None and framer.phase is FramePhase.IDLE
+    assert framer.messages_framed == 1 and framer.bytes_received == len(data) + 4
+
+
+def test_partial_ping_then_a_message_is_not_an_empty_header_block() -> None:
+    framer = StreamFramer()
+    framer.feed(b"\r\n\r")
+    assert framer.next_message() is None
+    framer.feed(b"\n" + message(1))
+    assert framer.next_message() is not None
+    assert framer.keepalive_pings == 1
+
+
+def test_header_block_is_parsed_once_however_it_trickles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The work per segment must not grow with what came before: the header block is parsed once
+    per message, not once per segment."""
+    import sbc.sip.framing as framing
+
+    parsed: list[int] = []
+    real = framing.parse_head
+
+    def counting(head: bytes, nl: str) -> tuple[str, list[HeaderField]]:
+        parsed.append(len(head))
+        return real(head, nl)
+
+    monkeypatch.setattr(framing, "parse_head", counting)
+    data = message(1, b"b" * 3000, extra="X-Pad: " + "p" * 3000 + "\r\n") * 2
+    framer = StreamFramer()
+    out = []
+    for i in range(len(data)):
+        framer.feed(data[i : i + 1])
+        if (msg := framer.next_message()) is not None:
+            out.append(msg)
+    assert len(out) == 2 and len(parsed) == 2
+
+
+def _trickle_seconds(body_size: int, segment: int) -> float:
+    """Best of five: one message with a `body_size` body and a header block of the same order fed
+    in `segment`-byte pieces, with a framing attempt after each piece (as the transport does)."""
+    data = message(1, b"b" * body_size, extra="X-Pad: " + "p" * (body_size // 4) + "\r\n")
+    best = float("inf")
+    for _ in range(5):
+        framer = StreamFramer(max_head_size=1 << 20, max_body_size=1 << 20)
+        gc.disable()  # a collection inside one run is noise, not framing work
+        try:
+            started = time.process_time()  # CPU time: waiting for a busy CPU is not framing work
+            for i in range(0, len(data), segment):
+                framer.feed(data[i : i + segment])
+                msg = framer.next_message()
+            best = min(best, time.process_time() - started)
+        finally:
+            gc.enable()
+        assert msg is not None and len(msg.body) == body_size
+    return best
+
+
+@pytest.mark.parametrize("segment", [1, 7])
+def test_trickled_message_costs_linear_time(segment: int) -> None:
+    """Twice the bytes may cost twice the time, not four times (re-parsing what already arrived on
+    every segment is quadratic: a 49 KB body trickled in used to cost seconds)."""
+    size = 16_000 * segment  # each run takes tens of milliseconds: above the machine's noise
+    small = _trickle_seconds(size, segment)
+    large = _trickle_seconds(2 * size, segment)
+    assert large < 3 * small, (small, large)
