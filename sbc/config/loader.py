@@ -278,7 +278,13 @@ def _choice(options: tuple[str, ...]) -> Converter:
 
 
 def _enum(
-    cls: type[Transport] | type[LatchMode] | type[MediaMode] | type[SnmpAuth] | type[SnmpPriv] | type[SnmpVersion],
+    cls: type[Transport]
+    | type[LatchMode]
+    | type[MediaMode]
+    | type[RedirectPolicy]
+    | type[SnmpAuth]
+    | type[SnmpPriv]
+    | type[SnmpVersion],
 ) -> Converter:
     options = tuple(m.value for m in cls)
     pick = _choice(options)
