@@ -68,6 +68,7 @@ class PendingAck:
 
     cseq: int  # CSeq of the INVITE on the leg that must be ACKed
     ack: bytes | None = None  # the ACK once sent, for re-sending on 2xx retransmissions
+    destination: PeerAddress | None = None  # where it was sent
 
 
 @dataclass(slots=True)

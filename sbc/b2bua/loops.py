@@ -50,3 +50,24 @@ def has_looped(request: Request) -> bool:
         if branch.endswith(mark):
             return True
     return False
+
+
+def unsealed_branch(random_part: str) -> str:
+    """A branch for a Via written before the request is complete; `seal` adds the fingerprint."""
+    return f"{BRANCH_PREFIX}{random_part}"
+
+
+def seal(request: Request) -> None:
+    """Add the fingerprint of the finished `request` to the branch of its top Via (ours)."""
+    values = request.values("via")
+    top = values[0]
+    start = top.find(BRANCH_PREFIX)
+    if start < 0:
+        return
+    end = len(top)
+    for stop in (";", ","):
+        found = top.find(stop, start)
+        if found >= 0:
+            end = min(end, found)
+    values[0] = f"{top[:end]}.{fingerprint(request)}{top[end:]}"
+    request.set_values("Via", values)
