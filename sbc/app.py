@@ -23,14 +23,14 @@ from hw.watchdog import Health
 from sbc import __version__
 from sbc.b2bua.core import Core
 from sbc.b2bua.media_ledger import MediaLedger
-from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
-from sbc.b2bua.persistence import STATE_FILE, DialogPersistence
+from sbc.b2bua.outputs import CallEnded, LogEvent, Output, SendSip
 from sbc.config.changes import live_part, restart_required
 from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
 from sbc.control.figures import status_figures
 from sbc.control.server import ControlServer
+from sbc.dialog_state import STATE_FILE, DialogPersistence
 from sbc.sip.errors import RemoteProtocolError
 from sbc.sip.framing import InvalidFramedMessage
 from sbc.sip.message import Request, Response
@@ -226,7 +226,7 @@ class SbcApp:
     # ---- outputs ---------------------------------------------------------------------------------
     def _dispatch(self, outputs: list[Output]) -> None:
         for out in outputs:
-            if isinstance(out, Transmit):
+            if isinstance(out, SendSip):
                 self.sockets[out.realm].send(out.data, out.destination, out.txn_id)
             elif isinstance(out, LogEvent):
                 emit(out.level, out.event, **out.fields)

@@ -102,9 +102,6 @@ class TrunkMonitor:
         trunk = self.trunks.get(realm)
         return trunk if trunk is not None and trunk.probe_txn == txn_id else None
 
-    def is_probe(self, realm: str, txn_id: str) -> bool:
-        return self._probe(realm, txn_id) is not None
-
     def answered(self, realm: str, txn_id: str, status: int, now: float) -> TrunkChanged | None:
         """A final answer to a probe (provisional ones are not reported)."""
         trunk = self._probe(realm, txn_id)

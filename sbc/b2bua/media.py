@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dataplane.api import AnchorPort, Dataplane, Endpoint, Latch, LegProgram, LegStats, PortsExhausted
@@ -138,8 +138,16 @@ class AnchorOwner:
 class MediaSessions:
     """All calls' media state, shared so hairpins between two calls can be found."""
 
-    def __init__(self, dataplane: Dataplane, realms: Iterable[Realm], origin_user: str = "sbc") -> None:
+    def __init__(
+        self,
+        dataplane: Dataplane,
+        realms: Iterable[Realm],
+        origin_user: str = "sbc",
+        *,
+        token: Callable[[int], str] = secrets.token_hex,
+    ) -> None:
         self.dataplane = dataplane
+        self.token = token  # 2n hex digits for n: the core's token source
         self.realms = {r.name: r for r in realms}
         self.origin_user = origin_user
         self._by_endpoint: dict[tuple[str, int], AnchorOwner] = {}
@@ -187,7 +195,8 @@ class MediaSessions:
         target_realm = self.realms[media.realms[target_leg]]
         origin = media.origins.get(target_leg)
         if origin is None:
-            origin = OriginRewriter(self.origin_user, target_realm.media.address, secrets.randbelow(2**62))
+            # The o= sess-id only has to be unique (RFC 4566 §5.2): 62 random bits, as before.
+            origin = OriginRewriter(self.origin_user, target_realm.media.address, int(self.token(8), 16) >> 2)
             media.origins[target_leg] = origin
         try:
             sd = SessionDescription.parse(body)
@@ -343,7 +352,7 @@ class MediaSessions:
         self.dataplane.connect(stream.anchors[0], stream.anchors[1])
 
     def adopt(self, media: CallMedia) -> None:
-        """Know the anchors of a call re-created after a restart (`sbc.b2bua.persistence`), for hairpins."""
+        """Know the anchors of a call re-created after a restart (`sbc.dialog_state`), for hairpins."""
         for index, stream in enumerate(media.streams):
             for leg, anchor in stream.anchors.items():
                 self._by_endpoint[(str(anchor.address), anchor.rtp_port)] = AnchorOwner(media, index, leg)

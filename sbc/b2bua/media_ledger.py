@@ -1,6 +1,6 @@
 """`MediaLedger`: the `Dataplane` the SIP core talks to, remembering what it told the relay.
 
-The dialog state file (`sbc.b2bua.persistence`) must be able to re-program the relay after a restart
+The dialog state file (`sbc.dialog_state`) must be able to re-program the relay after a restart
 exactly as it was: every anchor's last `LegProgram` and the anchor it is connected to. Neither the
 core's media state nor the relays keep that in a form meant for saving, so the ledger sits between
 them: every call goes through to the real relay unchanged, and the ledger keeps, per live anchor, its

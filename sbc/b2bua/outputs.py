@@ -8,7 +8,7 @@ from sbc.sip.transaction import PeerAddress
 
 
 @dataclass(frozen=True, slots=True)
-class Transmit:
+class SendSip:
     """Send these bytes from the realm's socket of the destination's transport. When they cannot be
     sent (no connection to the destination), the shell reports `txn_id` to `Core.transport_failed`."""
 
@@ -32,4 +32,4 @@ class CallEnded:
     record: dict[str, object]
 
 
-Output = Transmit | LogEvent | CallEnded
+Output = SendSip | LogEvent | CallEnded

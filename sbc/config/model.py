@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    # Only for the annotation: header_rules imports this module (Direction) at run time.
+    # Only for the annotation: header_rules imports this module (MessageDirection) at run time.
     from sbc.policy.header_rules import HeaderRule
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -49,7 +49,7 @@ class RedirectPolicy(StrEnum):
     REFUSE = "refuse"  # the caller gets 480
 
 
-class Direction(StrEnum):
+class MessageDirection(StrEnum):
     INBOUND = "inbound"  # a message arriving from the realm
     OUTBOUND = "outbound"  # a message leaving toward the realm
 

@@ -55,7 +55,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sbc.config.model import Direction
+from sbc.config.model import MessageDirection
 from sbc.sip.errors import SipProtocolError
 from sbc.sip.message import HeaderField, Message, Request, Response, header_key, parse_cseq
 from sbc.sip.uri import NameAddr, Uri
@@ -446,13 +446,13 @@ class SetRequestUri:
 class HeaderRule:
     index: int  # position in the config's header_rules list
     name: str
-    direction: Direction
+    direction: MessageDirection
     conditions: tuple[Condition, ...]
     actions: tuple[Action, ...]
     realm: str | None = None
     route: str | None = None
 
-    def binds(self, realm: str, route: str | None, direction: Direction) -> bool:
+    def binds(self, realm: str, route: str | None, direction: MessageDirection) -> bool:
         return (
             self.direction == direction
             and (self.realm is None or self.realm == realm)
@@ -466,14 +466,14 @@ class HeaderRule:
 class HeaderRules(tuple[HeaderRule, ...]):
     """The compiled rules in config order, with the rules bound to each (realm, route, direction) cached."""
 
-    _bound: dict[tuple[str, str | None, Direction], tuple[HeaderRule, ...]]
+    _bound: dict[tuple[str, str | None, MessageDirection], tuple[HeaderRule, ...]]
 
     def __new__(cls, rules: Iterable[HeaderRule] = ()) -> HeaderRules:
         self = super().__new__(cls, rules)
         self._bound = {}
         return self
 
-    def bound_to(self, realm: str, route: str | None, direction: Direction) -> tuple[HeaderRule, ...]:
+    def bound_to(self, realm: str, route: str | None, direction: MessageDirection) -> tuple[HeaderRule, ...]:
         key = (realm, route, direction)
         found = self._bound.get(key)
         if found is None:
@@ -489,7 +489,7 @@ def apply_rules(
     *,
     realm: str,
     route: str | None,
-    direction: Direction,
+    direction: MessageDirection,
     store: dict[str, str],
 ) -> list[str]:
     """Apply the rules bound to this realm/route/direction to `msg` in place; one log line per action.
@@ -587,12 +587,12 @@ class _Compiler:
         route = self._binding(raw, "route", self.routes, path)
         if "realm" not in raw and "route" not in raw:
             self.error(path, "a rule needs `realm:` or `route:` (what it is bound to)")
-        direction: Direction | None = None
+        direction: MessageDirection | None = None
         if "direction" not in raw:
             self.error(f"{path}.direction", "required: inbound or outbound")
         else:
             try:
-                direction = Direction(raw["direction"])
+                direction = MessageDirection(raw["direction"])
             except ValueError:
                 self.error(f"{path}.direction", f"{raw['direction']!r} is not inbound or outbound")
         conditions: tuple[Condition, ...] = ()

@@ -3,17 +3,19 @@
 `Net` holds a `Core` on a two-realm config (LAN 192.0.2.0/24 with the SBC at .1, WAN with the SBC at
 198.51.100.1 and the trunk at 203.0.113.10), a `FakeDataplane` and a clock the test moves. Messages
 are written with "\\n" line ends and sent with `Net.send`; what the core transmits comes back parsed,
-with the realm and destination, in order.
+with the realm, destination and clock time, in order. `Net.run` moves the clock through every
+deadline the core names (retransmissions, Timer B, the session timer), as the shell's loop would.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dataplane.fake import FakeDataplane
 from sbc.b2bua.core import Core
-from sbc.b2bua.outputs import LogEvent, Transmit
+from sbc.b2bua.outputs import CallEnded, LogEvent, SendSip
 from sbc.config.loader import load_config_text
 from sbc.sip.message import Request, Response, parse_datagram
 from sbc.sip.transaction import PeerAddress
@@ -47,11 +49,18 @@ header_rules: {rules}
 """
 
 
+# `Net.run` ticks at most this many times: a core that keeps asking to be woken at the same instant
+# would otherwise loop forever.
+MAX_TICKS_PER_RUN = 10_000
+
+
 @dataclass
 class Sent:
     realm: str
     destination: PeerAddress
     message: Request | Response
+    at: float = 0.0  # the clock when the core sent it
+    data: bytes = b""  # as sent, to compare retransmissions byte for byte
 
 
 @dataclass
@@ -60,6 +69,7 @@ class Net:
     core: Core = field(init=False)
     now: float = 0.0
     logs: list[LogEvent] = field(default_factory=list)
+    records: list[dict[str, object]] = field(default_factory=list)  # call records (CallEnded), in order
 
     def __post_init__(self) -> None:
         counter = itertools.count(1)
@@ -79,21 +89,45 @@ class Net:
         else:
             payload = b""
         data = (head.replace("\n", "\r\n") + "\r\n\r\n").encode() + payload
-        outputs = self.core.datagram_received(realm, data, PeerAddress("udp", *source), self.now)
-        return self._collect(outputs)
+        return self.deliver(realm, data, source)
+
+    def deliver(self, realm: str, data: bytes, source: tuple[str, int]) -> list[Sent]:
+        """Hand the core a datagram as it came off the wire (e.g. one the core itself sent)."""
+        return self._collect(self.core.datagram_received(realm, data, PeerAddress("udp", *source), self.now))
 
     def tick(self, seconds: float) -> list[Sent]:
+        """One tick, `seconds` later: only what is due then (a retransmission timer fires once)."""
         self.now += seconds
         return self._collect(self.core.tick(self.now))
 
-    def _collect(self, outputs: list[object]) -> list[Sent]:
+    def run(self, seconds: float) -> list[Sent]:
+        """Move the clock `seconds` ahead, ticking at every deadline the core names on the way."""
+        end = self.now + seconds
+        sent: list[Sent] = []
+        for _ in range(MAX_TICKS_PER_RUN):
+            deadline = self.core.next_deadline()
+            if deadline is None or deadline > end:
+                break
+            self.now = max(self.now, deadline)
+            sent += self._collect(self.core.tick(self.now))
+        else:
+            raise AssertionError(f"the core still had deadlines due after {MAX_TICKS_PER_RUN} ticks")
+        self.now = end
+        return sent + self._collect(self.core.tick(end))
+
+    def _collect(self, outputs: Sequence[object]) -> list[Sent]:
         sent: list[Sent] = []
         for out in outputs:
-            if isinstance(out, Transmit):
-                sent.append(Sent(out.realm, out.destination, parse_datagram(out.data)))
+            if isinstance(out, SendSip):
+                sent.append(Sent(out.realm, out.destination, parse_datagram(out.data), self.now, out.data))
             elif isinstance(out, LogEvent):
                 self.logs.append(out)
+            elif isinstance(out, CallEnded):
+                self.records.append(out.record)
         return sent
+
+    def logged(self, event: str) -> list[LogEvent]:
+        return [log for log in self.logs if log.event == event]
 
 
 def requests(sent: list[Sent], method: str, realm: str | None = None) -> list[Request]:
@@ -171,18 +205,7 @@ Content-Length: 0""",
     )
     ok = responses(answered, 200, "lan")[0]
     lan_sbc_tag = ok.to.tag or ""
-    net.send(
-        "lan",
-        f"""ACK {ok.contacts[0].uri} SIP/2.0
-Via: SIP/2.0/UDP {PHONE}:{PHONE_PORT};branch=z9hG4bK{name}2
-Max-Forwards: 70
-From: <sip:alice@{PHONE}>;tag={phone_tag}
-To: <sip:{name}@{LAN_SBC}>;tag={lan_sbc_tag}
-Call-ID: {call_id}
-CSeq: 1 ACK
-Content-Length: 0""",
-        (PHONE, PHONE_PORT),
-    )
+    phone_ack_2xx(net, name, ok)
     dialog = Dialog(
         lan_call_id=call_id,
         phone_tag=phone_tag,
@@ -195,6 +218,55 @@ Content-Length: 0""",
         trunk_contact=trunk_contact,
     )
     return dialog, out, answered
+
+
+def phone_ack_2xx(net: Net, name: str, ok: Response, cseq: int = 1) -> list[Sent]:
+    """The phone's ACK for the SBC's 2xx to its INVITE `name`: a request of its own, to the Contact."""
+    return net.send(
+        "lan",
+        f"""ACK {ok.contacts[0].uri} SIP/2.0
+Via: SIP/2.0/UDP {PHONE}:{PHONE_PORT};branch=z9hG4bK{name}ack{cseq}
+Max-Forwards: 70
+From: <sip:alice@{PHONE}>;tag={name}-ptag
+To: <sip:{name}@{LAN_SBC}>;tag={ok.to.tag}
+Call-ID: {name}-call@{PHONE}
+CSeq: {cseq} ACK
+Content-Length: 0""",
+        (PHONE, PHONE_PORT),
+    )
+
+
+def phone_ack_failure(net: Net, name: str, final: Response, cseq: int = 1) -> list[Sent]:
+    """The phone's ACK for a non-2xx final answer to its INVITE `name`: part of the INVITE's own
+    transaction, so it carries the INVITE's branch (RFC 3261 §17.1.1.3)."""
+    return net.send(
+        "lan",
+        f"""ACK sip:{name}@{LAN_SBC} SIP/2.0
+Via: SIP/2.0/UDP {PHONE}:{PHONE_PORT};branch=z9hG4bK{name}{cseq}
+Max-Forwards: 70
+From: <sip:alice@{PHONE}>;tag={name}-ptag
+To: <sip:{name}@{LAN_SBC}>;tag={final.to.tag}
+Call-ID: {name}-call@{PHONE}
+CSeq: {cseq} ACK
+Content-Length: 0""",
+        (PHONE, PHONE_PORT),
+    )
+
+
+def phone_cancel(net: Net, name: str, cseq: int = 1) -> list[Sent]:
+    """The phone CANCELs its INVITE `name` (same branch, Request-URI and CSeq number, §9.1)."""
+    return net.send(
+        "lan",
+        f"""CANCEL sip:{name}@{LAN_SBC} SIP/2.0
+Via: SIP/2.0/UDP {PHONE}:{PHONE_PORT};branch=z9hG4bK{name}{cseq}
+Max-Forwards: 70
+From: <sip:alice@{PHONE}>;tag={name}-ptag
+To: <sip:{name}@{LAN_SBC}>
+Call-ID: {name}-call@{PHONE}
+CSeq: {cseq} CANCEL
+Content-Length: 0""",
+        (PHONE, PHONE_PORT),
+    )
 
 
 def phone_request(net: Net, d: Dialog, method: str, cseq: int, headers: str = "", body: str = "") -> list[Sent]:
@@ -229,17 +301,25 @@ Content-Length: 0""",
 
 
 def answer(
-    net: Net, realm: str, request: Request, status: int, headers: str = "", source: tuple[str, int] = (TRUNK, 5060)
+    net: Net,
+    realm: str,
+    request: Request,
+    status: int,
+    headers: str = "",
+    source: tuple[str, int] = (TRUNK, 5060),
+    *,
+    to_tag: str | None = None,
 ) -> list[Sent]:
-    """Answer a request the core sent, from its recipient."""
+    """Answer a request the core sent, from its recipient (with `to_tag` added to its To)."""
     vias = "\n".join(f"Via: {v}" for v in request.get_all("via"))
     extra = f"\n{headers}" if headers else ""
+    tag = f";tag={to_tag}" if to_tag else ""
     return net.send(
         realm,
         f"""SIP/2.0 {status} Whatever
 {vias}
 From: {request.get("from")}
-To: {request.get("to")}
+To: {request.get("to")}{tag}
 Call-ID: {request.call_id}
 CSeq: {request.get("cseq")}{extra}
 Content-Length: 0""",

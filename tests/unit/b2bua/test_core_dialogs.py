@@ -120,9 +120,24 @@ def test_prack_of_a_reliable_provisional_to_a_reinvite() -> None:
 def test_interval_below_min_se_from_a_caller_that_supports_timers_gets_422() -> None:
     net = Net()
     out = phone_invite(net, "bob", "Supported: timer\nSession-Expires: 60")
-    refused = responses(out, 422, "lan")
-    assert refused and refused[0].get("min-se") == "90"
-    assert not requests(out, "INVITE", "wan")
+    assert [(s.realm, s.message.serialize().split(b"\r\n")[0]) for s in out] == [
+        ("lan", b"SIP/2.0 422 Session Interval Too Small")
+    ]
+    assert out[0].message.get("min-se") == "90"
+    assert net.core.counters.calls_total == 0
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_refresh_below_min_se_gets_422_and_the_call_goes_on(method: str) -> None:
+    net = Net()
+    call, _, _ = place_call(net, "bob", invite_headers="Supported: timer\nSession-Expires: 300;refresher=uac")
+    out = phone_request(net, call, method, 2, "Supported: timer\nSession-Expires: 60;refresher=uac")
+    assert [(s.realm, s.message.serialize().split(b"\r\n")[0]) for s in out] == [
+        ("lan", b"SIP/2.0 422 Session Interval Too Small")
+    ]
+    assert out[0].message.get("min-se") == "90"
+    assert len(net.core.calls) == 1
+    assert requests(phone_request(net, call, "INFO", 3), "INFO", "wan")
 
 
 def test_interval_below_min_se_from_a_caller_without_timers_is_raised() -> None:

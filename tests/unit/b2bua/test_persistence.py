@@ -16,10 +16,10 @@ from dataplane.api import AnchorPort
 from dataplane.fake import FakeDataplane
 from sbc.b2bua.core import Core
 from sbc.b2bua.media_ledger import MediaLedger
-from sbc.b2bua.outputs import Output, Transmit
-from sbc.b2bua.persistence import STATE_FILE, DialogPersistence
+from sbc.b2bua.outputs import Output, SendSip
 from sbc.config.loader import load_config_text
 from sbc.config.model import SbcConfig
+from sbc.dialog_state import STATE_FILE, DialogPersistence
 from sbc.sip.message import Request, Response, parse_datagram
 from sbc.sip.transaction import PeerAddress
 
@@ -66,7 +66,7 @@ def message(start: str, headers: list[tuple[str, str]], body: str = "") -> bytes
 
 
 def sent(outputs: list[Output], realm: str) -> list[Request | Response]:
-    return [parse_datagram(o.data) for o in outputs if isinstance(o, Transmit) and o.realm == realm]
+    return [parse_datagram(o.data) for o in outputs if isinstance(o, SendSip) and o.realm == realm]
 
 
 class Node:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sbc.config.model import Direction
+from sbc.config.model import MessageDirection
 from sbc.policy.header_rules import HeaderRules, apply_rules, compile_rules
 from sbc.sip.message import Request, Response, parse_datagram
 
@@ -65,7 +65,7 @@ def run(
     *,
     realm: str = "wan",
     route: str | None = "out",
-    direction: Direction = Direction.OUTBOUND,
+    direction: MessageDirection = MessageDirection.OUTBOUND,
     store: dict[str, str] | None = None,
 ) -> list[str]:
     return apply_rules(
@@ -137,11 +137,11 @@ def test_store_then_use_later_in_the_same_call() -> None:
     )
     store: dict[str, str] = {}
     first = invite()
-    run(text, first, realm="lan", direction=Direction.INBOUND, store=store)
+    run(text, first, realm="lan", direction=MessageDirection.INBOUND, store=store)
     assert store == {"caller": "0301234"}
     assert not first.has("X-Caller")
     later = invite()  # another message of the same call, on the other side
-    run(text, later, realm="wan", direction=Direction.OUTBOUND, store=store)
+    run(text, later, realm="wan", direction=MessageDirection.OUTBOUND, store=store)
     assert later.get("X-Caller") == "call from 0301234"
 
 
@@ -160,7 +160,7 @@ def test_use_of_a_value_never_stored_in_this_call_skips_the_action() -> None:
     )
     store: dict[str, str] = {}
     msg = invite()
-    assert run(text, msg, realm="lan", direction=Direction.INBOUND, store=store) == [
+    assert run(text, msg, realm="lan", direction=MessageDirection.INBOUND, store=store) == [
         "header_rules[0]: store caller skipped: no X-Absent"
     ]
     done = run(text, msg, store=store)
@@ -284,12 +284,12 @@ def test_bound_rules_are_looked_up_once_per_binding() -> None:
         "- {realm: lan, direction: outbound, actions: [{add: X-A, value: '1'}]}\n"
         "- {realm: wan, direction: outbound, actions: [{add: X-B, value: '1'}]}\n"
     )
-    first = compiled.bound_to("wan", "out", Direction.OUTBOUND)
+    first = compiled.bound_to("wan", "out", MessageDirection.OUTBOUND)
     assert [r.index for r in first] == [1]
-    assert compiled.bound_to("wan", "out", Direction.OUTBOUND) is first
+    assert compiled.bound_to("wan", "out", MessageDirection.OUTBOUND) is first
     # A plain sequence of rules works too (slower path).
     msg = invite()
-    apply_rules(tuple(compiled), msg, realm="wan", route=None, direction=Direction.OUTBOUND, store={})
+    apply_rules(tuple(compiled), msg, realm="wan", route=None, direction=MessageDirection.OUTBOUND, store={})
     assert msg.has("X-B") and not msg.has("X-A")
 
 

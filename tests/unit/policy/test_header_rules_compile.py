@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sbc.config.model import Direction
+from sbc.config.model import MessageDirection
 from sbc.policy.header_rules import (
     AddHeader,
     HeaderMatches,
@@ -41,7 +41,12 @@ def rule(actions: str = "[{add: X-A, value: '1'}]", match: str = "{}", extra: st
 def test_a_valid_rule_compiles_to_typed_parts() -> None:
     raw = yaml.safe_load(rule(match="{method: INVITE, header: {name: User-Agent, regex: x}}", extra=", name: n"))
     (compiled,) = compile_rules(raw, REALMS, ROUTES)
-    assert (compiled.name, compiled.realm, compiled.route, compiled.direction) == ("n", "wan", None, Direction.OUTBOUND)
+    assert (compiled.name, compiled.realm, compiled.route, compiled.direction) == (
+        "n",
+        "wan",
+        None,
+        MessageDirection.OUTBOUND,
+    )
     assert isinstance(compiled.conditions[0], MethodIs)
     assert isinstance(compiled.conditions[1], HeaderMatches)
     assert isinstance(compiled.actions[0], AddHeader)

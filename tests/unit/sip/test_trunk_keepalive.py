@@ -8,7 +8,7 @@ import textwrap
 from dataplane.fake import FakeDataplane
 from sbc.b2bua.core import Core
 from sbc.b2bua.keepalive import TrunkMonitor, TrunkState
-from sbc.b2bua.outputs import LogEvent, Transmit
+from sbc.b2bua.outputs import LogEvent, SendSip
 from sbc.config.loader import load_config_text
 from sbc.sip.message import make_response, parse_datagram
 from sbc.sip.transaction import PeerAddress
@@ -33,15 +33,15 @@ def config(keepalive: str = "keepalive_s: 2") -> str:
     )
 
 
-def probes(outputs: list[object]) -> list[Transmit]:
-    return [o for o in outputs if isinstance(o, Transmit) and o.data.startswith(b"OPTIONS ")]
+def probes(outputs: list[object]) -> list[SendSip]:
+    return [o for o in outputs if isinstance(o, SendSip) and o.data.startswith(b"OPTIONS ")]
 
 
 def events(outputs: list[object]) -> list[str]:
     return [o.event for o in outputs if isinstance(o, LogEvent) and o.event.startswith("trunk.")]
 
 
-def answer(core: Core, probe: Transmit, status: int, now: float) -> list[object]:
+def answer(core: Core, probe: SendSip, status: int, now: float) -> list[object]:
     request = parse_datagram(probe.data)
     response = make_response(request, status, "OK" if status == 200 else "Nope", to_tag="t1")
     return list(core.datagram_received("wan", response.serialize(), PeerAddress("udp", "198.18.1.10", 5080), now))
