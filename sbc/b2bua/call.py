@@ -55,6 +55,11 @@ class Leg:
         hop = self.target().next_hop
         return hop_address(hop, self.transport) if hop is not None else self.destination
 
+    @property
+    def contact_user(self) -> str:
+        """The user part of our Contact on this leg: it names the leg (`sbc-<our tag>`)."""
+        return f"sbc-{self.local_tag}"
+
     def local_header(self) -> str:
         return f"{self.local_party};tag={self.local_tag}"
 

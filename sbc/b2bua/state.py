@@ -8,13 +8,13 @@ transmit, log, answer a request, send a request with its context, end a call.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 
 from dataplane.api import Dataplane
 from sbc.b2bua.call import Call, CallState, Leg
 from sbc.b2bua.contexts import ClientContext, ServerContext
 from sbc.b2bua.keepalive import TrunkMonitor
+from sbc.b2bua.loops import seal, unsealed_branch
 from sbc.b2bua.media import MediaSessions
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, SendSip
 from sbc.b2bua.reasons import reason as reason_phrase
@@ -28,18 +28,13 @@ from sbc.policy.topology import HeaderPolicy
 from sbc.sip import transaction as tx
 from sbc.sip.errors import LocalProtocolError
 from sbc.sip.message import Request, Response, make_response
+from sbc.sip.size_limits import too_large_for_udp, with_top_via
 from sbc.sip.transaction import PeerAddress, TimerConfig, TransactionLayer
 from sbc.sip.uri import format_host
 
-__all__ = ["BRANCH_PREFIX", "CoreState", "DialogKey", "fingerprint"]
+__all__ = ["CoreState", "DialogKey"]
 
-BRANCH_PREFIX = "z9hG4bKsbc"
 DialogKey = tuple[str, str, str]  # (realm, Call-ID, our tag)
-
-
-def fingerprint(request_uri: str) -> str:
-    """What our Via branch carries of the Request-URI we sent, to recognise a loop (RFC 3261 §16.3)."""
-    return format(zlib.crc32(request_uri.encode("utf-8", "surrogateescape")), "08x")
 
 
 class CoreState:
@@ -104,15 +99,18 @@ class CoreState:
                 return ls.port
         return realm.listeners[0].port if realm.listeners else 5060
 
-    def via(self, realm: Realm, transport: str, request_uri: str = "") -> str:
-        """Our Via. The branch carries a fingerprint of the Request-URI we sent, for loop detection."""
-        branch = f"{BRANCH_PREFIX}{self.token(6)}.{fingerprint(request_uri)}"
+    def via(self, realm: Realm, transport: str) -> str:
+        """Our Via. Its branch gets the fingerprint of the finished request when it is sent
+        (`loops.seal`), by which the request is recognised should it come back (RFC 3261 §16.3)."""
+        branch = unsealed_branch(self.token(6))
         return (
             f"SIP/2.0/{transport.upper()} {format_host(str(realm.public_address))}:{self.port(realm, transport)}"
             f";branch={branch};rport"
         )
 
-    def contact(self, realm: Realm, transport: str, user: str = "sbc") -> str:
+    def contact(self, realm: Realm, transport: str, user: str) -> str:
+        """Our Contact. On a call leg its user names the leg (`leg_contact_user`), so every dialog of the
+        SBC has its own remote target (RFC 3261 §8.1.1.8: it reaches this UA in this dialog)."""
         host = format_host(str(realm.public_address))
         tparam = "" if transport == "udp" else f";transport={transport}"
         return f"<sip:{user}@{host}:{self.port(realm, transport)}{tparam}>"
@@ -162,12 +160,24 @@ class CoreState:
         """Send `request` on `leg` in a new client transaction; its answers are handled by `context`."""
         if request.method == "INVITE":
             leg.invite_cseq = request.cseq[0]
+        seal(request)
+        destination = self.transport_for(leg, request, leg.next_hop())
         txn_id, commands = self.layers[leg.realm].send_request(
-            request, leg.destination, now, reliable=leg.transport != "udp"
+            request, destination, now, reliable=destination.transport != "udp"
         )
         self.transmit(leg.realm, commands)
         self.client_ctx[(leg.realm, txn_id)] = context
         return txn_id
+
+    def transport_for(self, leg: Leg, request: Request, destination: PeerAddress) -> PeerAddress:
+        """RFC 3261 §18.1.1: a request above 1300 bytes to a UDP peer that takes TCP goes over TCP, its
+        top Via (ours) naming TCP and our TCP port. Other destinations are kept as they are."""
+        if destination.transport != "udp" or not leg.large_over_tcp:
+            return destination
+        if not too_large_for_udp(len(request.serialize())):
+            return destination
+        with_top_via(request, "tcp", self.port(self.realms[leg.realm], "tcp"))
+        return PeerAddress("tcp", destination.host, destination.port)
 
     # ---- the end of a call -----------------------------------------------------------------------
     def fail_call(self, call: Call, status: int, reason: str) -> None:

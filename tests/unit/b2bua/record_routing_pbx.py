@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sbc.b2bua.outputs import LogEvent, Output, Transmit
-from sbc.sip.message import Request, Response, make_response, parse_datagram
-from sbc.sip.transaction import PeerAddress
+from sbc.sip.message import Request, Response, make_response
 from sbc.sip.uri import NameAddr, Uri
 from tests.unit.b2bua.sip_peers import TRUNK, Net, Sent
 
@@ -53,10 +51,7 @@ class RecordRoutingPbx:
         raise AssertionError(f"more than {MAX_HOPS} hops between the SBC and the PBX")
 
     def _deliver(self, message: Request | Response) -> list[Sent]:
-        data = message.serialize()
-        return collect(
-            self.net, self.net.core.datagram_received("wan", data, PeerAddress("udp", TRUNK, PBX_PORT), self.net.now)
-        )
+        return self.net.deliver("wan", message.serialize(), (TRUNK, PBX_PORT))
 
     def _request(self, request: Request) -> Request | Response | None:
         if request.method == "REGISTER":
@@ -108,13 +103,3 @@ class RecordRoutingPbx:
         self.relayed.append(out)
         return out
 
-
-def collect(net: Net, outputs: list[Output]) -> list[Sent]:
-    """What the core sent, parsed (as `Net` does); its log events go to `net.logs`."""
-    sent: list[Sent] = []
-    for out in outputs:
-        if isinstance(out, Transmit):
-            sent.append(Sent(out.realm, out.destination, parse_datagram(out.data)))
-        elif isinstance(out, LogEvent):
-            net.logs.append(out)
-    return sent
