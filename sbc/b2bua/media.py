@@ -269,8 +269,8 @@ class MediaSessions:
         realm = self.realms[media.realms[source_leg]]
         hidden: set[IPAddress] = {realm.address, realm.public_address, realm.media.address}
         for ep in endpoints:
-            if ep is not None and not ep.address.is_unspecified:
-                hidden.update((ep.address, ep.rtcp_address))
+            if ep is not None:
+                hidden.update(a for a in (ep.address, ep.rtcp_address) if not a.is_unspecified)
         return AddressScrubber(realm.networks, frozenset(hidden))
 
     @staticmethod

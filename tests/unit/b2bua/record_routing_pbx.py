@@ -102,4 +102,3 @@ class RecordRoutingPbx:
         out.set_values("Via", vias[1:])
         self.relayed.append(out)
         return out
-
