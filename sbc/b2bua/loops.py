@@ -1,7 +1,8 @@
 """Loop detection for the SBC's own requests (RFC 3261 §16.3 step 4, §16.6 step 8).
 
 The SBC's Via branch carries a fingerprint of what identifies the request it sent: Request-URI,
-Call-ID, From and To tags, CSeq, Route and Proxy-Require. A request that arrives carrying one of the
+Call-ID, From and To tags, CSeq number, Route, Proxy-Require and Proxy-Authorization (the Via itself
+is left out: it changes on every hop, looped or not). A request that arrives carrying one of the
 SBC's own Vias has been through the SBC before: when its fingerprint still matches, nothing on the
 way changed it and it looped; when it differs (a PBX retargeted it, or consumed a Route), it is
 spiralling, which is legitimate. Only branches the SBC generated (its prefix) are considered, never
@@ -26,14 +27,10 @@ def fingerprint(request: Request) -> str:
         str(request.cseq[0]),
         *request.values("route"),
         *request.values("proxy-require"),
+        *request.get_all("proxy-authorization"),
     ]
     text = "\n".join(parts)
     return format(zlib.crc32(text.encode("utf-8", "surrogateescape")), "08x")
-
-
-def own_branch(random_part: str, request: Request) -> str:
-    """The branch of the SBC's Via on `request`, built once the request is final."""
-    return f"{BRANCH_PREFIX}{random_part}.{fingerprint(request)}"
 
 
 def has_looped(request: Request) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sbc.b2bua.loops import has_looped, own_branch
+from sbc.b2bua.loops import has_looped, seal, unsealed_branch
 from sbc.sip.message import HeaderField, Request
 
 
@@ -20,7 +20,8 @@ def _request(uri: str, routes: list[str] = []) -> Request:  # noqa: B006 - never
 
 def _sent(uri: str, routes: list[str] = []) -> Request:  # noqa: B006 - never mutated
     request = _request(uri, routes)
-    request.set("Via", f"SIP/2.0/UDP 198.51.100.1:5060;branch={own_branch('abc', request)}")
+    request.set("Via", f"SIP/2.0/UDP 198.51.100.1:5060;branch={unsealed_branch('abc')};rport")
+    seal(request)
     return request
 
 
@@ -39,6 +40,12 @@ def test_a_request_changed_on_its_way_is_spiralling() -> None:
     retargeted = _sent("sip:bob@203.0.113.10").copy()
     retargeted.set_uri("sip:r123@198.51.100.1")
     assert not has_looped(retargeted)
+
+
+def test_the_seal_goes_into_the_branch_and_the_other_via_params_stay() -> None:
+    via = _sent("sip:x@198.51.100.1").top_via
+    assert via.branch is not None and via.branch.startswith("z9hG4bKsbcabc.") and len(via.branch) == 22
+    assert str(via).endswith(";rport")
 
 
 def test_only_the_sbc_s_own_branches_count() -> None:
