@@ -220,7 +220,8 @@ class InviteHandling:
     # ---- 3xx (sbc.b2bua.redirect) -----------------------------------------------------------------
     def _redirected(self, call: Call, callee: Leg, resp: Response, now: float) -> bool:
         """Handle a 3xx per the callee realm's `redirects`; False: refused (the caller gets 480)."""
-        match self.state.realms[callee.realm].redirects:
+        policy = self.state.realms[callee.realm].redirects
+        match policy:
             case RedirectPolicy.FOLLOW:
                 return self._follow_redirect(call, callee, resp, now)
             case RedirectPolicy.RELAY:
@@ -228,7 +229,7 @@ class InviteHandling:
             case RedirectPolicy.REFUSE:
                 return False
             case _:
-                assert_never(self.state.realms[callee.realm].redirects)
+                assert_never(policy)
 
     def _follow_redirect(self, call: Call, callee: Leg, resp: Response, now: float) -> bool:
         """Try the next allowed contact as a new attempt on the same callee leg (RFC 3261 §8.1.3.4:

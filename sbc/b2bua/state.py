@@ -109,7 +109,7 @@ class CoreState:
         )
 
     def contact(self, realm: Realm, transport: str, user: str) -> str:
-        """Our Contact. On a call leg its user names the leg (`leg_contact_user`), so every dialog of the
+        """Our Contact. On a call leg its user names the leg (`Leg.contact_user`), so every dialog of the
         SBC has its own remote target (RFC 3261 §8.1.1.8: it reaches this UA in this dialog)."""
         host = format_host(str(realm.public_address))
         tparam = "" if transport == "udp" else f";transport={transport}"
