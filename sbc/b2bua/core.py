@@ -249,6 +249,7 @@ class Core:
             case tx.TransactionTerminated():
                 self.state.client_ctx.pop((realm, event.txn_id), None)
                 self.state.server_ctx.pop((realm, event.txn_id), None)
+                self.state.moved_to_tcp.pop((realm, event.txn_id), None)
             case _:
                 assert_never(event)
 
@@ -346,6 +347,8 @@ class Core:
     def _on_timeout(self, realm: str, txn_id: str, now: float, *, unreachable: bool = False) -> None:
         """A request of ours got no final answer: timed out (408 to whoever waits for it), or could not
         be sent at all (`unreachable`: 503 from the SBC itself, which cannot reach the far end)."""
+        if unreachable and self.state.retry_over_udp(realm, txn_id, now):
+            return
         ctx = self.state.client_ctx.pop((realm, txn_id), None)
         status = 503 if unreachable else 408
         why = "far end unreachable (transport error)" if unreachable else "no answer (transaction timeout)"

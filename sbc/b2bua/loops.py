@@ -68,3 +68,20 @@ def seal(request: Request) -> None:
             end = min(end, found)
     values[0] = f"{top[:end]}.{fingerprint(request)}{top[end:]}"
     request.set_values("Via", values)
+
+
+def rebranch(request: Request, random_part: str) -> None:
+    """Give the top Via (ours) a fresh branch, sealed: the same request sent again as a new transaction."""
+    values = request.values("via")
+    top = values[0]
+    start = top.find(BRANCH_PREFIX)
+    if start < 0:
+        return
+    end = len(top)
+    for stop in (";", ","):
+        found = top.find(stop, start)
+        if found >= 0:
+            end = min(end, found)
+    values[0] = f"{top[:start]}{unsealed_branch(random_part)}{top[end:]}"
+    request.set_values("Via", values)
+    seal(request)

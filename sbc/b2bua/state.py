@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from dataplane.api import Dataplane
 from sbc.b2bua.call import Call, CallState, Leg
-from sbc.b2bua.contexts import ClientContext, ServerContext
+from sbc.b2bua.contexts import ClientContext, InviteContext, ServerContext
 from sbc.b2bua.keepalive import TrunkMonitor
-from sbc.b2bua.loops import seal, unsealed_branch
+from sbc.b2bua.loops import rebranch, seal, unsealed_branch
 from sbc.b2bua.media import MediaSessions
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, SendSip
 from sbc.b2bua.reasons import reason as reason_phrase
@@ -54,6 +54,9 @@ class CoreState:
         self.server_ctx: dict[tuple[str, str], ServerContext] = {}
         self.counters = Counters()
         self.out: list[Output] = []
+        # Requests moved to TCP for their size (RFC 3261 §18.1.1), by (realm, transaction id): sent
+        # again over UDP should the TCP connection fail (`retry_over_udp`).
+        self.moved_to_tcp: dict[tuple[str, str], tuple[Request, PeerAddress]] = {}
 
     def configure(self, config: SbcConfig) -> None:
         self.config = config
@@ -161,13 +164,36 @@ class CoreState:
         if request.method == "INVITE":
             leg.invite_cseq = request.cseq[0]
         seal(request)
-        destination = self.transport_for(leg, request, leg.next_hop())
+        hop = leg.next_hop()
+        destination = self.transport_for(leg, request, hop)
         txn_id, commands = self.layers[leg.realm].send_request(
             request, destination, now, reliable=destination.transport != "udp"
         )
         self.transmit(leg.realm, commands)
         self.client_ctx[(leg.realm, txn_id)] = context
+        if destination is not hop:
+            self.moved_to_tcp[(leg.realm, txn_id)] = (request, hop)
         return txn_id
+
+    def retry_over_udp(self, realm: str, txn_id: str, now: float) -> bool:
+        """RFC 3261 §18.1.1: a request sent over TCP for its size whose connection failed is retried
+        over UDP, as a new transaction with the same context. False: it was not such a request."""
+        moved = self.moved_to_tcp.pop((realm, txn_id), None)
+        context = self.client_ctx.get((realm, txn_id))
+        if moved is None or context is None:
+            return False
+        sent, hop = moved
+        request = sent.copy()
+        with_top_via(request, "udp", self.port(self.realms[realm], "udp"))
+        rebranch(request, self.token(6))
+        new_txn, commands = self.layers[realm].send_request(request, hop, now, reliable=False)
+        self.transmit(realm, commands)
+        del self.client_ctx[(realm, txn_id)]
+        self.client_ctx[(realm, new_txn)] = context
+        if isinstance(context, InviteContext) and context.call.callee_invite_txn == txn_id:
+            context.call.callee_invite_txn = new_txn
+        self.log("warning", "sip.tcp_failed_retry_udp", realm=realm, method=request.method, destination=str(hop))
+        return True
 
     def transport_for(self, leg: Leg, request: Request, destination: PeerAddress) -> PeerAddress:
         """RFC 3261 §18.1.1: a request above 1300 bytes to a UDP peer that takes TCP goes over TCP, its

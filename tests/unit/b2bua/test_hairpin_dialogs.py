@@ -121,7 +121,7 @@ def _for(sent: list[Sent], phone: Phone, kind: type[Request] | type[Response], w
 
 def _request_to(sent: list[Sent], phone: Phone, method: str) -> Request:
     found = _for(sent, phone, Request, method)
-    assert len(found) == 1, f"{phone.user} got {len(found)} {method}: {[s.message.start_line for s in sent]}"
+    assert len(found) == 1, f"{phone.user} got {len(found)} {method}: {[s.message.start_line() for s in sent]}"
     message = found[0].message
     assert isinstance(message, Request)
     return message
@@ -129,7 +129,7 @@ def _request_to(sent: list[Sent], phone: Phone, method: str) -> Request:
 
 def _response_to(sent: list[Sent], phone: Phone, status: int) -> Response:
     found = _for(sent, phone, Response, status)
-    assert len(found) == 1, f"{phone.user} got {len(found)} {status}: {[s.message.start_line for s in sent]}"
+    assert len(found) == 1, f"{phone.user} got {len(found)} {status}: {[s.message.start_line() for s in sent]}"
     message = found[0].message
     assert isinstance(message, Response)
     return message
@@ -152,8 +152,8 @@ def _hairpin() -> tuple[Net, RecordRoutingPbx, Phone, Phone]:
 
 
 def _no_errors(net: Net, pbx: RecordRoutingPbx) -> None:
-    assert not pbx.refused, [(r.start_line, s) for r, s in pbx.refused]
-    assert not pbx.dropped, [r.start_line for r in pbx.dropped]
+    assert not pbx.refused, [(r.start_line(), s) for r, s in pbx.refused]
+    assert not pbx.dropped, [r.start_line() for r in pbx.dropped]
     assert net.core.counters.loops_detected == 0
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from sbc.b2bua.outputs import SendSip
 from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config_text
-from sbc.sip.message import Request
+from sbc.sip.message import Request, parse_datagram
 from tests.unit.b2bua.config_variants import WAN_LISTEN, WAN_PEER, config_text, net_with
 from tests.unit.b2bua.sip_peers import LAN_SBC, PHONE, PHONE_PORT, TRUNK, WAN_SBC, Net, Sent, requests
 
@@ -77,3 +78,33 @@ def test_large_over_tcp_without_a_tcp_listener_is_refused_with_its_line() -> Non
         load_config_text(text, "unit-test")
     line = next(n for n, t in enumerate(text.splitlines(), 1) if "large_over_tcp" in t)
     assert any(p.line == line and "tcp listener" in p.message for p in caught.value.problems), caught.value.problems
+
+
+def test_a_refused_tcp_connection_sends_the_request_again_over_udp() -> None:
+    """§18.1.1: when the connection for a request moved to TCP fails (reset, refused), retry over UDP,
+    rather than failing a call to a trunk that does not take TCP after all."""
+    net = net_with({WAN_LISTEN: TCP_LISTEN})
+    _invite(net, 40)
+    moved = [(key, request) for key, (request, _) in net.core.state.moved_to_tcp.items()]
+    assert len(moved) == 1
+    (realm, txn_id), _ = moved[0]
+    outputs = net.core.transport_failed(realm, txn_id, net.now)
+    sent = [o for o in outputs if isinstance(o, SendSip)]
+    assert [(o.realm, o.destination.transport, o.destination.port) for o in sent] == [("wan", "udp", 5060)]
+    again = parse_datagram(sent[0].data)
+    assert isinstance(again, Request) and again.method == "INVITE"
+    assert str(again.get("via")).startswith(f"SIP/2.0/UDP {WAN_SBC}:5060;branch=z9hG4bKsbc")
+    assert not net.core.state.moved_to_tcp
+    ringing = net.send(
+        "wan",
+        f"""SIP/2.0 180 Ringing
+Via: {again.get("via")}
+From: {again.get("from")}
+To: {again.get("to")};tag=t1
+Call-ID: {again.call_id}
+CSeq: {again.get("cseq")}
+Contact: <sip:bob@{TRUNK}>
+Content-Length: 0""",
+        (TRUNK, 5060),
+    )
+    assert [s.message.start_line() for s in ringing if s.realm == "lan"] == ["SIP/2.0 180 Ringing"]
