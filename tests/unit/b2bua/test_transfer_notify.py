@@ -4,6 +4,10 @@ and each leg has its own CSeq space."""
 
 from __future__ import annotations
 
+import json
+
+from sbc.b2bua.dialog_codec import decode_call, encode_call
+from sbc.b2bua.media_ledger import MediaLedger
 from sbc.sip.message import Request
 from tests.unit.b2bua.sip_peers import (
     PHONE,
@@ -84,3 +88,15 @@ def test_notify_from_the_phone_names_the_refer_as_the_trunk_sent_it() -> None:
         body="SIP/2.0 200 OK",
     )
     assert requests(out, "NOTIFY", "wan")[0].get("event") == "refer;id=9"
+
+
+def test_the_refer_ids_of_a_call_survive_a_restart() -> None:
+    first = Net()
+    call, _, _ = place_call(first, "bob")
+    phone_request(first, call, "INFO", 5)
+    _phone_refer(first, call, 6)
+    (live,) = first.core.live_calls()
+    record = json.loads(json.dumps(encode_call(live, MediaLedger(first.core.media.dataplane))))
+    second = Net()
+    second.core.adopt_calls([decode_call(record, second.core.realms, second.core.media.origin_user).call])
+    assert _trunk_notify(second, call, 2, "refer;id=3")[0].get("event") == "refer;id=6"
