@@ -247,6 +247,7 @@ def test_register_challenge_expiry_and_call_to_the_real_contact(
     assert rcs == (0, 0, 0), details
     bindings = sbc.query("registrations")["registrations"]
     assert [b["aor"] for b in bindings] == ["alice@branch.example"] and 0 < bindings[0]["expires_in_s"] <= 120
+    assert bindings[0]["flow"] == f"sip:{PHONE}:{PHONE_PORT};transport=udp"  # a SIP URI, not a Python repr
     challenged = first_received(phone, f"SIP/2.0 {status} ")
     assert header(challenged, challenge) is not None and header(challenged, "Server") == "EdgeSBC-test"
     registers = all_received(registrar, "REGISTER ")
