@@ -28,12 +28,13 @@ from tests.integration.harness import (
     TRUNK_PORT,
     WAN_SBC,
     received_messages,
+    render_scenario,
     running_sbc,
     sbc_config,
     sipp,
     sipp_available,
 )
-from tests.integration.test_calls import call_pair
+from tests.integration.test_calls import PHONE_PORT, call_pair
 
 pytestmark = [
     pytest.mark.integration,
@@ -315,10 +316,13 @@ def test_unreachable_tcp_trunk_gives_503_without_waiting_for_timer_b(tmp_path: P
     """Nothing listens at the trunk's TCP port: the connection is refused, the INVITE's transaction
     ends on the transport error (RFC 3261 §8.1.3.1), the caller gets 503 from the SBC itself at
     once (SIPp's 30 s limit is shorter than Timer B's 32 s)."""
-    from tests.integration.test_call_flows import _refused_call
-
     with running_sbc(tmp_path, _tcp_trunk(sbc_config(tmp_path / "state"))) as sbc:
-        uac, _ = _refused_call(sbc, tmp_path, 503)
+        scenario = render_scenario(tmp_path, "uac_refused.xml.in", expected=503, max_forwards=70, extra_headers="")
+        uac = sipp(
+            "uac", tmp_path, scenario, local_ip=PHONE, local_port=PHONE_PORT, remote=f"{LAN_SBC}:{SBC_PORT}",
+            timeout_s=30,
+        ).start()  # fmt: skip
+        assert uac.wait(40) == 0, f"{uac.report()}\n{sbc.log()[-6000:]}"
         refused = next(m for m in received_messages(uac.messages()) if m.startswith("SIP/2.0 503 "))
         assert "unreachable (transport error)" in refused
         assert sbc.query("status")["active_calls"] == 0
