@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sbc.b2bua.media import CallMedia
+from sbc.b2bua.transfer import ReferIds
 from sbc.policy.topology import AddressScrubber
+from sbc.sip.dialog_route import DialogTarget, dialog_target, hop_address
 from sbc.sip.message import Request
 from sbc.sip.transaction import PeerAddress
 
@@ -33,12 +35,30 @@ class Leg:
     destination: PeerAddress  # where this leg's requests go (caller leg: the flow it came from)
     remote_tag: str | None = None
     remote_target: str = ""  # Request-URI for in-dialog requests: the remote Contact
+    # RFC 3261 §12.1: as the UAS (caller leg), the request's Record-Route in order; as the UAC (callee
+    # leg), the Record-Route of the 18x/2xx that set up the dialog, reversed.
     route_set: list[str] = field(default_factory=list)
     local_cseq: int = 0
     remote_cseq: int = -1
     invite_cseq: int = 0  # CSeq of the last INVITE we sent on this leg (PRACK's RAck names it)
-    contact: str = ""  # our Contact on this leg
+    contact: str = ""  # our Contact on this leg (its user part names this leg: see Core._contact)
+    large_over_tcp: bool = False  # requests above 1300 bytes go over TCP (a configured peer that takes it)
     scrubber: AddressScrubber | None = None  # addresses of this side, hidden from the other (built once)
+
+    def target(self) -> DialogTarget:
+        """Request-URI, Route headers and next hop of a request inside this leg's dialog (§12.2.1.1)."""
+        return dialog_target(self.remote_target, self.route_set)
+
+    def next_hop(self) -> PeerAddress:
+        """Where this leg's in-dialog requests go: the first route of its route set, or without one the
+        flow or peer the leg was set up with."""
+        hop = self.target().next_hop
+        return hop_address(hop, self.transport) if hop is not None else self.destination
+
+    @property
+    def contact_user(self) -> str:
+        """The user part of our Contact on this leg: it names the leg (`sbc-<our tag>`)."""
+        return f"sbc-{self.local_tag}"
 
     def local_header(self) -> str:
         return f"{self.local_party};tag={self.local_tag}"
@@ -53,6 +73,7 @@ class PendingAck:
 
     cseq: int  # CSeq of the INVITE on the leg that must be ACKed
     ack: bytes | None = None  # the ACK once sent, for re-sending on 2xx retransmissions
+    destination: PeerAddress | None = None  # where it was sent
 
 
 @dataclass(slots=True)
@@ -76,6 +97,8 @@ class Call:
     session_expires_s: int | None = None
     session_refreshed_at: float = 0.0
     store: dict[str, str] = field(default_factory=dict)  # header-rule store of this call
+    refer_ids: ReferIds = field(default_factory=dict)  # REFERs relayed, for their NOTIFYs' ids
+    redirect_targets: list[str] = field(default_factory=list)  # Request-URIs tried on the callee leg
 
     @property
     def caller(self) -> Leg:

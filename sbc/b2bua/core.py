@@ -33,6 +33,7 @@ from sbc.b2bua.contexts import (
 from sbc.b2bua.in_dialog import InDialogRequests
 from sbc.b2bua.invite import InviteHandling, caller_status
 from sbc.b2bua.keepalive import TrunkMonitor
+from sbc.b2bua.loops import has_looped
 from sbc.b2bua.media import MediaSessions
 from sbc.b2bua.outputs import Output
 from sbc.b2bua.reasons import reason, warning
@@ -40,7 +41,7 @@ from sbc.b2bua.register_relay import RegisterRelay
 from sbc.b2bua.registrations import RegistrationTable
 from sbc.b2bua.reports import Counters, call_snapshot
 from sbc.b2bua.routing import RouteDecision
-from sbc.b2bua.state import BRANCH_PREFIX, CoreState, DialogKey, fingerprint
+from sbc.b2bua.state import CoreState, DialogKey
 from sbc.b2bua.translation import SDP_TYPE, LegTranslator
 from sbc.b2bua.trunk_probes import TrunkProbes
 from sbc.config.model import Realm, SbcConfig
@@ -248,6 +249,7 @@ class Core:
             case tx.TransactionTerminated():
                 self.state.client_ctx.pop((realm, event.txn_id), None)
                 self.state.server_ctx.pop((realm, event.txn_id), None)
+                self.state.moved_to_tcp.pop((realm, event.txn_id), None)
             case _:
                 assert_never(event)
 
@@ -272,7 +274,13 @@ class Core:
 
     def _on_request(self, realm: str, txn_id: str, req: Request, source: PeerAddress, now: float) -> None:
         state = self.state
-        if _own_via(req):
+        to_tag = req.to.tag
+        # A request for a dialog the SBC holds belongs to that dialog even with our Via in it: through
+        # a PBX that proxies the branch's own call back (the hairpin) the SBC holds both ends of one
+        # dialog, and what one leg sends reaches the other. Anything else that still matches the
+        # fingerprint of one of our branches came back unchanged: a loop (sbc.b2bua.loops).
+        found = state.dialogs.get((realm, req.call_id, to_tag)) if to_tag else None
+        if found is None and has_looped(req):
             state.counters.loops_detected += 1
             state.reply(realm, txn_id, req, 482, now=now)
             return
@@ -289,9 +297,7 @@ class Core:
         if unsupported and req.method not in ("CANCEL", "ACK"):
             state.reply(realm, txn_id, req, 420, now=now, extra=[("Unsupported", ", ".join(unsupported))])
             return
-        to_tag = req.to.tag
         if to_tag:
-            found = state.dialogs.get((realm, req.call_id, to_tag))
             if found is None:
                 state.reply(realm, txn_id, req, 481, now=now)
                 return
@@ -341,6 +347,8 @@ class Core:
     def _on_timeout(self, realm: str, txn_id: str, now: float, *, unreachable: bool = False) -> None:
         """A request of ours got no final answer: timed out (408 to whoever waits for it), or could not
         be sent at all (`unreachable`: 503 from the SBC itself, which cannot reach the far end)."""
+        if unreachable and self.state.retry_over_udp(realm, txn_id, now):
+            return
         ctx = self.state.client_ctx.pop((realm, txn_id), None)
         status = 503 if unreachable else 408
         why = "far end unreachable (transport error)" if unreachable else "no answer (transaction timeout)"
@@ -373,23 +381,6 @@ class Core:
         state.counters.malformed_answered += 1
         state.log("info", "sip.malformed_answered", realm=realm, status=exc.status_hint, reason=exc.reason)
         state.send_again(realm, response.serialize(), source)
-
-
-def _own_via(req: Request) -> bool:
-    """A request we sent came back unchanged: a loop (RFC 3261 §16.3 item 4). It carries one of our
-    Vias whose branch fingerprint matches its Request-URI. A request that comes back to us with
-    another Request-URI (a hairpin through a PBX or proxy) is a spiral, and legitimate."""
-    if not any(BRANCH_PREFIX in line for line in req.get_all("via")):
-        return False
-    mark = "." + fingerprint(req.uri)
-    for value in req.values("via"):
-        start = value.find(BRANCH_PREFIX)
-        if start < 0:
-            continue
-        branch = value[start:].split(";", 1)[0].split(",", 1)[0].strip()
-        if branch.endswith(mark):
-            return True
-    return False
 
 
 def _salvage_request(data: bytes) -> Request | None:

@@ -3,11 +3,11 @@
 Saved, per confirmed call (a call still being set up cannot be resumed: its transactions die with the
 process): both legs' dialog state (RFC 3261 §12.1: Call-ID, local and remote tag, local and remote
 CSeq, route set, remote target, our Contact, where requests go and over which transport), route,
-timestamps, session timer, header-rule store, and its media: each stream's anchors (realm, address,
-RTP port), the leg program last given to each anchor, the anchor it is connected to, the SDP endpoints
-last seen (hold, rtcp-mux, clock rates), hairpin links, and the o= state of each leg (sess-id kept;
-sess-version moved on by one, so whatever SDP is sent next is newer than the last one the peer saw:
-RFC 3264 §8).
+timestamps, session timer, header-rule store, the CSeqs of REFERs relayed (for their NOTIFYs), and
+its media: each stream's anchors (realm, address, RTP port), the leg program last given to each
+anchor, the anchor it is connected to, the SDP endpoints last seen (hold, rtcp-mux, clock rates),
+hairpin links, and the o= state of each leg (sess-id kept; sess-version moved on by one, so whatever
+SDP is sent next is newer than the last one the peer saw: RFC 3264 §8).
 
 The file itself, its writing and the re-taking of anchors at start belong to the shell
 (`sbc.dialog_state`); this module only turns calls into plain records and back.
@@ -223,6 +223,8 @@ def encode_call(
         "session_expires_s": call.session_expires_s,
         "session_refreshed_at": call.session_refreshed_at,
         "store": dict(call.store),
+        # REFERs relayed: their NOTIFYs may come after a restart (sbc.b2bua.transfer)
+        "refer_ids": [[leg, cseq, origin] for (leg, cseq), origin in sorted(call.refer_ids.items())],
         "legs": [leg_record(leg) for leg in call.legs],
         "media": _media_record(call.media, ledger, owner_of),
     }
@@ -282,6 +284,7 @@ def decode_call(record: dict[str, Any], realms: Mapping[str, Realm], origin_user
         session_expires_s=record.get("session_expires_s"),
         session_refreshed_at=float(record.get("session_refreshed_at") or 0.0),
         store={str(k): str(v) for k, v in (record.get("store") or {}).items()},
+        refer_ids={(int(leg), int(cseq)): int(origin) for leg, cseq, origin in record.get("refer_ids") or []},
     )
     saved = SavedCall(call)
     for s in m["streams"]:

@@ -8,7 +8,8 @@ from sbc.b2bua.call import Call, CallState, Leg, PendingAck
 from sbc.b2bua.contexts import ByeContext, InDialogContext, ServerContext
 from sbc.b2bua.session_timer import SessionInterval, teardown_after
 from sbc.b2bua.state import CoreState
-from sbc.b2bua.translation import TARGET_REFRESH, LegTranslator
+from sbc.b2bua.transfer import notify_event, refer_relayed
+from sbc.b2bua.translation import OFFERING_METHODS, TARGET_REFRESH, LegTranslator
 from sbc.sip.message import Request, Response
 
 __all__ = ["SESSION_EXPIRED_REASON", "InDialogRequests"]
@@ -58,6 +59,10 @@ class InDialogRequests:
         mf = req.get("max-forwards")
         if mf is not None:
             out.set("Max-Forwards", str(int(mf) - 1))  # 0 was refused with 483 on arrival
+        if req.method in ("NOTIFY", "SUBSCRIBE") and call.refer_ids:
+            event = out.get("event")
+            if event is not None:  # RFC 3515 §2.4.6: the id is the REFER's CSeq on this leg
+                out.set("Event", notify_event(call.refer_ids, leg.index, event))
         if req.method == "PRACK":
             rack = (req.get("rack") or "").split()
             if len(rack) == 3:
@@ -67,6 +72,8 @@ class InDialogRequests:
         state.server_ctx[(leg.realm, txn_id)] = ServerContext(call, leg, req)
         context = InDialogContext(call, other, (leg.realm, txn_id), req, out.method, out.cseq[0])
         state.send_request(other, out, now, context)
+        if req.method == "REFER":
+            refer_relayed(call.refer_ids, other.index, out.cseq[0], req.cseq[0])
 
     def response(self, ctx: InDialogContext, resp: Response, now: float) -> None:
         """The answer to a relayed request: back to the leg that sent it."""
@@ -79,6 +86,8 @@ class InDialogRequests:
             call.reinvite_in_progress = False
             if resp.status < 300:
                 call.pending_acks[leg.index] = PendingAck(cseq=ctx.cseq)
+        if ctx.method in OFFERING_METHODS and resp.status >= 300:
+            self.state.media.offer_failed(call.media)  # the session stays as it was (RFC 3264 §8, RFC 6337)
         if ctx.method in ("INVITE", "UPDATE") and 200 <= resp.status < 300:
             # A refresh (RFC 4028 §10): its 2xx sets the new interval; none in the 2xx turns it off.
             interval = SessionInterval.of(resp)
@@ -98,6 +107,8 @@ class InDialogRequests:
     def failed(self, ctx: InDialogContext, status: int, extra: list[tuple[str, str]] | None, now: float) -> None:
         """A relayed request got no answer (408) or could not be sent (503): say so to its sender."""
         self.state.reply(ctx.peer[0], ctx.peer[1], ctx.peer_request, status, now=now, extra=extra)
+        if ctx.method in OFFERING_METHODS:
+            self.state.media.offer_failed(ctx.call.media)
         if ctx.method == "INVITE":
             ctx.call.reinvite_in_progress = False
 

@@ -4,13 +4,18 @@ before it is answered."""
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from sbc.b2bua.call import Call, CallState, Leg, PendingAck
 from sbc.b2bua.contexts import InviteContext, ServerContext
 from sbc.b2bua.in_dialog import InDialogRequests
+from sbc.b2bua.loops import seal
 from sbc.b2bua.reasons import warning
+from sbc.b2bua.redirect import MAX_REDIRECTS, allowed_hosts, next_target, relayed_contacts
 from sbc.b2bua.session_timer import SessionInterval, min_se, supports_timer
 from sbc.b2bua.state import CoreState
 from sbc.b2bua.translation import LegTranslator, display_safe, learn_remote, rehost
+from sbc.config.model import RedirectPolicy
 from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
 
@@ -20,7 +25,8 @@ __all__ = ["InviteHandling", "caller_status"]
 def caller_status(status: int) -> int:
     """The final status the caller gets for the callee's failure `status`.
 
-    3xx would hand the caller the callee side's contacts: 480 instead. 503 from the far end says
+    A 3xx that is neither followed nor relayed (the realm's `redirects`, `_redirected`) would hand the
+    caller the callee side's contacts: 480 instead. 503 from the far end says
     that server is unavailable; relayed as it is, it would make the phone fail over away from the
     SBC or stop using it for Retry-After seconds, for every call (RFC 3261 §16.7 item 6): 500.
     Everything else (4xx, other 5xx, 6xx) describes the call and is relayed unchanged."""
@@ -74,8 +80,8 @@ class InviteHandling:
             remote_target=str(contacts[0].uri) if contacts else str(frm.uri),
             route_set=req.values("record-route"),
             remote_cseq=req.cseq[0],
-            contact=state.contact(a_realm, source.transport),
         )
+        caller.contact = state.contact(a_realm, source.transport, caller.contact_user)
         b_transport = decision.destination.transport
         hidden_from = self.translator.scrubber(caller)
         b_frm, b_to_in = (inbound.from_, inbound.to) if inbound is not req else (frm, to)
@@ -93,8 +99,9 @@ class InviteHandling:
             destination=decision.destination,
             remote_target=b_ruri,
             local_cseq=1,
-            contact=state.contact(b_realm, b_transport),
+            large_over_tcp=decision.peer is not None and b_realm.large_over_tcp(decision.peer),
         )
+        callee.contact = state.contact(b_realm, b_transport, callee.contact_user)
         call = Call(
             call_ref=state.token(6),
             legs=(caller, callee),
@@ -174,7 +181,7 @@ class InviteHandling:
             if 200 <= status < 300:
                 pending = call.pending_acks.get(callee.index)
                 if pending is not None and pending.ack is not None:
-                    state.send_again(callee.realm, pending.ack, callee.destination)
+                    state.send_again(callee.realm, pending.ack, pending.destination or callee.next_hop())
             return
         tag = resp.to.tag
         if tag and status < 300:
@@ -199,6 +206,8 @@ class InviteHandling:
                 state.respond(caller.realm, call.caller_invite_txn, out, now)
                 state.log("info", "call.answered", call, status=status)
             return
+        if 300 <= status < 400 and self._redirected(call, callee, resp, now):
+            return
         mapped = caller_status(status)
         call.final_status = mapped
         out = relay(call, callee, caller, call.initial_request, resp, now, status=mapped)
@@ -209,6 +218,79 @@ class InviteHandling:
             state.respond(caller.realm, call.caller_invite_txn, out, now)
         state.counters.calls_failed += 1
         state.end_call(call, now, f"callee answered {status}")
+
+    # ---- 3xx (sbc.b2bua.redirect) -----------------------------------------------------------------
+    def _redirected(self, call: Call, callee: Leg, resp: Response, now: float) -> bool:
+        """Handle a 3xx per the callee realm's `redirects`; False: refused (the caller gets 480)."""
+        policy = self.state.realms[callee.realm].redirects
+        match policy:
+            case RedirectPolicy.FOLLOW:
+                return self._follow_redirect(call, callee, resp, now)
+            case RedirectPolicy.RELAY:
+                return self._relay_redirect(call, callee, resp, now)
+            case RedirectPolicy.REFUSE:
+                return False
+            case _:
+                assert_never(policy)
+
+    def _follow_redirect(self, call: Call, callee: Leg, resp: Response, now: float) -> bool:
+        """Try the next allowed contact as a new attempt on the same callee leg (RFC 3261 §8.1.3.4:
+        same Call-ID and From tag, a new CSeq, no To tag), while the caller's INVITE stays open."""
+        state = self.state
+        caller = call.caller
+        assert call.initial_request is not None and call.caller_invite_txn is not None
+        realm = state.realms[callee.realm]
+        route = next((r for r in state.config.routes if r.name == call.route), None)
+        allowed = allowed_hosts((realm.peer, realm.registrar, route.target if route is not None else None))
+        if not call.redirect_targets:
+            call.redirect_targets.append(callee.remote_target)
+        if len(call.redirect_targets) > MAX_REDIRECTS:
+            state.log("info", "call.redirect_refused", call, status=resp.status, reason="too many redirects")
+            return False
+        target = next_target(resp, allowed, call.redirect_targets, callee.transport)
+        if target is None:
+            state.log("info", "call.redirect_refused", call, status=resp.status, reason="no allowed untried contact")
+            return False
+        call.redirect_targets.append(target.request_uri)
+        callee.remote_tag = None
+        callee.route_set = []
+        callee.remote_target = target.request_uri
+        callee.destination = target.destination
+        callee.transport = target.destination.transport
+        callee.contact = state.contact(realm, callee.transport, callee.contact_user)
+        callee.scrubber = None
+        callee.local_cseq += 1
+        inbound = self.translator.inbound_copy(caller.realm, call.route, call.store, call.initial_request, call)
+        invite = self.translator.build_request(call, callee, "INVITE", inbound, now, cseq=callee.local_cseq)
+        if invite is None:
+            return True  # the media policy refused the SDP and ended the call
+        mf = call.initial_request.get("max-forwards")
+        invite.set("Max-Forwards", str(int(mf) - 1 if mf is not None else 70))
+        self._ask_session_timer(call.initial_request, invite)
+        state.log("info", "call.redirected", call, status=resp.status, destination=str(target.destination))
+        call.callee_invite_txn = state.send_request(callee, invite, now, InviteContext(call, callee))
+        return True
+
+    def _relay_redirect(self, call: Call, callee: Leg, resp: Response, now: float) -> bool:
+        """Pass the 3xx on with contacts at the SBC's address on the caller's side."""
+        state = self.state
+        caller = call.caller
+        assert call.initial_request is not None and call.caller_invite_txn is not None
+        realm = state.realms[caller.realm]
+        contacts = relayed_contacts(
+            resp, str(realm.public_address), state.port(realm, caller.transport), caller.transport
+        )
+        if not contacts:
+            return False
+        out = self.translator.relay_response(call, callee, caller, call.initial_request, resp, now)
+        if out is not None:
+            for contact in contacts:
+                out.add("Contact", contact)
+            state.respond(caller.realm, call.caller_invite_txn, out, now)
+        call.final_status = resp.status
+        state.counters.calls_failed += 1
+        state.end_call(call, now, f"callee redirected ({resp.status}), relayed")
+        return True
 
     def failed(
         self, ctx: InviteContext, status: int, why: str, extra: list[tuple[str, str]] | None, now: float
@@ -251,19 +333,21 @@ class InviteHandling:
         state = self.state
         pending = call.pending_acks.get(leg.index)
         if pending is not None and pending.ack is not None:
-            state.send_again(leg.realm, pending.ack, leg.destination)
+            state.send_again(leg.realm, pending.ack, pending.destination or leg.next_hop())
             return
         if source is not None:
             source = self.translator.inbound_rules(call, call.other(leg), source)
         ack = self.translator.build_request(call, leg, "ACK", source, now, cseq=cseq)
         if ack is None:
             return
-        data = ack.serialize()
+        seal(ack)
+        destination = state.transport_for(leg, ack, leg.next_hop())  # through the route set (§12.2.1.1)
         if pending is None:
             pending = PendingAck(cseq)
             call.pending_acks[leg.index] = pending
-        pending.ack = data
-        state.transmit(leg.realm, state.layers[leg.realm].send_ack_2xx(ack, leg.destination))
+        pending.ack = ack.serialize()
+        pending.destination = destination
+        state.transmit(leg.realm, state.layers[leg.realm].send_ack_2xx(ack, destination))
 
     def stray_response(self, realm: str, resp: Response) -> None:
         """A 2xx retransmitted after its transaction ended: our ACK was lost, send it again."""
@@ -275,7 +359,7 @@ class InviteHandling:
         call, leg = found
         pending = call.pending_acks.get(leg.index)
         if pending is not None and pending.ack is not None and pending.cseq == resp.cseq[0]:
-            self.state.send_again(leg.realm, pending.ack, leg.destination)
+            self.state.send_again(leg.realm, pending.ack, pending.destination or leg.next_hop())
 
     def ack_timeout(self, realm: str, txn_id: str, now: float) -> None:
         """Our 2xx was never ACKed (§13.3.1.4): the dialog is confirmed, so end it with BYE on both legs."""

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 from dataplane.api import AnchorPort, Dataplane, Endpoint, Latch, LegProgram, LegStats, PortsExhausted
 from dataplane.quality import MediaFlow, OneWayAudioDetector, estimate_mos
-from sbc.config.model import LatchMode, MediaMode, Realm
+from sbc.config.model import IPAddress, LatchMode, MediaMode, Realm
+from sbc.policy.topology import AddressScrubber
 from sbc.sdp.endpoints import MediaEndpoint, media_endpoints
 from sbc.sdp.errors import SdpError
 from sbc.sdp.fields import Direction
@@ -38,7 +39,7 @@ from sbc.sdp.origin import OriginRewriter
 from sbc.sdp.rewrite import MediaAnchor, anchor_sdp, hide_origin_only
 from sbc.sdp.session import MediaSection, SessionDescription
 
-__all__ = ["CallMedia", "MediaError", "MediaFinding", "MediaSessions", "StreamAnchors"]
+__all__ = ["CallMedia", "MediaError", "MediaFinding", "MediaSessions", "StagedOffer", "StreamAnchors"]
 
 ONE_WAY_WINDOW_S = 5.0  # media from one side only for this long: one-way audio
 _SENDS = frozenset({Direction.SENDRECV, Direction.SENDONLY})
@@ -90,6 +91,17 @@ class StreamAnchors:
         return mine in _SENDS and (theirs is None or theirs in _RECEIVES)
 
 
+@dataclass(frozen=True, slots=True)
+class StagedOffer:
+    """A re-offer on its way to the other side, not yet programmed (`MediaSessions.offer`)."""
+
+    source_leg: int
+    description: SessionDescription
+    endpoints: list[MediaEndpoint | None]
+    new_streams: tuple[int, ...]  # streams whose anchors this offer allocated
+    streams_before: int
+
+
 @dataclass(slots=True)
 class CallMedia:
     mode: MediaMode
@@ -97,6 +109,12 @@ class CallMedia:
     streams: list[StreamAnchors] = field(default_factory=list)
     origins: dict[int, OriginRewriter] = field(default_factory=dict)  # per target leg
     checked: bool = False  # check() ran once: a stream that shows up later starts its idle clock then
+    pending: StagedOffer | None = None  # a re-offer whose answer has not come yet
+
+    @property
+    def negotiated(self) -> bool:
+        """An offer and its answer went through: there is media to keep while a re-offer is pending."""
+        return any(len(s.endpoints) == 2 for s in self.streams)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +158,39 @@ class MediaSessions:
         return CallMedia(mode, (caller_realm, callee_realm))
 
     def process(self, media: CallMedia, source_leg: int, body: bytes) -> bytes:
-        """Rewrite an SDP body that came from `source_leg` for the other leg; program the relay."""
+        """Rewrite an SDP body that came from `source_leg` for the other leg; program the relay now.
+
+        For an answer, a repeated answer, and anything that is not a re-offer. A staged offer
+        (`offer`) is applied first: whatever comes after it is its answer or newer."""
+        self.commit_offer(media)
+        return self._rewrite(media, source_leg, body, stage=False)
+
+    def offer(self, media: CallMedia, source_leg: int, body: bytes) -> bytes:
+        """An offer in a re-INVITE or UPDATE. Once the call's media is negotiated, it is staged: the
+        relay keeps the media as it is until the answer (`process`) applies both, and a failure of the
+        request (`offer_failed`) leaves it untouched (RFC 3264 §8, RFC 6337 §3.3). The first offer of a
+        call is applied at once: there is no media to keep, and early media must flow at its answer."""
+        self.commit_offer(media)
+        return self._rewrite(media, source_leg, body, stage=media.negotiated)
+
+    def commit_offer(self, media: CallMedia) -> None:
+        """Program the relay with a staged offer (its answer arrived)."""
+        pending, media.pending = media.pending, None
+        if pending is not None:
+            self._apply(media, pending.source_leg, pending.description, pending.endpoints)
+
+    def offer_failed(self, media: CallMedia) -> None:
+        """The request of a staged offer failed: forget it and give back the anchors only it used."""
+        pending, media.pending = media.pending, None
+        if pending is None:
+            return
+        for index in sorted(pending.new_streams, reverse=True):
+            if index < len(media.streams):
+                self._release_stream(media.streams[index])
+        while media.streams and not media.streams[-1].anchors and len(media.streams) > pending.streams_before:
+            media.streams.pop()
+
+    def _rewrite(self, media: CallMedia, source_leg: int, body: bytes, *, stage: bool) -> bytes:
         target_leg = 1 - source_leg
         target_realm = self.realms[media.realms[target_leg]]
         origin = media.origins.get(target_leg)
@@ -155,17 +205,53 @@ class MediaSessions:
         if media.mode is MediaMode.DIRECT:
             return hide_origin_only(sd, origin)
         endpoints = media_endpoints(sd)
+        streams_before = len(media.streams)
+        new_streams: list[int] = []
         out_anchors: list[MediaAnchor | None] = []
         for index, ep in enumerate(endpoints):
             while len(media.streams) <= index:
                 media.streams.append(StreamAnchors())
             stream = media.streams[index]
             if ep is None or ep.rejected:
-                self._release_stream(stream)
                 out_anchors.append(None)
                 continue
-            source_anchor = self._anchor(media, stream, index, source_leg)
+            if not stream.anchors:
+                new_streams.append(index)
+            self._anchor(media, stream, index, source_leg)
             target_anchor = self._anchor(media, stream, index, target_leg)
+            out_anchors.append(
+                MediaAnchor(
+                    address=target_anchor.address,
+                    rtp_port=target_anchor.rtp_port,
+                    rtcp_port=None if ep.rtcp_mux else target_anchor.rtcp_port,
+                )
+            )
+        if stage:
+            media.pending = StagedOffer(source_leg, sd, endpoints, tuple(new_streams), streams_before)
+        else:
+            self._apply(media, source_leg, sd, endpoints)
+        scrubber = self._sender_addresses(media, source_leg, endpoints)
+        replacement = target_realm.media.address
+        return anchor_sdp(
+            sd,
+            out_anchors,
+            origin,
+            hide=replacement,
+            scrub=lambda text: scrubber.scrub_text(text, replacement),
+        )
+
+    def _apply(
+        self, media: CallMedia, source_leg: int, sd: SessionDescription, endpoints: list[MediaEndpoint | None]
+    ) -> None:
+        """Program and connect the anchors from the SDP of `source_leg`'s endpoint; free rejected streams."""
+        target_leg = 1 - source_leg
+        for index, ep in enumerate(endpoints):
+            stream = media.streams[index]
+            if ep is None or ep.rejected:
+                self._release_stream(stream)
+                continue
+            source_anchor = self._anchor(media, stream, index, source_leg)
+            self._anchor(media, stream, index, target_leg)
             stream.endpoints[source_leg] = ep
             stream.clock_rates[source_leg] = _clock_rate(sd.media[index])
             self._program(media, stream, source_leg, source_anchor)
@@ -174,14 +260,18 @@ class MediaSessions:
                 self._program(media, stream, target_leg, other)  # the answer turned rtcp-mux off (or on)
             remote = Endpoint(ep.address, ep.rtp_port) if ep.rtp_port and not ep.address.is_unspecified else None
             self._link(media, stream, index, source_leg, remote)
-            out_anchors.append(
-                MediaAnchor(
-                    address=target_anchor.address,
-                    rtp_port=target_anchor.rtp_port,
-                    rtcp_port=None if ep.rtcp_mux else target_anchor.rtcp_port,
-                )
-            )
-        return anchor_sdp(sd, out_anchors, origin, hide=target_realm.media.address)
+
+    def _sender_addresses(
+        self, media: CallMedia, source_leg: int, endpoints: list[MediaEndpoint | None]
+    ) -> AddressScrubber:
+        """What the SDP of `source_leg` may name of its side: that realm's networks and SBC addresses,
+        and the endpoint's own media addresses."""
+        realm = self.realms[media.realms[source_leg]]
+        hidden: set[IPAddress] = {realm.address, realm.public_address, realm.media.address}
+        for ep in endpoints:
+            if ep is not None:
+                hidden.update(a for a in (ep.address, ep.rtcp_address) if not a.is_unspecified)
+        return AddressScrubber(realm.networks, frozenset(hidden))
 
     @staticmethod
     def _mux(stream: StreamAnchors) -> bool:

@@ -81,6 +81,7 @@ class RegisterRelay:
             local_party="",
             remote_party="",
             destination=PeerAddress(transport, registrar.host, registrar.port),
+            large_over_tcp=realm.large_over_tcp(registrar),
         )
         state.send_request(leg, up, now, RegisterContext(binding, (realm_name, txn_id), req))
 

@@ -19,6 +19,7 @@ class RouteDecision:
     to_realm: str
     destination: PeerAddress
     request_uri: str
+    peer: Peer | None = None  # the configured peer it goes to (None: a registered phone)
 
 
 class Router:
@@ -47,7 +48,7 @@ class Router:
                 if route.use_registrations:
                     return 404
                 continue
-            return RouteDecision(route, route.to_realm, _address(peer), _request_uri(ruri, peer))
+            return RouteDecision(route, route.to_realm, _address(peer), _request_uri(ruri, peer), peer)
         return 404
 
     def _binding_destination(self, binding: Binding) -> PeerAddress:

@@ -8,13 +8,13 @@ transmit, log, answer a request, send a request with its context, end a call.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 
 from dataplane.api import Dataplane
 from sbc.b2bua.call import Call, CallState, Leg
-from sbc.b2bua.contexts import ClientContext, ServerContext
+from sbc.b2bua.contexts import ClientContext, InviteContext, ServerContext
 from sbc.b2bua.keepalive import TrunkMonitor
+from sbc.b2bua.loops import rebranch, seal, unsealed_branch
 from sbc.b2bua.media import MediaSessions
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, SendSip
 from sbc.b2bua.reasons import reason as reason_phrase
@@ -28,18 +28,13 @@ from sbc.policy.topology import HeaderPolicy
 from sbc.sip import transaction as tx
 from sbc.sip.errors import LocalProtocolError
 from sbc.sip.message import Request, Response, make_response
+from sbc.sip.size_limits import too_large_for_udp, with_top_via
 from sbc.sip.transaction import PeerAddress, TimerConfig, TransactionLayer
 from sbc.sip.uri import format_host
 
-__all__ = ["BRANCH_PREFIX", "CoreState", "DialogKey", "fingerprint"]
+__all__ = ["CoreState", "DialogKey"]
 
-BRANCH_PREFIX = "z9hG4bKsbc"
 DialogKey = tuple[str, str, str]  # (realm, Call-ID, our tag)
-
-
-def fingerprint(request_uri: str) -> str:
-    """What our Via branch carries of the Request-URI we sent, to recognise a loop (RFC 3261 §16.3)."""
-    return format(zlib.crc32(request_uri.encode("utf-8", "surrogateescape")), "08x")
 
 
 class CoreState:
@@ -59,6 +54,9 @@ class CoreState:
         self.server_ctx: dict[tuple[str, str], ServerContext] = {}
         self.counters = Counters()
         self.out: list[Output] = []
+        # Requests moved to TCP for their size (RFC 3261 §18.1.1), by (realm, transaction id): sent
+        # again over UDP should the TCP connection fail (`retry_over_udp`).
+        self.moved_to_tcp: dict[tuple[str, str], tuple[Request, PeerAddress]] = {}
 
     def configure(self, config: SbcConfig) -> None:
         self.config = config
@@ -104,15 +102,18 @@ class CoreState:
                 return ls.port
         return realm.listeners[0].port if realm.listeners else 5060
 
-    def via(self, realm: Realm, transport: str, request_uri: str = "") -> str:
-        """Our Via. The branch carries a fingerprint of the Request-URI we sent, for loop detection."""
-        branch = f"{BRANCH_PREFIX}{self.token(6)}.{fingerprint(request_uri)}"
+    def via(self, realm: Realm, transport: str) -> str:
+        """Our Via. Its branch gets the fingerprint of the finished request when it is sent
+        (`loops.seal`), by which the request is recognised should it come back (RFC 3261 §16.3)."""
+        branch = unsealed_branch(self.token(6))
         return (
             f"SIP/2.0/{transport.upper()} {format_host(str(realm.public_address))}:{self.port(realm, transport)}"
             f";branch={branch};rport"
         )
 
-    def contact(self, realm: Realm, transport: str, user: str = "sbc") -> str:
+    def contact(self, realm: Realm, transport: str, user: str) -> str:
+        """Our Contact. On a call leg its user names the leg (`Leg.contact_user`), so every dialog of the
+        SBC has its own remote target (RFC 3261 §8.1.1.8: it reaches this UA in this dialog)."""
         host = format_host(str(realm.public_address))
         tparam = "" if transport == "udp" else f";transport={transport}"
         return f"<sip:{user}@{host}:{self.port(realm, transport)}{tparam}>"
@@ -162,12 +163,47 @@ class CoreState:
         """Send `request` on `leg` in a new client transaction; its answers are handled by `context`."""
         if request.method == "INVITE":
             leg.invite_cseq = request.cseq[0]
+        seal(request)
+        hop = leg.next_hop()
+        destination = self.transport_for(leg, request, hop)
         txn_id, commands = self.layers[leg.realm].send_request(
-            request, leg.destination, now, reliable=leg.transport != "udp"
+            request, destination, now, reliable=destination.transport != "udp"
         )
         self.transmit(leg.realm, commands)
         self.client_ctx[(leg.realm, txn_id)] = context
+        if destination is not hop:
+            self.moved_to_tcp[(leg.realm, txn_id)] = (request, hop)
         return txn_id
+
+    def retry_over_udp(self, realm: str, txn_id: str, now: float) -> bool:
+        """RFC 3261 §18.1.1: a request sent over TCP for its size whose connection failed is retried
+        over UDP, as a new transaction with the same context. False: it was not such a request."""
+        moved = self.moved_to_tcp.pop((realm, txn_id), None)
+        context = self.client_ctx.get((realm, txn_id))
+        if moved is None or context is None:
+            return False
+        sent, hop = moved
+        request = sent.copy()
+        with_top_via(request, "udp", self.port(self.realms[realm], "udp"))
+        rebranch(request, self.token(6))
+        new_txn, commands = self.layers[realm].send_request(request, hop, now, reliable=False)
+        self.transmit(realm, commands)
+        del self.client_ctx[(realm, txn_id)]
+        self.client_ctx[(realm, new_txn)] = context
+        if isinstance(context, InviteContext) and context.call.callee_invite_txn == txn_id:
+            context.call.callee_invite_txn = new_txn
+        self.log("warning", "sip.tcp_failed_retry_udp", realm=realm, method=request.method, destination=str(hop))
+        return True
+
+    def transport_for(self, leg: Leg, request: Request, destination: PeerAddress) -> PeerAddress:
+        """RFC 3261 §18.1.1: a request above 1300 bytes to a UDP peer that takes TCP goes over TCP, its
+        top Via (ours) naming TCP and our TCP port. Other destinations are kept as they are."""
+        if destination.transport != "udp" or not leg.large_over_tcp:
+            return destination
+        if not too_large_for_udp(len(request.serialize())):
+            return destination
+        with_top_via(request, "tcp", self.port(self.realms[leg.realm], "tcp"))
+        return PeerAddress("tcp", destination.host, destination.port)
 
     # ---- the end of a call -----------------------------------------------------------------------
     def fail_call(self, call: Call, status: int, reason: str) -> None:

@@ -128,3 +128,31 @@ class TargetRewriter:
             elif key == "require":
                 kept.append(part)
         return ("&".join(kept) or None), mapped
+
+
+# ---- the implicit subscription of a relayed REFER (RFC 3515 §2.4.6) ----------------------------
+# The NOTIFYs of a REFER name it by the CSeq it had where it was received (`Event: refer;id=<CSeq>`;
+# required from the second REFER of a dialog on, allowed for the first). Each leg of a call counts its
+# own CSeqs, so a REFER relayed from one leg to the other has two numbers and the id must be mapped.
+# `ReferIds` maps (leg index the REFER was sent on, its CSeq there) -> its CSeq on the leg it came from.
+ReferIds = dict[tuple[int, int], int]
+
+
+def refer_relayed(ids: ReferIds, sent_on: int, sent_cseq: int, received_cseq: int) -> None:
+    ids[(sent_on, sent_cseq)] = received_cseq
+
+
+def notify_event(ids: ReferIds, arrived_on: int, value: str) -> str:
+    """The Event value for a NOTIFY (or SUBSCRIBE) that arrived on leg `arrived_on`, for the other leg:
+    a refer id that names a REFER we relayed onto `arrived_on` names it as its sender numbered it."""
+    package, sep, params = value.partition(";")
+    if package.strip().lower() != "refer" or not sep:
+        return value
+    parts = params.split(";")
+    for i, part in enumerate(parts):
+        name, eq, number = part.partition("=")
+        if name.strip().lower() == "id" and eq and number.strip().isdigit():
+            mapped = ids.get((arrived_on, int(number.strip())))
+            if mapped is not None:
+                parts[i] = f"{name}={mapped}"
+    return f"{package};{';'.join(parts)}"

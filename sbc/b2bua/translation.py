@@ -25,6 +25,7 @@ from sbc.sip.uri import NameAddr, Uri, format_host, host_address
 
 __all__ = [
     "CREDENTIAL_HEADERS",
+    "OFFERING_METHODS",
     "SDP_TYPE",
     "TARGET_REFRESH",
     "LegTranslator",
@@ -37,6 +38,8 @@ SDP_TYPE = "application/sdp"
 SIPFRAG_TYPE = "message/sipfrag"
 # Requests that refresh the remote target of a dialog (RFC 3261 §12.2, RFC 3311 §5.1).
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "NOTIFY", "SUBSCRIBE", "REFER"})
+# Requests whose SDP is an offer (RFC 3264, RFC 3311); a failure of the request withdraws it.
+OFFERING_METHODS = frozenset({"INVITE", "UPDATE"})
 _TRANSFER_HEADERS = frozenset({"refer-to", "referred-by", "replaces"})
 # Digest credentials (RFC 3261 §22): they cross unchanged, see LegTranslator.pass_credentials.
 CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
@@ -81,18 +84,19 @@ class LegTranslator:
         if cseq is None:
             leg.local_cseq += 1
             cseq = leg.local_cseq
+        target = leg.target()  # through the dialog's route set (RFC 3261 §12.2.1.1)
         headers = [
-            HeaderField("Via", state.via(realm, leg.transport, leg.remote_target)),
+            HeaderField("Via", state.via(realm, leg.transport)),
             HeaderField("Max-Forwards", "70"),
             HeaderField("From", leg.local_header()),
             HeaderField("To", leg.remote_header()),
             HeaderField("Call-ID", leg.call_id),
             HeaderField("CSeq", f"{cseq} {method}"),
         ]
-        headers.extend(HeaderField("Route", r) for r in leg.route_set)
+        headers.extend(HeaderField("Route", r) for r in target.routes)
         if method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"):
             headers.append(HeaderField("Contact", leg.contact))
-        request = Request(method, leg.remote_target, headers)
+        request = Request(method, target.request_uri, headers)
         other = call.other(leg)
         if source is not None:
             state.header_policy[leg.realm].copy_headers(source, request)
@@ -124,6 +128,11 @@ class LegTranslator:
         code = status if status is not None else resp.status
         reason = resp.reason if status is None or status == resp.status else reason_phrase(code)
         out = make_response(to_request, code, reason, to_tag=to_leg.local_tag if to_leg.index == 0 else None)
+        if 100 < code < 300 and to_request is call.initial_request:
+            # RFC 3261 §12.1.1: as the UAS of the request that sets up the dialog, copy its Record-Route
+            # into the 18x/2xx, values and order unchanged: the caller side learns the same route set.
+            for value in to_request.get_all("record-route"):
+                out.add("Record-Route", value)
         if code < 300 and code != 100 and to_request.method in TARGET_REFRESH:
             out.add("Contact", to_leg.contact)
         if 180 <= code < 200 and resp.get("rseq") is not None:
@@ -136,7 +145,9 @@ class LegTranslator:
             return None
         out.add("Server", state.user_agent(to_leg.realm))
         self.scrubber(from_leg).scrub_message(
-            out, state.realms[to_leg.realm].public_address, skip=("via", "from", "to", "call-id", "cseq")
+            out,
+            state.realms[to_leg.realm].public_address,
+            skip=("via", "from", "to", "call-id", "cseq", "record-route"),  # all the receiver's own
         )
         self._outbound_rules(call, to_leg, out)
         return out
@@ -200,7 +211,11 @@ class LegTranslator:
         ctype = (source.get("content-type") or "").split(";")[0].strip().lower()
         if ctype == SDP_TYPE:
             try:
-                target.body = state.media.process(call.media, source_leg.index, source.body)
+                if isinstance(target, Request) and target.method in OFFERING_METHODS:
+                    # An offer: once the call has media, it waits for its answer (RFC 3264 §8).
+                    target.body = state.media.offer(call.media, source_leg.index, source.body)
+                else:
+                    target.body = state.media.process(call.media, source_leg.index, source.body)
             except MediaError as exc:
                 state.log("warning", "media.rejected", call, reason=str(exc), status=exc.status)
                 state.fail_call(call, exc.status, str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sbc.b2bua.contexts import KeepaliveContext
 from sbc.b2bua.keepalive import TrunkChanged, options_probe
+from sbc.b2bua.loops import seal
 from sbc.b2bua.state import CoreState
 from sbc.sip.transaction import PeerAddress
 
@@ -30,6 +31,7 @@ class TrunkProbes:
                 tag=state.token(5),
                 user_agent=state.user_agent(realm.name),
             )
+            seal(probe)
             destination = PeerAddress(transport, trunk.peer.host, trunk.peer.port)
             txn_id, commands = state.layers[realm.name].send_request(probe, destination, now)
             state.transmit(realm.name, commands)

@@ -40,6 +40,7 @@ from sbc.config.model import (
     Peer,
     PeerTls,
     Realm,
+    RedirectPolicy,
     Route,
     SbcConfig,
     SnmpAuth,
@@ -291,6 +292,7 @@ def _enum(
     cls: type[Transport]
     | type[LatchMode]
     | type[MediaMode]
+    | type[RedirectPolicy]
     | type[SnmpAuth]
     | type[SnmpPriv]
     | type[SnmpVersion]
@@ -496,6 +498,14 @@ def _realm(r: _Reader, value: Any, path: str) -> Realm:
     realm: Realm = r.build(Realm, value, path, _REALM)
     if not tls_ok:
         raise _Reported
+    for name in ("peer", "registrar"):
+        peer: Peer | None = getattr(realm, name)
+        if peer is not None and peer.large_over_tcp and realm.listener(Transport.TCP) is None:
+            r.problem(
+                child_path(child_path(path, name), "large_over_tcp"),
+                "large_over_tcp needs a tcp listener in this realm (`listen:`): the Via names the port for the answer",
+            )
+            raise _Reported
     return realm
 
 
@@ -812,6 +822,7 @@ _PEER: dict[str, _Key] = {
     "port": _Key("port", _port),
     "transport": _Key("transport", _enum(Transport)),
     "keepalive_s": _Key("keepalive_s", _at_least(0)),
+    "large_over_tcp": _Key("large_over_tcp", _bool),
     "tls": _Key("tls", _peer_tls),
 }
 _PEER_TLS: dict[str, _Key] = {
@@ -856,6 +867,7 @@ _REALM: dict[str, _Key] = {
     "advertised_address": _Key("advertised_address", _address),
     "networks": _Key("networks", _networks),
     "nat_traversal": _Key("nat_traversal", _bool),
+    "redirects": _Key("redirects", _enum(RedirectPolicy)),
 }
 _ROUTE: dict[str, _Key] = {
     "name": _Key("name", _name, required=True),

@@ -43,6 +43,14 @@ class LatchMode(StrEnum):
     LEARN = "learn"  # NATed realm: the first packets inside the learning window
 
 
+class RedirectPolicy(StrEnum):
+    """What the SBC does with a 3xx that answers a call it sent into a realm (RFC 3261 §8.1.3.4)."""
+
+    FOLLOW = "follow"  # try the contacts that are the realm's own peer or registrar, as the same call
+    RELAY = "relay"  # pass the 3xx on with contacts that lead back through the SBC
+    REFUSE = "refuse"  # the caller gets 480
+
+
 class MessageDirection(StrEnum):
     INBOUND = "inbound"  # a message arriving from the realm
     OUTBOUND = "outbound"  # a message leaving toward the realm
@@ -85,6 +93,9 @@ class Peer:
     # Seconds between OPTIONS keepalives (sbc.b2bua.keepalive); 0: not monitored. Only a realm's `peer`
     # (its trunk) is monitored; on a registrar or a route target the value is ignored.
     keepalive_s: int = 0
+    # A request above 1300 bytes goes over TCP although `transport` is udp (RFC 3261 §18.1.1); None:
+    # when the realm listens on TCP (see `Realm.large_over_tcp`).
+    large_over_tcp: bool | None = None
     tls: PeerTls = field(default_factory=PeerTls)  # with `transport: tls`: how its certificate is verified
 
 
@@ -122,10 +133,18 @@ class Realm:
     # Endpoints behind NAT: send their requests to the address their messages came from (RFC 3581
     # style), not to the private address in their Contact.
     nat_traversal: bool = False
+    redirects: RedirectPolicy = RedirectPolicy.FOLLOW  # a 3xx from this realm's side
 
     @property
     def public_address(self) -> IPAddress:
         return self.advertised_address or self.address
+
+    def large_over_tcp(self, peer: Peer) -> bool:
+        """Whether requests too large for UDP go to `peer` over TCP: only from a realm with a TCP
+        listener (the Via must name a port that takes the answer), by default whenever it has one."""
+        if self.listener(Transport.TCP) is None:
+            return False
+        return peer.large_over_tcp is not False
 
     def listener(self, transport: Transport) -> Listener | None:
         return next((ls for ls in self.listeners if ls.transport == transport), None)

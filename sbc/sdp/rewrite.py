@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from sbc.sdp.endpoints import is_address_hold
 from sbc.sdp.fields import Address, RtcpAttribute
+from sbc.sdp.lines import content, replace_content
 from sbc.sdp.origin import OriginRewriter
 from sbc.sdp.session import MediaSection, SessionDescription
 
 _UNSPECIFIED: dict[int, Address] = {4: IPv4Address("0.0.0.0"), 6: IPv6Address("::")}
+# Lines of free text or attributes that may name the sender's addresses: `a=ssrc:<id> cname:user@host`
+# (RFC 5576 §4.1, the RTCP CNAME of RFC 3550 §6.5.1), `a=tool:`, vendor attributes, i=, u=, e=, p=.
+_SCRUBBED_LINES = ("a=", "i=", "u=", "e=", "p=")
+# Attributes left alone: values that are encodings, not text (a DTLS fingerprint can look like an IPv6
+# address, SRTP keys must reach the far end byte for byte), and a=rtcp, which anchoring rewrites.
+_OPAQUE_ATTRIBUTES = frozenset({"crypto", "fingerprint", "key-mgmt", "ice-ufrag", "ice-pwd", "rtcp", "rtpmap", "fmtp"})
+
+# Replaces the sender side's addresses in a line of text by the SBC's address toward the receiver.
+Scrub = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,7 @@ def anchor_sdp(
     origin: OriginRewriter,
     *,
     hide: Address | None = None,
+    scrub: Scrub | None = None,
 ) -> bytes:
     """Point every anchored stream at the SBC: c= (IN IP4 or IN IP6), m= port, a=rtcp; drop ICE; hide o=.
 
@@ -61,7 +73,9 @@ def anchor_sdp(
     its place with port 0, but with `hide` (the SBC's address in the realm the SDP goes to) an address
     of its own (c=, a=rtcp) is replaced too, so not even a dead stream shows the other side's address.
     A stream on old-style hold (c=0.0.0.0, RFC 3264 §8.4) stays on hold: it gets the unspecified
-    address of the anchor's family. All other lines (a=crypto included) go out byte for byte and in order.
+    address of the anchor's family. With `scrub`, attributes and text lines that name addresses of
+    the sender's side are edited in place (`scrub_attributes`). All other lines (a=crypto included) go
+    out byte for byte and in order.
     """
     if len(anchors) != len(sd.media):
         raise ValueError(f"{len(anchors)} anchors given for {len(sd.media)} media sections")
@@ -85,7 +99,37 @@ def anchor_sdp(
         elif section.rejected and hide is not None and section.rtcp is not None and section.rtcp.address is not None:
             section = section.with_rtcp(RtcpAttribute(section.rtcp.port, hide))
         media.append(section)
-    return bytes(origin.rewrite(anchored.with_media(media).without_ice()))
+    out = anchored.with_media(media).without_ice()
+    if scrub is not None:
+        out = scrub_attributes(out, scrub)
+    return bytes(origin.rewrite(out))
+
+
+def scrub_attributes(sd: SessionDescription, scrub: Scrub) -> SessionDescription:
+    """Topology hiding inside SDP: every attribute and text line (`_SCRUBBED_LINES`) except the opaque
+    ones goes through `scrub`, edited in place; c=, m= and o= are the anchoring's and origin's business."""
+    session_lines = _scrubbed(sd.session_lines, scrub)
+    media = [dataclasses.replace(m, lines=_scrubbed(m.lines, scrub)) for m in sd.media]
+    return dataclasses.replace(sd, session_lines=session_lines, media=tuple(media))
+
+
+def _scrubbed(lines: tuple[str, ...], scrub: Scrub) -> tuple[str, ...]:
+    out: list[str] = []
+    for line in lines:
+        if line.startswith(_SCRUBBED_LINES) and not _opaque(line):
+            text = content(line)
+            new = scrub(text)
+            if new != text:
+                line = replace_content(line, new)
+        out.append(line)
+    return tuple(out)
+
+
+def _opaque(line: str) -> bool:
+    if not line.startswith("a="):
+        return False
+    name = content(line)[2:].split(":", 1)[0].strip().lower()
+    return name in _OPAQUE_ATTRIBUTES
 
 
 def hide_origin_only(sd: SessionDescription, origin: OriginRewriter) -> bytes:

@@ -80,6 +80,11 @@ class PeerAddress:
     host: str
     port: int
 
+    def __str__(self) -> str:
+        """As a SIP URI, for people (logs, `sbc registrations`): `sip:host:port;transport=udp`."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"sip:{host}:{self.port};transport={self.transport.lower()}"
+
 
 def is_reliable(transport: str) -> bool:
     """§17.1.1.2 et seq.: no retransmission timers and zero-length wait timers on these."""

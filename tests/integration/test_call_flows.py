@@ -158,10 +158,13 @@ def test_trunk_failure_mapped_to_the_caller(
     sbc: SbcProcess, tmp_path: Path, trunk: tuple[int, str], caller: int, caller_reason: str
 ) -> None:
     """The trunk's final answer reaches the caller: as it is when it describes the call, mapped when it
-    would hand it the far side's contacts (3xx). Every status, and 503 as 500: test_core_refusals."""
+    would hand it the far side's contacts (a 3xx not followed). Every status, and 503 as 500:
+    test_core_refusals."""
     extra = "      Retry-After: 30"
     if trunk[0] == 302:
-        extra += f"\n      Contact: <sip:elsewhere@{TRUNK}:5099>"
+        # A host that is not the trunk's: not followed (a 3xx to the trunk's own host is, see
+        # tests/unit/b2bua/test_redirects.py), so the caller hears 480.
+        extra += "\n      Contact: <sip:elsewhere@198.18.7.7:5099>"
     uac, uas = _refused_call(sbc, tmp_path, caller, trunk, extra)
     final = first_received(uac, f"SIP/2.0 {caller} ")
     assert final.startswith(f"SIP/2.0 {caller} {caller_reason}")
@@ -244,6 +247,7 @@ def test_register_challenge_expiry_and_call_to_the_real_contact(
     assert rcs == (0, 0, 0), details
     bindings = sbc.query("registrations")["registrations"]
     assert [b["aor"] for b in bindings] == ["alice@branch.example"] and 0 < bindings[0]["expires_in_s"] <= 120
+    assert bindings[0]["flow"] == f"sip:{PHONE}:{PHONE_PORT};transport=udp"  # a SIP URI, not a Python repr
     challenged = first_received(phone, f"SIP/2.0 {status} ")
     assert header(challenged, challenge) is not None and header(challenged, "Server") == "EdgeSBC-test"
     registers = all_received(registrar, "REGISTER ")

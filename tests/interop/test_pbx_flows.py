@@ -9,8 +9,8 @@ Audio is checked in the phones' own recordings of what they decoded; after a re-
 records nothing more (also between two baresips with no SBC between them), so after hold/resume
 the check is on the RTP the SBC sent each phone, decoded from the capture.
 
-The flows marked xfail fail on the SBC as of this tier's writing, for the issue 11 items named in
-each mark; the marks are strict, so a fix makes its flow pass and its mark must then go.
+Issue 11's items 1-6 made these flows fail when this tier was written (hairpin and WAN phone
+route sets, NOTIFY ids, refused hold, SDP/RTCP CNAMEs, 302, large INVITE); they pass since the fixes.
 """
 
 from __future__ import annotations
@@ -42,22 +42,6 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 TALK_S = 1.5  # how long each call carries audio before the checks: enough for a clear tone
 PACKETS_PER_S = 50  # G.711 at 20 ms per packet
 RTCP_REPORT_S = 6.5  # baresip's first RTCP report comes about 5 s into a call
-
-# Why flows fail on the SBC as this tier was written (issue 11's items).
-ITEM_1_HAIRPIN = (
-    "issue 11 item 1: the SBC's 200 to the PBX's INVITE copies no Record-Route, so the ACK/BYE of the SBC's "
-    "outgoing leg carry no Route: Kamailio drops the ACK (B's phone never sees it) and answers BYE 404 Not here"
-)
-ITEM_1_WAN_PHONE = "issue 11 item 1: the SBC's 200 carries no Record-Route, so the WAN phone's ACK/BYE skip the PBX"
-ITEM_2 = "issue 11 item 2: the REFER's NOTIFY carries Event: refer;id= of the wrong CSeq, answered 481"
-ITEM_3 = "issue 11 item 3: after the PBX refused the hold (488) the SBC stops relaying audio"
-ITEM_4 = "issue 11 item 4: baresip's a=ssrc cname (sip:1001@<SBC LAN address>) and its RTCP CNAME reach the WAN"
-ITEM_5 = "issue 11 item 5: the PBX's 302 becomes a 480 for the caller"
-ITEM_6 = "issue 11 item 6: a 1700-byte INVITE goes to the UDP-configured PBX over UDP"
-
-
-def xfail(*reasons: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(reason="; ".join(reasons), strict=True)
 
 
 # ---- the flows' vocabulary ----------------------------------------------------------------------------
@@ -175,7 +159,6 @@ def test_two_phones_register_through_the_sbc(
 
 
 # ---- A -> PBX -> B at the same branch (the hairpin) ----------------------------------------------------
-@xfail(ITEM_1_HAIRPIN, ITEM_4)
 @pytest.mark.parametrize("hanging_up", ["caller", "callee"])
 def test_hairpin_call_audio_both_ways_and_hang_up(
     sbc: SbcProcess, wire: Capture, phone: PhoneFactory, hanging_up: str
@@ -189,7 +172,6 @@ def test_hairpin_call_audio_both_ways_and_hang_up(
     assert_clean_wan(sbc, wire.stop(), ("ACK", "BYE"))
 
 
-@xfail(ITEM_1_HAIRPIN, ITEM_4)
 def test_hairpin_hold_and_resume(sbc: SbcProcess, wire: Capture, phone: PhoneFactory) -> None:
     a, b = phone("A"), phone("B")
     connect(a, b, f"sip:{b.user}@{SBC_LAN}")
@@ -203,7 +185,6 @@ def test_hairpin_hold_and_resume(sbc: SbcProcess, wire: Capture, phone: PhoneFac
     assert_clean_wan(sbc, packets, ("ACK", "INVITE", "BYE"))
 
 
-@xfail(ITEM_1_HAIRPIN, ITEM_2, ITEM_4)
 def test_hairpin_blind_transfer_to_a_third_phone(sbc: SbcProcess, wire: Capture, phone: PhoneFactory) -> None:
     """A calls B, then sends B to C (REFER): B calls C, A is told (NOTIFY) and leaves the call."""
     a, b, c = phone("A"), phone("B"), phone("C")
@@ -238,10 +219,10 @@ def lan_wan_call(phone: PhoneFactory, direction: str) -> tuple[Phone, Phone]:
 @pytest.mark.parametrize(
     ("direction", "hanging_up"),
     [
-        pytest.param("lan-calls-wan", "lan", id="lan-calls-wan-lan-hangs-up", marks=xfail(ITEM_4)),
-        pytest.param("lan-calls-wan", "wan", id="lan-calls-wan-wan-hangs-up", marks=xfail(ITEM_4)),
-        pytest.param("wan-calls-lan", "lan", id="wan-calls-lan-lan-hangs-up", marks=xfail(ITEM_1_WAN_PHONE, ITEM_4)),
-        pytest.param("wan-calls-lan", "wan", id="wan-calls-lan-wan-hangs-up", marks=xfail(ITEM_1_WAN_PHONE, ITEM_4)),
+        pytest.param("lan-calls-wan", "lan", id="lan-calls-wan-lan-hangs-up"),
+        pytest.param("lan-calls-wan", "wan", id="lan-calls-wan-wan-hangs-up"),
+        pytest.param("wan-calls-lan", "lan", id="wan-calls-lan-lan-hangs-up"),
+        pytest.param("wan-calls-lan", "wan", id="wan-calls-lan-wan-hangs-up"),
     ],
 )
 def test_lan_wan_call_audio_both_ways_and_hang_up(
@@ -255,7 +236,6 @@ def test_lan_wan_call_audio_both_ways_and_hang_up(
     assert_clean_wan(sbc, wire.stop(), ("ACK", "BYE"))
 
 
-@xfail(ITEM_4)
 @pytest.mark.parametrize("holder", ["lan", "wan"])
 def test_lan_calls_wan_hold_and_resume(sbc: SbcProcess, wire: Capture, phone: PhoneFactory, holder: str) -> None:
     lan, far = lan_wan_call(phone, "lan-calls-wan")
@@ -269,7 +249,6 @@ def test_lan_calls_wan_hold_and_resume(sbc: SbcProcess, wire: Capture, phone: Ph
     assert_clean_wan(sbc, packets, ("ACK", "INVITE", "BYE"))
 
 
-@xfail(ITEM_3, ITEM_4)
 def test_refused_hold_leaves_the_media_as_it_was(
     pbx: Kamailio, sbc: SbcProcess, wire: Capture, phone: PhoneFactory
 ) -> None:
@@ -294,7 +273,6 @@ def is_rtcp_report(p: Packet) -> bool:
     return p.transport == "udp" and len(p.payload) >= 8 and p.payload[0] >> 6 == 2 and p.payload[1] in (200, 201)
 
 
-@xfail(ITEM_4)
 def test_lan_calls_wan_rtcp_reports_carry_no_inside_address(
     sbc: SbcProcess, wire: Capture, phone: PhoneFactory
 ) -> None:
@@ -309,7 +287,6 @@ def test_lan_calls_wan_rtcp_reports_carry_no_inside_address(
 
 
 # ---- call forwarding by the PBX (302) --------------------------------------------------------------------
-@xfail(ITEM_5)
 def test_302_from_the_pbx_reaches_the_forwarding_target(sbc: SbcProcess, wire: Capture, phone: PhoneFactory) -> None:
     """Kamailio answers 302 for FORWARDED_USER, naming FORWARD_TARGET on the PBX (the WAN phone W).
 
@@ -340,7 +317,6 @@ def test_302_from_the_pbx_reaches_the_forwarding_target(sbc: SbcProcess, wire: C
 
 
 # ---- a large INVITE ---------------------------------------------------------------------------------------
-@xfail(ITEM_6)
 def test_large_invite_reaches_the_pbx_over_tcp(
     tmp_path: Path, sbc: SbcProcess, wire: Capture, phone: PhoneFactory
 ) -> None:

@@ -275,3 +275,26 @@ def test_stream_added_mid_call_gets_its_own_idle_clock() -> None:
     assert sessions.check(call, 102.0, 0.0, TIMEOUTS) == []  # video has sent nothing yet: 0 s, not 102 s
     found = sessions.check(call, 113.0, 0.0, TIMEOUTS)
     assert sorted((f.stream, f.leg) for f in found if f.leg is not None) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_a_reoffer_is_staged_until_its_answer_and_dropped_when_it_fails() -> None:
+    dp, sessions, call = setup()
+    sessions.process(call, 0, sdp(PHONE, AUDIO))
+    sessions.process(call, 1, sdp(TRUNK, AUDIO))
+    lan = call.streams[0].anchors[0]
+    before = dp.leg_of(lan)
+    sessions.offer(call, 0, sdp(PHONE_B, AUDIO + "\na=sendonly", "m=video 6002 RTP/AVP 96"))
+    assert dp.leg_of(lan) == before and len(call.streams) == 2 and len(dp.live) == 4
+    sessions.offer_failed(call)
+    assert dp.leg_of(lan) == before and len(call.streams) == 1 and len(dp.live) == 2
+    sessions.offer(call, 0, sdp(PHONE_B, AUDIO + "\na=sendonly"))
+    sessions.process(call, 1, sdp(TRUNK, AUDIO + "\na=recvonly"))  # the answer applies offer and answer
+    after = dp.leg_of(lan)
+    assert after is not None and after.remote_rtp == Endpoint(PHONE_B, 6000) and not after.send_enabled
+
+
+def test_the_first_offer_is_applied_at_once() -> None:
+    dp, sessions, call = setup()
+    sessions.offer(call, 0, sdp(PHONE, AUDIO))
+    leg = dp.leg_of(call.streams[0].anchors[0])
+    assert leg is not None and leg.remote_rtp == Endpoint(PHONE, 6000) and call.pending is None

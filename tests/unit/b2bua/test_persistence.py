@@ -320,7 +320,21 @@ def test_reinvite_changes_are_saved(tmp_path: Path, loop: asyncio.AbstractEventL
         ],
         sdp("192.0.2.10", 6100),
     )
-    node.feed("lan", reinvite, PHONE)
+    out = node.feed("lan", reinvite, PHONE)
+    b_reinvite = next(m for m in sent(out, "wan") if isinstance(m, Request) and m.method == "INVITE")
+    answer = message(  # the relay takes the new offer when its answer comes (RFC 3264 §8)
+        "SIP/2.0 200 OK",
+        [
+            *(("Via", v) for v in b_reinvite.get_all("via")),
+            ("From", b_reinvite.get("from") or ""),
+            ("To", b_reinvite.get("to") or ""),
+            ("Call-ID", b_reinvite.call_id),
+            ("CSeq", b_reinvite.get("cseq") or ""),
+            ("Contact", "<sip:pbx@203.0.113.10:5060>"),
+        ],
+        sdp("203.0.113.20", 7000),
+    )
+    node.feed("wan", answer, TRUNK)
     node.persistence.flush()
     assert node.persistence.writes > writes
     saved = state(cfg)["calls"][0]  # type: ignore[index]

@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from sbc.sdp import MediaAnchor, OriginRewriter, SessionDescription, anchor_sdp, hide_origin_only
+from sbc.sdp.rewrite import scrub_attributes
 from tests.unit.sdp.sdp_samples import (
     AUDIO_VIDEO,
     DESK_PHONE,
@@ -177,3 +178,13 @@ def test_media_anchor_validates_ports() -> None:
 def test_hide_origin_only_changes_nothing_else() -> None:
     out = hide_origin_only(SessionDescription.parse(WEBRTC), _origin())
     assert out == WEBRTC.replace(b"o=- 4611731400430051336 2 IN IP4 127.0.0.1", b"o=sbc 1234 1 IN IP4 198.18.0.1")
+
+
+def test_scrub_attributes_edits_text_lines_in_place_and_leaves_opaque_ones() -> None:
+    body = (
+        "v=0\r\no=x 1 1 IN IP4 10.1.1.5\r\ns=-\ni=phone at 10.1.1.5\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0\r\na=ssrc:1 cname:u@10.1.1.5\r\n"
+        "a=fingerprint:sha-256 10:1:1:5:AB\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:10.1.1.5\r\n"
+    )
+    out = bytes(scrub_attributes(SessionDescription.parse(body.encode()), lambda t: t.replace("10.1.1.5", "X")))
+    assert out.decode() == body.replace("i=phone at 10.1.1.5", "i=phone at X").replace("cname:u@10.1.1.5", "cname:u@X")
