@@ -362,14 +362,21 @@ class InviteHandling:
             self.state.send_again(leg.realm, pending.ack, pending.destination or leg.next_hop())
 
     def ack_timeout(self, realm: str, txn_id: str, now: float) -> None:
-        """Our 2xx was never ACKed (§13.3.1.4): the dialog is confirmed, so end it with BYE on both legs."""
+        """Our 2xx was never ACKed (§13.3.1.4): the dialog is confirmed, so end it with BYE on both legs.
+        The INVITE server transaction may already be gone (Timer L ends it at the same instant and its
+        context with it), so the call is also found by the caller's INVITE transaction."""
         sctx = self.state.server_ctx.get((realm, txn_id))
-        if sctx is None:
-            return
-        call = sctx.call
-        if call.state is CallState.CONFIRMED:
+        call = sctx.call if sctx is not None else self._call_by_caller_invite(realm, txn_id)
+        if call is not None and call.state is CallState.CONFIRMED:
             self.state.log("warning", "call.no_ack", call)
             self.in_dialog.hang_up(call, now, "no ACK for 2xx")
+
+    def _call_by_caller_invite(self, realm: str, txn_id: str) -> Call | None:
+        # Only when an ACK never came: rare, so a scan of the live calls costs nothing worth an index.
+        for call in self.state.calls.values():
+            if call.caller.realm == realm and call.caller_invite_txn == txn_id:
+                return call
+        return None
 
     # ---- CANCEL ----------------------------------------------------------------------------------
     def cancel(self, realm: str, invite_txn: str, now: float) -> None:
