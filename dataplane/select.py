@@ -3,11 +3,13 @@ it chose, or with the reason it cannot run XDP.
 
 `sbc.app.make_dataplane` calls it with the config's `dataplane:` section (environment overrides
 applied: `dataplane.settings`) and falls back to the userspace relay with the reason, which
-`sbc status` shows. The checks, cheapest first: root (or CAP_BPF + CAP_NET_ADMIN), the bpf() syscall
-on this architecture, a bpf filesystem (mounted if missing), the object built by `make bpf` (never
-compiled here: the image carries it prebuilt and has no compiler), bpftool, and media addresses on
-real interfaces (XDP on `lo` offloads nothing: the loopback-only default config stays on the
-userspace relay).
+`sbc status` shows. The checks, cheapest first. When `sbc run` loads the program itself
+(`dataplane.loader: self`): root (or CAP_BPF + CAP_NET_ADMIN), the bpf() syscall on this
+architecture, a bpf filesystem (mounted if missing), the object built by `make bpf` (never compiled
+here: the image carries it prebuilt and has no compiler), bpftool. When a privileged step loaded it
+(`external`, sbc.service in the image): CAP_BPF and the step's pins. Both: media addresses on real
+interfaces (XDP on `lo` offloads nothing: the loopback-only default config stays on the userspace
+relay).
 """
 
 from __future__ import annotations
@@ -18,20 +20,30 @@ import platform
 from collections.abc import Sequence
 
 from dataplane.api import Dataplane, IPAddress
-from dataplane.settings import Overridden, RelayChoice
+from dataplane.settings import BpfLoader, Overridden, RelayChoice
 
 __all__ = ["try_xdp", "xdp_unavailable"]
 
 
-def xdp_unavailable(media_addresses: Sequence[IPAddress]) -> str | None:
+def xdp_unavailable(media_addresses: Sequence[IPAddress], chosen: Overridden) -> str | None:
     """Why XDP cannot run here (None: it can)."""
-    if not _bpf_privileged():
-        return "not root"  # nor with CAP_BPF and CAP_NET_ADMIN, as sbc.service in the image runs
+    external = chosen.settings.loader is BpfLoader.EXTERNAL
+    if external and not _capable(CAP_BPF):
+        return f"no CAP_BPF to open the pinned maps ({chosen.origin('loader')})"
+    if not external and not _capable(CAP_BPF, CAP_NET_ADMIN):
+        return "not root"  # nor with CAP_BPF and CAP_NET_ADMIN
     if platform.machine() not in ("x86_64", "aarch64", "arm64"):
         return f"no bpf() syscall number known for {platform.machine()}"
-    from dataplane.xdp import loader
+    from dataplane.xdp import abi, loader
     from dataplane.xdp.tool import ToolError, missing_tools
 
+    if external:
+        if not (chosen.settings.pin_dir / abi.PROG_PIN_NAME).exists():
+            return (
+                f"nothing pinned in {chosen.settings.pin_dir}: with {chosen.origin('loader')} the prepare step "
+                "loads the relay (`sbc prepare-dataplane`, sbc-dataplane.service)"
+            )
+        return _media_on_lo(media_addresses)
     try:
         loader.ensure_bpffs()
     except (ToolError, OSError) as exc:
@@ -50,8 +62,8 @@ CAP_NET_ADMIN = 12
 CAP_BPF = 39
 
 
-def _bpf_privileged() -> bool:
-    """Root, or what sbc.service grants its own user instead: CAP_BPF and CAP_NET_ADMIN effective."""
+def _capable(*caps: int) -> bool:
+    """Root, or these capabilities effective (what sbc.service grants its own user instead)."""
     if os.geteuid() == 0:
         return True
     try:
@@ -59,7 +71,7 @@ def _bpf_privileged() -> bool:
             for line in status:
                 if line.startswith("CapEff:"):
                     effective = int(line.split()[1], 16)
-                    return all(effective >> cap & 1 for cap in (CAP_BPF, CAP_NET_ADMIN))
+                    return all(effective >> cap & 1 for cap in caps)
     except (OSError, ValueError):
         pass
     return False
@@ -83,7 +95,7 @@ def try_xdp(
     if settings.relay is RelayChoice.USERSPACE:
         return None, chosen.origin("relay")
     addresses = list(dict.fromkeys(media_addresses))
-    reason = xdp_unavailable(addresses)
+    reason = xdp_unavailable(addresses, chosen)
     if reason is None:
         try:
             relay = XdpRelay.start(
@@ -92,6 +104,7 @@ def try_xdp(
                 pin_dir=settings.pin_dir,
                 xdp_mode=settings.xdp_mode,
                 mode_origin=chosen.origin("xdp_mode"),
+                bpf_loader=settings.loader,
             )
         except Exception as exc:
             reason = f"XDP start failed: {exc}"
