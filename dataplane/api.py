@@ -36,6 +36,7 @@ class FallbackReason(StrEnum):
     NO_OBJECT = "no-object"  # the XDP object is not built and cannot be
     MISSING_TOOL = "missing-tool"
     START_FAILED = "start-failed"
+    NOT_PREPARED = "not-prepared"  # the prepare step (sbc-dataplane.service) pinned nothing
 
     @property
     def is_failure(self) -> bool:

@@ -3,11 +3,13 @@ it chose, or with the reason it cannot run XDP.
 
 `sbc.app.make_dataplane` calls it with the config's `dataplane:` section (environment overrides
 applied: `dataplane.settings`) and falls back to the userspace relay with the reason (a `Fallback`:
-its kind and the details), which `sbc status` shows. The checks, cheapest first: root (or CAP_BPF +
-CAP_NET_ADMIN), the bpf() syscall on this architecture, a bpf filesystem (mounted if missing), the
-object built by `make bpf` (never compiled here: the image carries it prebuilt and has no compiler),
-bpftool, and media addresses on real interfaces (XDP on `lo` offloads nothing: the loopback-only
-default config stays on the userspace relay).
+its kind and the details), which `sbc status` shows. The checks, cheapest first. When `sbc run` loads the program itself
+(`dataplane.loader: self`): root (or CAP_BPF + CAP_NET_ADMIN), the bpf() syscall on this
+architecture, a bpf filesystem (mounted if missing), the object built by `make bpf` (never compiled
+here: the image carries it prebuilt and has no compiler), bpftool. When a privileged step loaded it
+(`external`, sbc.service in the image): CAP_BPF and the step's pins. Both: media addresses on real
+interfaces (XDP on `lo` offloads nothing: the loopback-only default config stays on the userspace
+relay).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dataplane.api import Fallback, FallbackReason, IPAddress
-from dataplane.settings import Overridden, RelayChoice
+from dataplane.settings import BpfLoader, Overridden, RelayChoice
 
 if TYPE_CHECKING:
     from dataplane.xdp.relay import XdpRelay
@@ -27,16 +29,27 @@ if TYPE_CHECKING:
 __all__ = ["try_xdp", "xdp_unavailable"]
 
 
-def xdp_unavailable(media_addresses: Sequence[IPAddress]) -> Fallback | None:
+def xdp_unavailable(media_addresses: Sequence[IPAddress], chosen: Overridden) -> Fallback | None:
     """Why XDP cannot run here (None: it can)."""
-    if not _bpf_privileged():
-        # nor with CAP_BPF and CAP_NET_ADMIN, as sbc.service in the image runs
-        return Fallback(FallbackReason.NOT_PRIVILEGED, "not root")
+    external = chosen.settings.loader is BpfLoader.EXTERNAL
+    if external and not _capable(CAP_BPF):
+        detail = f"no CAP_BPF to open the pinned maps ({chosen.origin('loader')})"
+        return Fallback(FallbackReason.NOT_PRIVILEGED, detail)
+    if not external and not _capable(CAP_BPF, CAP_NET_ADMIN):
+        return Fallback(FallbackReason.NOT_PRIVILEGED, "not root")  # nor with CAP_BPF and CAP_NET_ADMIN
     if platform.machine() not in ("x86_64", "aarch64", "arm64"):
         return Fallback(FallbackReason.NO_BPF_SYSCALL, f"no bpf() syscall number known for {platform.machine()}")
-    from dataplane.xdp import loader
+    from dataplane.xdp import abi, loader
     from dataplane.xdp.tool import ToolError, missing_tools
 
+    if external:
+        if not (chosen.settings.pin_dir / abi.PROG_PIN_NAME).exists():
+            detail = (
+                f"nothing pinned in {chosen.settings.pin_dir}: with {chosen.origin('loader')} the prepare step "
+                "loads the relay (`sbc prepare-dataplane`, sbc-dataplane.service)"
+            )
+            return Fallback(FallbackReason.NOT_PREPARED, detail)
+        return _media_on_lo(media_addresses)
     try:
         loader.ensure_bpffs()
     except (ToolError, OSError) as exc:
@@ -55,8 +68,8 @@ CAP_NET_ADMIN = 12
 CAP_BPF = 39
 
 
-def _bpf_privileged() -> bool:
-    """Root, or what sbc.service grants its own user instead: CAP_BPF and CAP_NET_ADMIN effective."""
+def _capable(*caps: int) -> bool:
+    """Root, or these capabilities effective (what sbc.service grants its own user instead)."""
     if os.geteuid() == 0:
         return True
     try:
@@ -64,7 +77,7 @@ def _bpf_privileged() -> bool:
             for line in status:
                 if line.startswith("CapEff:"):
                     effective = int(line.split()[1], 16)
-                    return all(effective >> cap & 1 for cap in (CAP_BPF, CAP_NET_ADMIN))
+                    return all(effective >> cap & 1 for cap in caps)
     except (OSError, ValueError):
         pass
     return False
@@ -90,7 +103,7 @@ def try_xdp(
     if settings.relay is RelayChoice.USERSPACE:
         return Fallback(FallbackReason.CHOSEN, chosen.origin("relay"))
     addresses = list(dict.fromkeys(media_addresses))
-    reason = xdp_unavailable(addresses)
+    reason = xdp_unavailable(addresses, chosen)
     if reason is None:
         try:
             relay = XdpRelay.start(
@@ -99,6 +112,7 @@ def try_xdp(
                 pin_dir=settings.pin_dir,
                 xdp_mode=settings.xdp_mode,
                 mode_origin=chosen.origin("xdp_mode"),
+                bpf_loader=settings.loader,
             )
         except Exception as exc:
             reason = Fallback(FallbackReason.START_FAILED, f"XDP start failed: {exc}")

@@ -9,6 +9,7 @@ Environment overrides (each one replaces the config's value when set and not emp
 * `SBC_DATAPLANE=auto|xdp|userspace` -> `relay`
 * `SBC_BPF_PIN_DIR=PATH` -> `pin_dir`
 * `SBC_XDP_MODE=auto|native|generic` -> `xdp_mode`
+* `SBC_BPF_LOADER=self|external` -> `loader` (sbc.service in the image sets `external`)
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from dataplane.xdp.abi import PIN_DIR
 
 __all__ = [
     "DEFAULT_PIN_DIR",
+    "ENV_LOADER",
     "ENV_MODE",
     "ENV_PIN_DIR",
     "ENV_XDP_MODE",
+    "BpfLoader",
     "DataplaneSettings",
     "Overridden",
     "RelayChoice",
@@ -36,6 +39,7 @@ __all__ = [
 ENV_MODE = "SBC_DATAPLANE"
 ENV_PIN_DIR = "SBC_BPF_PIN_DIR"
 ENV_XDP_MODE = "SBC_XDP_MODE"
+ENV_LOADER = "SBC_BPF_LOADER"
 DEFAULT_PIN_DIR = Path(PIN_DIR)  # the image's tmpfiles.d creates it for sbc.service
 
 
@@ -56,11 +60,24 @@ class XdpAttach(StrEnum):
     GENERIC = "generic"  # forced everywhere: works on any interface, without the driver's speed
 
 
+class BpfLoader(StrEnum):
+    """Who loads, pins and attaches the XDP program."""
+
+    # `sbc run` itself (root, or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN): a developer's or a test's run
+    SELF = "self"
+    # a privileged step before it (`sbc prepare-dataplane`, sbc-dataplane.service in the image);
+    # `sbc run` only opens the pinned maps and, before it touches the network, confines its own bpf()
+    # calls to map access (`dataplane.xdp.syscall_filter`): a bug in the code that parses the
+    # networks' input cannot load a program
+    EXTERNAL = "external"
+
+
 @dataclass(frozen=True, slots=True)
 class DataplaneSettings:
     relay: RelayChoice = RelayChoice.AUTO
     pin_dir: Path = DEFAULT_PIN_DIR
     xdp_mode: XdpAttach = XdpAttach.AUTO
+    loader: BpfLoader = BpfLoader.SELF
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +103,20 @@ def with_environment(settings: DataplaneSettings, environ: Mapping[str, str]) ->
             notes[name] = f"{variable}={text}"
         return text or None
 
-    relay, pin_dir, xdp_mode = settings.relay, settings.pin_dir, settings.xdp_mode
+    relay, pin_dir, xdp_mode, loader = settings.relay, settings.pin_dir, settings.xdp_mode, settings.loader
     if (text := given(ENV_MODE, "relay")) is not None:
         relay = _parse(RelayChoice, ENV_MODE, text)
     if (text := given(ENV_PIN_DIR, "pin_dir")) is not None:
         pin_dir = Path(text)
     if (text := given(ENV_XDP_MODE, "xdp_mode")) is not None:
         xdp_mode = _parse(XdpAttach, ENV_XDP_MODE, text)
-    return Overridden(replace(settings, relay=relay, pin_dir=pin_dir, xdp_mode=xdp_mode), notes)
+    if (text := given(ENV_LOADER, "loader")) is not None:
+        loader = _parse(BpfLoader, ENV_LOADER, text)
+    changed = replace(settings, relay=relay, pin_dir=pin_dir, xdp_mode=xdp_mode, loader=loader)
+    return Overridden(changed, notes)
 
 
-_Choice = TypeVar("_Choice", RelayChoice, XdpAttach)
+_Choice = TypeVar("_Choice", RelayChoice, XdpAttach, BpfLoader)
 
 
 def _parse(cls: type[_Choice], variable: str, text: str) -> _Choice:

@@ -67,6 +67,23 @@ def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[
     return relay, None
 
 
+def confine_bpf(config: SbcConfig) -> None:
+    """With `dataplane.loader: external` (sbc.service in the image) a privileged step loaded the
+    program and pinned the maps: from here on this process may call bpf() for map access only
+    (`dataplane.xdp.syscall_filter`). Called before the event loop and any thread start, before the
+    first socket. Raises OSError when the kernel refuses the filter."""
+    from dataplane.settings import BpfLoader, with_environment
+    from dataplane.xdp.syscall_filter import restrict_bpf_to_map_access
+
+    try:
+        chosen = with_environment(config.dataplane, os.environ)
+    except ValueError:
+        return  # make_dataplane reports it
+    if chosen.settings.loader is BpfLoader.EXTERNAL:
+        restrict_bpf_to_map_access()
+        emit("info", "sbc.bpf_confined", loader=chosen.origin("loader"))
+
+
 class SbcApp:
     def __init__(self, config: SbcConfig, dataplane: Dataplane | None = None, fallback: Fallback | None = None) -> None:
         self.config = config

@@ -1,4 +1,4 @@
-"""The `sbc` command: run, mgmt, audit-verify, check-config, status, calls, registrations."""
+"""The `sbc` command: run, mgmt, audit-verify, check-config, status, calls, registrations, prepare-dataplane."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--config", type=Path, required=True, help="the SBC's YAML config file (the active one)")
     check = sub.add_parser("check-config", help="validate a config file: exit 0, or 2 with every error")
     check.add_argument("file", type=Path)
+    prep = sub.add_parser(
+        "prepare-dataplane", help="as root: load, pin and attach the XDP relay for `sbc run` (loader: external)"
+    )
+    prep.add_argument("--config", type=Path, help="YAML config (default: the embedded default config)")
+    prep.add_argument("--group", help="group that may open the pinned maps (the SBC's; default: root only)")
+    prep.add_argument("--reload", action="store_true", help="load the object again, keeping the pinned maps")
     for name, help_text in (
         ("status", "version, uptime, realms, counters of the running SBC"),
         ("calls", "active calls with both legs' Call-IDs and media figures"),
@@ -61,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         return verify_command(args.config)
     if args.command == "check-config":
         return _check(args.file)
+    if args.command == "prepare-dataplane":
+        from sbc.prepare_dataplane import main as prepare_dataplane
+
+        return prepare_dataplane(args.config, args.group, args.reload)
     if args.command == "reload":
         return _reload(args)
     return _query(args.command, args)
@@ -91,7 +101,7 @@ def _check(path: Path) -> int:
 
 
 def _run(path: Path | None) -> int:
-    from sbc.app import SbcApp, setup_logging, tune_garbage_collector
+    from sbc.app import SbcApp, confine_bpf, setup_logging, tune_garbage_collector
     from sbc.config.loader import ConfigError
 
     try:
@@ -104,6 +114,7 @@ def _run(path: Path | None) -> int:
     setup_logging(config.log_level)
     tune_garbage_collector()
     try:
+        confine_bpf(config)
         asyncio.run(SbcApp(config).run_forever())
     except OSError as exc:
         print(f"sbc: cannot start: {exc}", file=sys.stderr)

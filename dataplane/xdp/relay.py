@@ -43,6 +43,10 @@ Design: the userspace relay is the slow path, the XDP program the fast path.
   nothing changed, does not touch it at all. Entries nobody claimed within `adopt_grace_s` are
   deleted; `allocate` deletes an unclaimed entry on a port pair it hands out.
 * `shutdown(detach=True)` is the full stop: delete this relay's entries, detach the program.
+* Who loads: with `dataplane.loader: self` `start` loads, pins and attaches the program itself (root);
+  with `external` a privileged step did that before (`dataplane.xdp.prepare`) and the relay only
+  opens the pins and checks where the program runs (`placement.attached_program`): from then on
+  every bpf() call it makes is a map access, which `dataplane.xdp.syscall_filter` lets it keep.
 
 Thread model: like the userspace relay, everything runs on the event loop's thread; netlink requests
 go to a worker thread (`netlink.Netlink`) and are waited for.
@@ -61,11 +65,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataplane.api import AnchorPort, DataplaneCounters, DataplaneMode, IPAddress, Latch, LegProgram, LegStats
-from dataplane.settings import XdpAttach
+from dataplane.settings import BpfLoader, XdpAttach
 from dataplane.userspace import AnchorState, UserspaceRelay
-from dataplane.xdp import abi, attach, bpfsys, netlink
+from dataplane.xdp import abi, attach, bpfsys, netlink, placement
 from dataplane.xdp.attach import XdpMode
 from dataplane.xdp.loader import RelayObjects
+from dataplane.xdp.placement import AttachedInterface, XdpStartError
 from dataplane.xdp.tables import RelayTables
 
 if TYPE_CHECKING:
@@ -78,30 +83,6 @@ log = logging.getLogger("sbc.dataplane.xdp")
 Addr = tuple[str, int]
 _STATS_SIZE = ctypes.sizeof(abi.SessionStats)
 _STATS_OFFSET = abi.Session.stats.offset
-
-
-class XdpStartError(OSError):
-    """The XDP relay cannot run here (the message says why)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttachedInterface:
-    name: str
-    index: int
-    mode: XdpMode
-    kind: str
-    attached_by_us: bool  # False: the program was already attached (adopted after a restart)
-    why: str = ""  # why this mode: forced by the settings, a veth, the driver's refusal, adopted
-
-    def describe(self) -> str:
-        return f"{self.name} {self.mode} ({self.why})" if self.why else f"{self.name} {self.mode}"
-
-
-# A veth sends what XDP_TX or a devmap redirect gives it in native mode only when its peer has NAPI
-# (GRO on, or an XDP program of its own); otherwise the frames are dropped without a trace. The SBC
-# can neither see nor set that on the far side, so on a veth it attaches in generic (SKB) mode,
-# which delivers whatever the peer is.
-VETH_GENERIC_WHY = "veth: native mode drops the frames the program sends unless the peer has NAPI"
 
 
 @dataclass(slots=True)
@@ -184,6 +165,7 @@ class XdpRelay:
         *,
         xdp_mode: XdpAttach = XdpAttach.AUTO,
         mode_origin: str = "",
+        attach: bool = True,
         adopt_grace_s: float = 60.0,
         stats_cache_s: float = 0.2,
         tick_s: float = 1.0,
@@ -191,9 +173,11 @@ class XdpRelay:
     ) -> None:
         """Attach the program (already loaded and pinned: `objects`) to every interface holding one of
         `media_addresses` (`XdpAttach.AUTO`: generic on veths, else native when the driver has it, else
-        generic; `xdp_mode` native or generic forces one, `mode_origin` says who forced it),
+        generic; `xdp_mode` native or generic forces one, `mode_origin` says who forced it), or with
+        `attach=False` check that the prepare step attached it there (`placement.attached_program`);
         fill the egress devmap and adopt the entries already in the session map."""
         self._loop = loop
+        self._attaches = attach
         self._objects = objects
         self._tables = RelayTables(objects)
         self._clock = clock
@@ -214,7 +198,8 @@ class XdpRelay:
         self._netlink = netlink.Netlink()
         try:
             self._hops = netlink.NextHops(self._netlink, clock=clock)
-            self.interfaces = self._attach_all(media_addresses, xdp_mode, mode_origin or f"xdp_mode {xdp_mode}")
+            origin = mode_origin or f"xdp_mode {xdp_mode}"
+            self.interfaces = self._place(media_addresses, xdp_mode, origin, attach)
             for iface in self.interfaces:
                 self._add_egress(iface.index)
             self._adopted: dict[bytes, abi.Session] = {bytes(k): v for k, v in self._tables.sessions.items()}
@@ -229,69 +214,32 @@ class XdpRelay:
 
     # -- construction helpers ----------------------------------------------------------------------
 
-    def _attach_all(self, addresses: Iterable[IPAddress], wanted: XdpAttach, origin: str) -> list[AttachedInterface]:
+    def _place(
+        self, addresses: Iterable[IPAddress], wanted: XdpAttach, origin: str, attach: bool
+    ) -> list[AttachedInterface]:
+        """Attach the program to the media interfaces (`attach`), or check that the prepare step did."""
         prog_id = bpfsys.prog_info(self._objects.prog).id
-        found: dict[int, netlink.Interface] = {}
-        for address in addresses:
-            address = ipaddress.ip_address(address)
-            iface = self._netlink.call(netlink.interface_of, address)
-            if iface is None:
-                raise XdpStartError(f"media address {address} is on no interface")
-            if iface.kind == "loopback":
-                raise XdpStartError(f"media address {address} is on the loopback interface: XDP has nothing to offload")
-            found[iface.index] = iface
         out: list[AttachedInterface] = []
-        for iface in found.values():
-            attached = self._netlink.call(self._attach_one, iface, prog_id, wanted, origin)
-            out.append(attached)
-            if iface.kind == "veth" and attached.mode is XdpMode.NATIVE:
+        for iface in self._netlink.call(placement.media_interfaces, list(addresses)):
+            if attach:
+                prog = self._objects.prog
+                placed = self._netlink.call(placement.attach_program, iface, prog, prog_id, wanted, origin)
+            else:
+                placed = self._netlink.call(placement.attached_program, iface, prog_id, wanted, origin)
+            out.append(placed)
+            if iface.kind == "veth" and placed.mode is XdpMode.NATIVE:
                 log.warning(
                     "xdp: %s is a veth in native mode (%s): its peer needs NAPI (GRO on, or an XDP program)"
                     " or the frames the program sends there vanish",
                     iface.name,
-                    attached.why,
+                    placed.why,
                 )
         return out
 
-    def _attach_one(
-        self, ipr: Any, iface: netlink.Interface, prog_id: int, wanted: XdpAttach, origin: str
-    ) -> AttachedInterface:
-        """Runs on the netlink thread."""
-        if wanted is XdpAttach.NATIVE:
-            candidates = [(XdpMode.NATIVE, f"forced: {origin}")]
-        elif wanted is XdpAttach.GENERIC:
-            candidates = [(XdpMode.GENERIC, f"forced: {origin}")]
-        elif iface.kind == "veth":
-            candidates = [(XdpMode.GENERIC, VETH_GENERIC_WHY)]
-        else:
-            candidates = [(XdpMode.NATIVE, "in the driver"), (XdpMode.GENERIC, "")]
-        mode_name, current = attach._xdp_state(ipr, iface.index)
-        if current == prog_id:
-            mode = XdpMode.NATIVE if mode_name == XdpMode.NATIVE.attached_name else XdpMode.GENERIC
-            if wanted is XdpAttach.AUTO and mode in {m for m, _ in candidates}:
-                return AttachedInterface(iface.name, iface.index, mode, iface.kind, False, "attached before, adopted")
-            if mode is candidates[0][0]:
-                return AttachedInterface(iface.name, iface.index, mode, iface.kind, False, candidates[0][1])
-            # attached before in the mode not wanted now (e.g. native on a veth by an older version,
-            # which delivered nothing): one mode at a time, so detach first
-            log.warning("xdp: %s: switching from %s to %s mode", iface.name, mode, candidates[0][0])
-            attach.detach(iface.name, mode)
-        errors = []
-        for mode, why in candidates:
-            try:
-                attach.attach(iface.name, self._objects.prog, mode)
-            except attach.AttachError as exc:
-                errors.append(str(exc))
-                continue
-            if not why:  # generic after native was refused
-                why = f"the driver refused native mode: {errors[-1]}" if errors else "generic"
-            log.info("xdp: attached %s in %s mode (%s)", iface.name, mode, why)
-            return AttachedInterface(iface.name, iface.index, mode, iface.kind, True, why)
-        raise XdpStartError("; ".join(errors))
-
     def describe(self) -> str:
         """What `sbc status` shows: where the program runs, in which mode, and why that mode."""
-        return "XDP on " + "; ".join(iface.describe() for iface in self.interfaces)
+        text = "XDP on " + "; ".join(iface.describe() for iface in self.interfaces)
+        return text if self._attaches else text + "; loaded and attached by the prepare step"
 
     def _add_egress(self, ifindex: int) -> None:
         if ifindex in self._egress:
@@ -443,7 +391,7 @@ class XdpRelay:
 
     def shutdown(self, detach: bool = True) -> None:
         """Full stop: delete every entry this relay owns or adopted, detach what it attached (all
-        interfaces it runs on when `detach`), then `close()`."""
+        interfaces it runs on when `detach`, unless the prepare step attached them), then `close()`."""
         if self._closed:
             return
         for key in list(self._installed):
@@ -451,7 +399,7 @@ class XdpRelay:
         for key in list(self._adopted):
             self._tables.sessions.delete(abi.SessionKey.from_buffer_copy(key))
         self._adopted.clear()
-        if detach:
+        if detach and self._attaches:
             for iface in self.interfaces:
                 try:
                     self._netlink.call(_detach, iface)
@@ -728,12 +676,16 @@ class XdpRelay:
         pin_dir: Path | str | None = None,
         xdp_mode: XdpAttach = XdpAttach.AUTO,
         mode_origin: str = "",
+        bpf_loader: BpfLoader = BpfLoader.SELF,
         adopt_grace_s: float = 60.0,
     ) -> XdpRelay:
-        """Load (or adopt) the pinned program and maps, then construct the relay."""
+        """Load (or adopt) the pinned program and maps, then construct the relay. With
+        `BpfLoader.EXTERNAL` only open the pins the prepare step made (no program is loaded here)."""
         from dataplane.xdp import loader
 
-        objects = loader.load(loader.OBJECT, Path(pin_dir or abi.PIN_DIR))
+        pins = Path(pin_dir or abi.PIN_DIR)
+        external = bpf_loader is BpfLoader.EXTERNAL
+        objects = loader.open_pinned(pins) if external else loader.load(loader.OBJECT, pins)
         try:
             return cls(
                 loop,
@@ -741,6 +693,7 @@ class XdpRelay:
                 media_addresses,
                 xdp_mode=xdp_mode,
                 mode_origin=mode_origin,
+                attach=not external,
                 adopt_grace_s=adopt_grace_s,
             )
         except BaseException:

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dataplane.settings import DataplaneSettings, RelayChoice, XdpAttach
+from dataplane.settings import BpfLoader, DataplaneSettings, RelayChoice, XdpAttach
 from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
@@ -298,7 +298,8 @@ def _enum(
     | type[SnmpVersion]
     | type[RelayChoice]
     | type[XdpAttach]
-    | type[FirewallProtocol],
+    | type[FirewallProtocol]
+    | type[BpfLoader],
 ) -> Converter:
     options = tuple(m.value for m in cls)
     pick = _choice(options)
@@ -947,6 +948,7 @@ _DATAPLANE: dict[str, _Key] = {
     "relay": _Key("relay", _enum(RelayChoice)),
     "pin_dir": _Key("pin_dir", _path),
     "xdp_mode": _Key("xdp_mode", _enum(XdpAttach)),
+    "loader": _Key("loader", _enum(BpfLoader)),
 }
 _FIREWALL_OPENING: dict[str, _Key] = {
     "from": _Key("source", _network),

@@ -81,9 +81,17 @@ def topology(*, napi_on_peers: bool = True) -> Iterator[Topology]:
         topo.destroy()
 
 
-def netns_sbc(netns: str, workdir: Path, *, env: dict[str, str] | None = None, user: str | None = None) -> SbcProcess:
+def netns_sbc(
+    netns: str,
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    caps: tuple[str, ...] = (),
+) -> SbcProcess:
     """`sbc run` in namespace `netns` on `workdir`/sbc.yaml and `workdir`/state, optionally as `user`
-    (dropped with setpriv); restartable on the same state."""
+    (dropped with setpriv) keeping `caps` (e.g. "bpf", as sbc.service does); restartable on the same
+    state."""
     workdir.mkdir(parents=True, exist_ok=True)
     state_dir = workdir / "state"
     config_path = workdir / "sbc.yaml"
@@ -94,7 +102,9 @@ def netns_sbc(netns: str, workdir: Path, *, env: dict[str, str] | None = None, u
         state_dir.mkdir(mode=0o700, exist_ok=True)
         for path in (workdir, state_dir, config_path):
             os.chown(path, pw.pw_uid, pw.pw_gid)
-        drop = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+        kept = ",".join(f"+{cap}" for cap in caps)
+        keep = [f"--inh-caps=-all,{kept}", f"--ambient-caps=-all,{kept}", f"--bounding-set=-all,{kept}"] if caps else []
+        drop = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *keep, "--"]
     return SbcProcess(workdir, config_path, prefix=[*enter(netns), *drop], env=dict(env or {}))
 
 

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from tests.dataplane.netns_sbc import (
     TRUNK,
     WAN_MEDIA,
     WAN_SBC,
+    enter,
     kill,
     netns_sbc,
     netns_sipp,
@@ -47,7 +49,7 @@ from tests.dataplane.netns_sbc import (
     wait_until,
 )
 from tests.dataplane.xdp_netns import Topology
-from tests.integration.harness import SbcProcess, Sipp, received_messages, sipp_available
+from tests.integration.harness import SBC_BIN, SbcProcess, Sipp, received_messages, sipp_available
 from tests.integration.rtp import RtpStream, RtpTap, write_rtp_pcap
 
 pytestmark = [
@@ -290,12 +292,61 @@ def arrived_between(tap: RtpTap, host: str, start: float, end: float) -> int:
     return len(tap.select(lambda d: d.dst == host and d.dport == MEDIA_PORT and d.is_rtp and start <= d.at <= end))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+@pytest.fixture
+def unprivileged_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory the unprivileged SBC can reach (pytest's tmp_path is root's own, mode 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=f"sbc-netns-{os.getpid()}-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prepare_dataplane(net: Topology, sbc: SbcProcess) -> str:
+    """`sbc prepare-dataplane` as root in the SBC's namespace, as sbc-dataplane.service runs it before
+    each start of sbc.service: the pins for group nogroup (the SBC runs as nobody here)."""
+    argv = [*enter(net.m), str(SBC_BIN), "prepare-dataplane", "--config", str(sbc.config_path), "--group", "nogroup"]
+    env = {**os.environ, **{k: v for k, v in sbc.env.items() if k != "SBC_BPF_LOADER"}}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def confined(sbc: SbcProcess) -> tuple[int, int, int]:
+    """(uid, effective capabilities, seccomp mode) of the running `sbc run`."""
+    assert sbc.proc is not None
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{sbc.proc.pid}/status").read_text().splitlines())
+    return int(fields["Uid"].split()[0]), int(fields["CapEff"], 16), int(fields["Seccomp"])
+
+
+CAP_BPF_ONLY = 1 << 39
+NOBODY = 65534
+
+
+@pytest.mark.parametrize(
+    ("sig", "loader_of"),
+    [(signal.SIGKILL, "self"), (signal.SIGTERM, "self"), (signal.SIGKILL, "external")],
+    ids=["sigkill", "sigterm", "sigkill-prepared"],
+)
 def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
-    net: Topology, pin_dir: Path, tmp_path: Path, sig: signal.Signals
+    net: Topology, pin_dir: Path, tmp_path: Path, unprivileged_dir: Path, sig: signal.Signals, loader_of: str
 ) -> None:
-    sbc = netns_sbc(net.m, tmp_path, env={"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)})
+    """`self`: `sbc run` as root loads and attaches the program. `external` (issue 16): the prepare
+    step does, as root, before each start; `sbc run` runs as nobody with CAP_BPF only, confined to
+    map access by its seccomp filter, and only opens the pins."""
+    env = {"SBC_DATAPLANE": "xdp", "SBC_BPF_PIN_DIR": str(pin_dir)}
+    if loader_of == "self":
+        sbc = netns_sbc(net.m, tmp_path, env=env)
+    else:
+        env["SBC_BPF_LOADER"] = "external"
+        sbc = netns_sbc(net.m, unprivileged_dir, env=env, user="nobody", caps=("bpf",))
+        assert "m_a generic" in prepare_dataplane(net, sbc)
     with running(sbc) as calls:
+        if loader_of == "external":
+            assert confined(sbc) == (NOBODY, CAP_BPF_ONLY, 2)
+            assert sbc.query("status")["dataplane_note"].endswith("; loaded and attached by the prepare step")
         calls.append(call := place_call(net, sbc, tmp_path, packets=450, pause_ms=11500))  # 9 s of RTP each way
         before = media_flowing(sbc, minimum=40, in_kernel=True)
         assert wait_until(lambda: len(kernel_entries(pin_dir)) == 2, 10), kernel_entries(pin_dir)
@@ -306,9 +357,13 @@ def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
         down_at = time.monotonic()
         relayed_at_kill = pinned(pin_dir).counters.read()[abi.Counter.RELAYED]
         time.sleep(2.0)  # nobody in userspace: the kernel alone relays
+        if loader_of == "external":  # run again before the start, as systemd does: it must change nothing
+            assert "already attached" in prepare_dataplane(net, sbc)
         relayed_while_down = pinned(pin_dir).counters.read()[abi.Counter.RELAYED] - relayed_at_kill
         sbc.start()
         up_at = time.monotonic()
+        if loader_of == "external":
+            assert confined(sbc) == (NOBODY, CAP_BPF_ONLY, 2)
 
         after = the_call(sbc)
         assert after is not None, sbc.log()[-6000:]
@@ -341,18 +396,6 @@ def test_restart_mid_call_loses_no_packet_and_the_call_is_readopted(
 
 
 # --- fallback: the userspace relay ------------------------------------------------------------------
-
-
-@pytest.fixture
-def unprivileged_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory the unprivileged SBC can reach (pytest's tmp_path is root's own, mode 0700)."""
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix=f"sbc-netns-{os.getpid()}-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize("how", ["forced", "unprivileged"])

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from image.labnet import LAN_HOST, SBC_LAN, SBC_WAN, WAN_HOST, LabNet
-from tests.image.conftest import ARCH, HOSTNAME, LAB_SNMP, LAB_USER_AGENT, Appliance, Firmware, Provisioning
+from tests.image.conftest import ARCH, HOSTNAME, LAB_SNMP, LAB_USER_AGENT, ROOT, Appliance, Firmware, Provisioning
 from tests.image.lab import Api, FirstBootBanner, parse_banner, web_server
 from tests.portscan import passed, scan
 
@@ -99,8 +99,9 @@ def test_all_units_are_healthy_and_the_boot_is_timed(appliance: Appliance) -> No
 
 
 def test_services_run_with_least_privilege(appliance: Appliance) -> None:
+    appliance.wait_running()  # already so after the test above; run alone (-k), the boot may still go on
     vm = appliance.vm
-    sbc_caps = {"cap_net_admin", "cap_bpf", "cap_perfmon", "cap_net_bind_service"}
+    sbc_caps = {"cap_bpf", "cap_net_bind_service"}  # sbc-dataplane.service loads and attaches the program
     mgmt_caps = {"cap_net_bind_service"}
     for unit, user, caps in (("sbc.service", "sbc", sbc_caps), ("sbc-mgmt.service", "sbc-mgmt", mgmt_caps)):
         props = vm.run(["systemctl", "show", unit, "-p", "User", "-p", "MainPID", "-p", "NoNewPrivileges",
@@ -126,9 +127,40 @@ def test_services_run_with_least_privilege(appliance: Appliance) -> None:
     mgmt_status = vm.run(["setpriv", "--reuid=sbc-mgmt", "--regid=sbc", "--clear-groups", "sbc", "status", "--json",
                           "--config", "/var/lib/sbc-config/sbc.yaml"], check=False)  # fmt: skip
     assert mgmt_status.rc == 0 and json.loads(mgmt_status.stdout).get("version"), mgmt_status
-    exposure = vm.run(["systemd-analyze", "security", "--no-pager", "sbc.service", "sbc-mgmt.service"],
-                      check=False, timeout=300).stdout  # fmt: skip
-    report("systemd_analyze_security", " / ".join(line.strip() for line in exposure.splitlines()[-4:]))
+    exposure = vm.run(["systemd-analyze", "security", "--no-pager", "sbc.service", "sbc-mgmt.service",
+                       "sbc-dataplane.service"], check=False, timeout=300).stdout  # fmt: skip
+    report("systemd_analyze_security", " / ".join(line.strip() for line in exposure.splitlines() if "Overall" in line))
+    sbc_exposure = re.search(r"Overall exposure level for sbc\.service: (\d+\.\d+)", exposure)
+    assert sbc_exposure and float(sbc_exposure.group(1)) < 2.1, exposure  # 2.1 while it loaded programs itself
+
+
+def test_the_sbc_cannot_load_a_bpf_program(appliance: Appliance) -> None:
+    """Issue 16 item 1: sbc-dataplane.service (root) loaded and attached the relay and pinned its maps
+    for group sbc; sbc.service runs with CAP_BPF (every bpf() command needs it on this kernel) and
+    CAP_NET_BIND_SERVICE only, under its own seccomp filter. The probe, as user sbc with CAP_BPF and the
+    SBC's filter, shows what that leaves: updating the pinned maps, not loading a program."""
+    appliance.wait_running()
+    vm = appliance.vm
+    step = vm.run(["systemctl", "show", "sbc-dataplane.service", "-p", "ActiveState", "-p", "Result"]).stdout
+    assert "ActiveState=active" in step and "Result=success" in step, step
+    journal = vm.run(["journalctl", "-b", "-u", "sbc-dataplane.service", "--no-pager", "-o", "cat"]).stdout
+    report("sbc_dataplane_service", journal.strip().splitlines()[-2:])
+    pins = vm.run(["stat", "-c", "%a %U %G", "/sys/fs/bpf/sbc", "/sys/fs/bpf/sbc/sbc_sessions"]).stdout.split("\n")
+    assert pins[:2] == ["750 root sbc", "660 root sbc"], pins
+    pid = vm.run(["systemctl", "show", "sbc.service", "-p", "MainPID", "--value"]).stdout.strip()
+    status = dict(line.split(":", 1) for line in vm.run(["cat", f"/proc/{pid}/status"]).stdout.splitlines())
+    cap_bpf, cap_net_bind_service = 1 << 39, 1 << 10
+    assert int(status["CapEff"], 16) == cap_bpf | cap_net_bind_service, status["CapEff"]
+    assert status["Seccomp"].strip() == "2" and int(status["Seccomp_filters"]) >= 2, status  # systemd's and its own
+    probe = (ROOT / "tests/dataplane/bpf_probe.py").read_text()
+    as_sbc = ["setpriv", "--reuid=sbc", "--regid=sbc", "--clear-groups", "--inh-caps=-all,+bpf",
+              "--ambient-caps=-all,+bpf", "--bounding-set=-all,+bpf", "--no-new-privs"]  # fmt: skip
+    done = vm.run([*as_sbc, "/usr/lib/sbc/venv/bin/python3", "-c", probe, "/sys/fs/bpf/sbc/sbc_sessions"], check=False)
+    assert done.rc == 0, done
+    result = json.loads(done.stdout)
+    report("bpf_probe_as_sbc", result)
+    assert result == {"prog_load_before": "ok", "seccomp": [2, 1], "map_update": "ok", "prog_load": "EPERM",
+                      "map_create": "EPERM"}, result  # fmt: skip
 
 
 # ---- the SBC and its dataplane ------------------------------------------------------------------

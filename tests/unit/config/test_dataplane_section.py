@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.settings import DataplaneSettings, RelayChoice, XdpAttach, with_environment
+from dataplane.settings import BpfLoader, DataplaneSettings, RelayChoice, XdpAttach, with_environment
 from sbc.config.changes import live_part, restart_required
 from sbc.config.loader import ConfigError, load_config, load_config_text
 from tests.unit.config.test_config_loader import BASE
@@ -68,3 +68,19 @@ def test_empty_variables_change_nothing_and_bad_ones_are_named() -> None:
         with_environment(configured, {"SBC_XDP_MODE": "offload"})
     with pytest.raises(ValueError, match=r"SBC_DATAPLANE='bpf'"):
         with_environment(configured, {"SBC_DATAPLANE": "bpf"})
+
+
+def test_who_loads_the_program_is_read_and_overridden_by_the_environment() -> None:
+    assert load_config_text(BASE, "sbc.yaml").dataplane.loader is BpfLoader.SELF
+    external = load_config_text(BASE + "dataplane: {loader: external}\n", "sbc.yaml").dataplane
+    assert external == DataplaneSettings(loader=BpfLoader.EXTERNAL)
+    # sbc.service in the image sets the variable: a provisioned config without the key still gets it
+    chosen = with_environment(DataplaneSettings(), {"SBC_BPF_LOADER": "external"})
+    assert chosen.settings.loader is BpfLoader.EXTERNAL
+    assert chosen.origin("loader") == "SBC_BPF_LOADER=external"
+    assert with_environment(external, {}).origin("loader") == "dataplane.loader=external"
+    with pytest.raises(ValueError, match=r"SBC_BPF_LOADER='kernel': expected one of self, external"):
+        with_environment(DataplaneSettings(), {"SBC_BPF_LOADER": "kernel"})
+    with pytest.raises(ConfigError) as info:
+        load_config_text(BASE + "dataplane: {loader: bpftool}\n", "sbc.yaml")
+    assert "'bpftool' is not one of: self, external" in info.value.problems[0].message

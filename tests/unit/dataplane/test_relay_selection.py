@@ -30,7 +30,7 @@ def test_a_missing_object_names_make_bpf(tmp_path: Path) -> None:
 
 
 def test_userspace_by_config_or_environment_never_looks_at_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(select, "xdp_unavailable", lambda addresses: pytest.fail("looked at the kernel"))
+    monkeypatch.setattr(select, "xdp_unavailable", lambda addresses, chosen: pytest.fail("looked at the kernel"))
     loop = asyncio.new_event_loop()
     try:
         by_config = with_environment(DataplaneSettings(relay=RelayChoice.USERSPACE), {})
@@ -43,7 +43,7 @@ def test_userspace_by_config_or_environment_never_looks_at_the_kernel(monkeypatc
 
 def test_auto_falls_back_with_the_reason_and_xdp_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = Fallback(FallbackReason.NO_OBJECT, "relay.o is not built: run `make bpf`")
-    monkeypatch.setattr(select, "xdp_unavailable", lambda addresses: missing)
+    monkeypatch.setattr(select, "xdp_unavailable", lambda addresses, chosen: missing)
     loop = asyncio.new_event_loop()
     try:
         auto = with_environment(DataplaneSettings(), {})
@@ -53,6 +53,33 @@ def test_auto_falls_back_with_the_reason_and_xdp_refuses_to_start(monkeypatch: p
             select.try_xdp(forced, MEDIA, loop)
     finally:
         loop.close()
+
+
+def test_with_an_external_loader_only_cap_bpf_and_the_pins_are_needed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`sbc run` under sbc.service: no root, no CAP_NET_ADMIN, no bpftool, no object; it needs CAP_BPF
+    and what the prepare step pinned."""
+    chosen = with_environment(DataplaneSettings(pin_dir=tmp_path), {"SBC_BPF_LOADER": "external"})
+    monkeypatch.setattr(select, "_capable", lambda *caps: False)
+    assert select.xdp_unavailable(MEDIA, chosen) == Fallback(
+        FallbackReason.NOT_PRIVILEGED, "no CAP_BPF to open the pinned maps (SBC_BPF_LOADER=external)"
+    )
+    monkeypatch.setattr(select, "_capable", lambda *caps: caps == (select.CAP_BPF,))
+    assert select.xdp_unavailable(MEDIA, with_environment(DataplaneSettings(), {})) == Fallback(
+        FallbackReason.NOT_PRIVILEGED, "not root"
+    )
+    assert select.xdp_unavailable(MEDIA, chosen) == Fallback(
+        FallbackReason.NOT_PREPARED,
+        f"nothing pinned in {tmp_path}: with SBC_BPF_LOADER=external the prepare step loads the relay "
+        "(`sbc prepare-dataplane`, sbc-dataplane.service)",
+    )
+    monkeypatch.setattr(loader, "require_object", lambda: pytest.fail("looked for the object"))
+    (tmp_path / "prog").touch()
+    assert select.xdp_unavailable(MEDIA, chosen) is None
+    assert select.xdp_unavailable([ipaddress.ip_address("127.0.1.1")], chosen) == Fallback(
+        FallbackReason.MEDIA_ON_LOOPBACK, "media address 127.0.1.1 is on loopback: nothing to offload"
+    )
 
 
 def test_media_on_loopback_is_a_reason() -> None:
