@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TextIO, assert_never
 
 from dataplane.api import Dataplane, DataplaneMode
-from hw.watchdog import Health
 from sbc import __version__
 from sbc.b2bua.core import Core
 from sbc.b2bua.media_ledger import MediaLedger
@@ -31,6 +30,7 @@ from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
 from sbc.control.figures import status_figures
 from sbc.control.server import ControlServer
+from sbc.sd_notify import Health
 from sbc.sip.errors import RemoteProtocolError
 from sbc.sip.framing import InvalidFramedMessage
 from sbc.sip.message import Request, Response
