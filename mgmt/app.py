@@ -34,9 +34,9 @@ from mgmt.sbc_link import SbcLink
 from mgmt.store import ConfigStore, PendingConfirm, Revision
 from mgmt.system_api import hw_background, real_system_services
 from mgmt.tls import ensure_self_signed, server_context
-from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config
 from sbc.config.model import SbcConfig
+from sbc.yamlsource import ConfigError
 
 log = logging.getLogger("mgmt")
 STATE = web.AppKey("state", MgmtState)

@@ -25,7 +25,6 @@ from sbc.b2bua.media_ledger import MediaLedger
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, Transmit
 from sbc.b2bua.persistence import STATE_FILE, DialogPersistence
 from sbc.config.changes import live_part, restart_required
-from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
 from sbc.control.figures import status_figures
@@ -37,6 +36,7 @@ from sbc.sip.message import Request, Response
 from sbc.sip.transaction import PeerAddress
 from sbc.supervision import Supervision
 from sbc.transport.sockets import RealmSockets
+from sbc.yamlsource import ConfigError
 
 log = logging.getLogger("sbc")
 # The core's timers this late mean its dispatch is stuck although the loop runs: stop petting systemd.

@@ -222,8 +222,8 @@ class FirstBoot:
         return text, "default", (user, auth, priv)
 
     def _provisioned(self, url: str) -> str:
-        from sbc.config.errors import ConfigError
         from sbc.config.loader import load_config
+        from sbc.yamlsource import ConfigError
 
         try:
             body = self.fetch(url)

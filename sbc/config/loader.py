@@ -10,16 +10,14 @@ whole file is read and `ConfigError` lists everything.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
     HttpSettings,
@@ -43,8 +41,17 @@ from sbc.config.model import (
     Transport,
     TrapTarget,
 )
-from sbc.config.yamltree import YamlTree, child_path, item_path, parse_yaml
 from sbc.policy.header_rules import RuleErrors, compile_rules
+from sbc.yamlsource import (
+    ConfigError,
+    ConfigProblem,
+    YamlReader,
+    child_path,
+    did_you_mean,
+    item_path,
+    parse_yaml,
+    unknown_key,
+)
 
 __all__ = ["ConfigError", "ConfigProblem", "load_config", "load_config_text"]
 
@@ -74,7 +81,7 @@ def load_config_text(text: str, source: str, *, base_dir: Path | None = None) ->
     tree, problems = parse_yaml(text, source)
     if problems and tree.data is None:
         raise ConfigError(problems)
-    reader = _Reader(tree, source, base_dir or Path.cwd(), problems)
+    reader = _Reader(tree, source, problems, base_dir=base_dir or Path.cwd())
     config = reader.config()
     if reader.problems or config is None:
         raise ConfigError(reader.problems)
@@ -101,16 +108,12 @@ class _Key:
 
 
 @dataclass(slots=True)
-class _Reader:
-    tree: YamlTree
-    source: str
-    base_dir: Path
-    problems: list[ConfigProblem] = field(default_factory=list)
+class _Reader(YamlReader):
+    document: ClassVar[str] = "config"
+
+    base_dir: Path = field(default_factory=Path.cwd)
     realm_names: set[str] = field(default_factory=set)
     route_names: set[str] = field(default_factory=set)
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(ConfigProblem(self.source, self.tree.line(path), path or "config", message))
 
     def fields(self, value: object, path: str, table: Mapping[str, _Key]) -> dict[str, Any] | None:
         """The model fields a mapping gives, or None (problems recorded) when any of it is wrong."""
@@ -123,7 +126,7 @@ class _Reader:
             sub = child_path(path, key)
             spec = table.get(key)
             if spec is None:
-                self.problem(sub, _unknown_key(key, list(table)))
+                self.problem(sub, unknown_key(key, list(table)))
                 ok = False
                 continue
             if raw is None:  # `key:` with nothing after it: as if absent
@@ -191,12 +194,6 @@ def _names(raw: object) -> set[str]:
     if not isinstance(raw, list):
         return set()
     return {item["name"] for item in raw if isinstance(item, dict) and isinstance(item.get("name"), str)}
-
-
-def _unknown_key(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else f"; expected one of: {', '.join(allowed)}"
-    return f"unknown key '{key}'{hint}"
 
 
 def _kind(value: object) -> str:
@@ -318,8 +315,7 @@ def _dscp(r: _Reader, value: Any, path: str) -> int:
     if isinstance(value, str):
         number = DSCP_NAMES.get(value.strip().lower())
         if number is None:
-            close = difflib.get_close_matches(value.strip().lower(), list(DSCP_NAMES), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else " (use a name like ef, af31, cs3 or 0-63)"
+            hint = did_you_mean(value.strip().lower(), list(DSCP_NAMES), " (use a name like ef, af31, cs3 or 0-63)")
             raise _Invalid(f"unknown DSCP name {value!r}{hint}")
         return number
     number = _integer(r, value, path)
@@ -498,8 +494,8 @@ def _check_realms(r: _Reader, realms: list[tuple[int, Realm]], path: str) -> boo
 def _realm_ref(r: _Reader, value: Any, path: str) -> str:
     name = _string(r, value, path)
     if name not in r.realm_names:
-        close = difflib.get_close_matches(name, sorted(r.realm_names), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f"; realms are: {', '.join(sorted(r.realm_names))}"
+        realms = sorted(r.realm_names)
+        hint = did_you_mean(name, realms, f"; realms are: {', '.join(realms)}")
         raise _Invalid(f"unknown realm {name!r}{hint}")
     return name
 

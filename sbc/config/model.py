@@ -6,11 +6,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    # Only for the annotation: header_rules imports this module (Direction) at run time.
-    from sbc.policy.header_rules import HeaderRule
+# The config holds the header rules compiled (config is above policy: policy imports no config).
+# Direction is named here too, explicitly re-exported, for the b2bua modules that import it from here.
+from sbc.policy.header_rules import Direction as Direction
+from sbc.policy.header_rules import HeaderRule
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 LOCALHOST = ipaddress.IPv4Address("127.0.0.1")  # management listeners bind only here unless configured
@@ -39,11 +39,6 @@ class LatchMode(StrEnum):
 
     SDP = "sdp"  # only the address the SDP names
     LEARN = "learn"  # NATed realm: the first packets inside the learning window
-
-
-class Direction(StrEnum):
-    INBOUND = "inbound"  # a message arriving from the realm
-    OUTBOUND = "outbound"  # a message leaving toward the realm
 
 
 @dataclass(frozen=True, slots=True)

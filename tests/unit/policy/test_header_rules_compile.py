@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sbc.config.model import Direction
 from sbc.policy.header_rules import (
     AddHeader,
+    Direction,
     HeaderMatches,
     MethodIs,
     RuleError,
