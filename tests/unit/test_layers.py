@@ -164,9 +164,9 @@ def imports_of(source: str, module: str, is_package: bool, known: set[str]) -> I
                 anchor = package.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            for alias in node.names:
-                full = f"{base}.{alias.name}"
-                yield Import(module, full if full in known else base, node.lineno, type_only)
+            targets = {f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names}
+            for target in sorted(targets):  # `from m import A, B` is one import of m
+                yield Import(module, target, node.lineno, type_only)
 
 
 def scan(root: Path) -> list[Import]:
