@@ -27,7 +27,7 @@ from hw.hw_state import STATE_PATH, interfaces_json
 from hw.machine import OPERATOR_PROFILE, read_machine, select_profile
 from hw.profile import HardwareProfile, load_profile
 from hw.roles import assign_roles
-from sbc.config.errors import ConfigError
+from sbc.yamlsource import ConfigError
 
 log = logging.getLogger("sbc-hw")
 CONFIRM_PHRASE = "factory reset"

@@ -31,10 +31,10 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import ClassVar
 
 from hw.nics import Nic, PortRole
-from sbc.config.errors import ConfigError, ConfigProblem
-from sbc.config.yamltree import YamlTree, child_path, item_path, parse_yaml
+from sbc.yamlsource import ConfigError, ConfigProblem, YamlReader, child_path, item_path, parse_yaml
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 MAX_PROFILE_BYTES = 256 * 1024
@@ -122,14 +122,9 @@ class HardwareProfile:
 
 
 # ---- loading -------------------------------------------------------------------------------------
-class _Reader:
-    def __init__(self, tree: YamlTree, source: str) -> None:
-        self.tree = tree
-        self.source = source
-        self.problems: list[ConfigProblem] = []
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(ConfigProblem(self.source, self.tree.line(path), path or "profile", message))
+@dataclass(slots=True)
+class _Reader(YamlReader):
+    document: ClassVar[str] = "profile"
 
     def mapping(self, value: object, path: str, allowed: tuple[str, ...]) -> dict[str, object]:
         if value is None:

@@ -8,7 +8,7 @@
     image/build.py --extra-tree DIR  # lay DIR over the image too (site files; the tests' broken image)
 
 Besides the disk image, each build writes the signed update bundle of its version,
-`sbc_<version>_<arch>.sbcupdate` (see sbc/appliance/bundle.py), signed with the build's Ed25519 key
+`sbc_<version>_<arch>.sbcupdate` (see hw/firmware/bundle.py), signed with the build's Ed25519 key
 (SBC_SIGNING_KEY, default build/keys/update-signing.pem, made on the first build); the image trusts
 that key's public half. Keep the key: images built with another key refuse bundles signed by it.
 
@@ -40,7 +40,7 @@ SIGNING_KEY = Path(os.environ.get("SBC_SIGNING_KEY", str(BUILD / "keys" / "updat
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sbc.appliance import bundle  # noqa: E402 - after the path set-up above
+from hw.firmware import bundle  # noqa: E402 - after the path set-up above
 
 # Debian architecture names mkosi uses -> wheel platform tags (bookworm: glibc 2.36, CPython 3.11).
 PLATFORMS = {"x86-64": "x86_64", "arm64": "aarch64"}

@@ -36,9 +36,9 @@ from mgmt.store import ConfigStore, PendingConfirm, Revision
 from mgmt.system_api import hw_background
 from mgmt.system_services import real_system_services
 from mgmt.tls import ensure_self_signed, server_context
-from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config
 from sbc.config.model import SbcConfig
+from sbc.yamlsource import ConfigError
 
 log = logging.getLogger("mgmt")
 WEB_DIR = Path(__file__).resolve().parent / "web"

@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
 def verify_command(config: Path | None, log: Path | None = None) -> int:
     """Exit 0: the chain holds; 1: it breaks (the line is printed); 2: no log or no readable config."""
     if log is None:
-        from sbc.config.errors import ConfigError
         from sbc.config.loader import load_config
+        from sbc.yamlsource import ConfigError
 
         assert config is not None
         try:

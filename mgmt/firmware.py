@@ -4,7 +4,7 @@
     POST /firmware/update            the bundle as the body (application/octet-stream), streamed to disk
     POST /firmware/update-from-url   {"url": "https://…/sbc_0.1.1_x86-64.sbcupdate"}: fetched, streamed
 
-The bundle (sbc/appliance/bundle.py) is streamed into the update spool, never held in memory (a root
+The bundle (hw/firmware/bundle.py) is streamed into the update spool, never held in memory (a root
 image is hundreds of MiB; aiohttp refuses bodies over 1 MiB unless read as a stream), then its
 signature and every file's SHA-256 are checked here, so a bad bundle is refused with 422 and the
 reason before anything else happens. A good one is handed to the root side through the spool's
@@ -26,23 +26,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from hw.firmware.bundle import TRUSTED_KEYS_DIR, BundleError, load_trusted_keys, verify_bundle
+from hw.firmware.osinfo import booted_version, machine_arch
+from hw.firmware.spool import SPOOL, Spool, UpdateState, check_version, is_downgrade, read_json, read_status, write_json
 from mgmt.auth import Role
 from mgmt.http import audit, get_bool, json_body, reply
 from mgmt.problems import Problem
 from mgmt.routes import JSON, ApiCall, Operation, Response
 from mgmt.schemas import BOOL, STR
-from sbc.appliance.bundle import TRUSTED_KEYS_DIR, BundleError, load_trusted_keys, verify_bundle
-from sbc.appliance.osinfo import booted_version, machine_arch
-from sbc.appliance.update import (
-    SPOOL,
-    Spool,
-    UpdateState,
-    check_version,
-    is_downgrade,
-    read_json,
-    read_status,
-    write_json,
-)
 
 MAX_BUNDLE_BYTES = 2 << 30
 FREE_MARGIN_BYTES = 64 << 20

@@ -18,9 +18,9 @@ from mgmt.alarm_rules import AlarmRules
 from mgmt.alarms import AlarmTable, Severity
 from mgmt.snmp.agent import SnmpAgent, start_snmp_agent
 from mgmt.snmp.source import SbcSnapshot, SbcStateSource
-from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config
 from sbc.config.model import SbcConfig, SnmpSettings
+from sbc.yamlsource import ConfigError
 
 log = logging.getLogger("mgmt.monitor")
 RESTART_ATTEMPTS = 30

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from mgmt.admin_only import admin_only_changes
-from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.loader import load_config_text
 from sbc.config.model import SbcConfig
+from sbc.yamlsource import ConfigError, ConfigProblem
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024  # a config with thousands of rules is a few hundred KiB
 _REVISION_RE = re.compile(r"^(\d{6})\.yaml$")

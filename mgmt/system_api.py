@@ -264,7 +264,7 @@ def interfaces_now(system: SystemServices) -> dict[str, Any]:
     from hw.machine import OPERATOR_PROFILE, read_machine, select_profile
     from hw.roles import assign_roles
     from hw.udev_nics import UdevNicInventory
-    from sbc.config.errors import ConfigError
+    from sbc.yamlsource import ConfigError
 
     try:
         profile = select_profile(read_machine(), OPERATOR_PROFILE)

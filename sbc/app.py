@@ -18,20 +18,19 @@ from pathlib import Path
 from typing import Any, TextIO, assert_never
 
 from dataplane.api import Dataplane, Fallback
-from hw.watchdog import Health
 from sbc import __version__
 from sbc.b2bua.core import Core
 from sbc.b2bua.media_ledger import MediaLedger
 from sbc.b2bua.outputs import CallEnded, LogEvent, Output, SendSip
 from sbc.call_records import CDR_FILE, CallRecordFile
 from sbc.config.changes import live_part, restart_required
-from sbc.config.errors import ConfigError
 from sbc.config.loader import EMBEDDED_SOURCE, load_config
 from sbc.config.model import SbcConfig
 from sbc.control.contract import Answer, ContractError, ReloadReport, TransportReport, decode, encode
 from sbc.control.figures import Running, call_list, call_record, registration_list, status_report
 from sbc.control.server import ControlServer
 from sbc.dialog_state import STATE_FILE, DialogPersistence
+from sbc.sd_notify import Health
 from sbc.sip.errors import RemoteProtocolError
 from sbc.sip.framing import InvalidFramedMessage
 from sbc.sip.message import Request, Response
@@ -40,6 +39,7 @@ from sbc.supervision import Supervision
 from sbc.transport.limits import StreamGuard
 from sbc.transport.sockets import RealmSockets
 from sbc.transport.tls_peers import TlsPeerVerdicts, client_context, peers_of
+from sbc.yamlsource import ConfigError
 
 log = logging.getLogger("sbc")
 # The core's timers this late mean its dispatch is stuck although the loop runs: stop petting systemd.

@@ -1,4 +1,8 @@
-"""The `sbc` command: run, mgmt, audit-verify, check-config, status, calls, registrations, prepare-dataplane."""
+"""The SBC's commands: run, check-config, status, calls, registrations, reload, prepare-dataplane.
+
+The installed `sbc` command is mgmt/cli.py: it adds `sbc mgmt` and `sbc audit-verify` to these, since
+`sbc` (the SIP and media plane) must not import the management plane above it (tests/unit/test_layers.py).
+"""
 
 from __future__ import annotations
 
@@ -22,16 +26,13 @@ from sbc.control.contract import (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]]:
+    """The parser and its subcommand table, for the top layer to add its own commands to."""
     parser = argparse.ArgumentParser(prog="sbc", description="Edge session border controller")
     parser.add_argument("--version", action="version", version=f"sbc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the SBC in the foreground")
     run.add_argument("--config", type=Path, help="YAML config (default: the embedded default config)")
-    mgmt = sub.add_parser("mgmt", help="run the management plane: REST API, web UI, config store (HTTPS)")
-    mgmt.add_argument("--config", type=Path, required=True, help="the SBC's YAML config file (the active one)")
-    audit = sub.add_parser("audit-verify", help="check the management audit log's hash chain (exit 1 at a break)")
-    audit.add_argument("--config", type=Path, required=True, help="the SBC's YAML config file (the active one)")
     check = sub.add_parser("check-config", help="validate a config file: exit 0, or 2 with every error")
     check.add_argument("file", type=Path)
     prep = sub.add_parser(
@@ -54,17 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     reload.add_argument("--config", type=Path, help="config of the SBC to ask (for its control socket path)")
     reload.add_argument("--socket", type=Path, help="control socket path")
     reload.add_argument("--json", action="store_true", help="print the raw JSON")
-    args = parser.parse_args(argv)
+    return parser, sub
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Runs one of the commands `build_parser` defines."""
     if args.command == "run":
         return _run(args.config)
-    if args.command == "mgmt":
-        from mgmt.app import run as run_mgmt
-
-        return run_mgmt(args.config)
-    if args.command == "audit-verify":
-        from mgmt.audit import verify_command
-
-        return verify_command(args.config)
     if args.command == "check-config":
         return _check(args.file)
     if args.command == "prepare-dataplane":
@@ -74,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reload":
         return _reload(args)
     return _query(args.command, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, _ = build_parser()
+    return dispatch(parser.parse_args(argv))
 
 
 def _load(path: Path | None) -> Any:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from dataplane.select import xdp_unavailable
 from dataplane.settings import BpfLoader, RelayChoice, with_environment
-from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config
+from sbc.yamlsource import ConfigError
 
 PROG = "sbc prepare-dataplane"
 

@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import Callable, Mapping
 
-from hw.watchdog import Health, NotifySettings, SdNotifier, WatchdogPolicy
+from sbc.sd_notify import Health, NotifySettings, SdNotifier, WatchdogPolicy
 
 Emit = Callable[..., None]
 

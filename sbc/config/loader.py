@@ -11,17 +11,15 @@ Nothing stops at the first problem: the whole file is read and `ConfigError` lis
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dataplane.settings import BpfLoader, DataplaneSettings, RelayChoice, XdpAttach
-from sbc.config.errors import ConfigError, ConfigProblem
 from sbc.config.model import (
     DSCP_NAMES,
     AuditSettings,
@@ -54,8 +52,17 @@ from sbc.config.model import (
     Transport,
     TrapTarget,
 )
-from sbc.config.yamltree import YamlTree, child_path, item_path, parse_yaml
 from sbc.policy.header_rules import RuleErrors, compile_rules
+from sbc.yamlsource import (
+    ConfigError,
+    ConfigProblem,
+    YamlReader,
+    child_path,
+    did_you_mean,
+    item_path,
+    parse_yaml,
+    unknown_key,
+)
 
 __all__ = ["ConfigError", "ConfigProblem", "load_config", "load_config_text"]
 
@@ -85,7 +92,7 @@ def load_config_text(text: str, source: str, *, base_dir: Path | None = None) ->
     tree, problems = parse_yaml(text, source)
     if problems and tree.data is None:
         raise ConfigError(problems)
-    reader = _Reader(tree, source, base_dir or Path.cwd(), problems)
+    reader = _Reader(tree, source, problems, base_dir=base_dir or Path.cwd())
     config = reader.config()
     if reader.problems or config is None:
         raise ConfigError(reader.problems)
@@ -112,16 +119,12 @@ class _Key:
 
 
 @dataclass(slots=True)
-class _Reader:
-    tree: YamlTree
-    source: str
-    base_dir: Path
-    problems: list[ConfigProblem] = field(default_factory=list)
+class _Reader(YamlReader):
+    document: ClassVar[str] = "config"
+
+    base_dir: Path = field(default_factory=Path.cwd)
     realm_names: set[str] = field(default_factory=set)
     route_names: set[str] = field(default_factory=set)
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(ConfigProblem(self.source, self.tree.line(path), path or "config", message))
 
     def fields(self, value: object, path: str, table: Mapping[str, _Key]) -> dict[str, Any] | None:
         """The model fields a mapping gives, or None (problems recorded) when any of it is wrong."""
@@ -134,7 +137,7 @@ class _Reader:
             sub = child_path(path, key)
             spec = table.get(key)
             if spec is None:
-                self.problem(sub, _unknown_key(key, list(table)))
+                self.problem(sub, unknown_key(key, list(table)))
                 ok = False
                 continue
             if raw is None:  # `key:` with nothing after it: as if absent
@@ -203,12 +206,6 @@ def _names(raw: object) -> set[str]:
     if not isinstance(raw, list):
         return set()
     return {item["name"] for item in raw if isinstance(item, dict) and isinstance(item.get("name"), str)}
-
-
-def _unknown_key(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else f"; expected one of: {', '.join(allowed)}"
-    return f"unknown key '{key}'{hint}"
 
 
 def _kind(value: object) -> str:
@@ -340,8 +337,7 @@ def _dscp(r: _Reader, value: Any, path: str) -> int:
     if isinstance(value, str):
         number = DSCP_NAMES.get(value.strip().lower())
         if number is None:
-            close = difflib.get_close_matches(value.strip().lower(), list(DSCP_NAMES), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else " (use a name like ef, af31, cs3 or 0-63)"
+            hint = did_you_mean(value.strip().lower(), list(DSCP_NAMES), " (use a name like ef, af31, cs3 or 0-63)")
             raise _Invalid(f"unknown DSCP name {value!r}{hint}")
         return number
     number = _integer(r, value, path)
@@ -568,8 +564,8 @@ def _check_realms(r: _Reader, realms: list[tuple[int, Realm]], path: str) -> boo
 def _realm_ref(r: _Reader, value: Any, path: str) -> str:
     name = _string(r, value, path)
     if name not in r.realm_names:
-        close = difflib.get_close_matches(name, sorted(r.realm_names), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f"; realms are: {', '.join(sorted(r.realm_names))}"
+        realms = sorted(r.realm_names)
+        hint = did_you_mean(name, realms, f"; realms are: {', '.join(realms)}")
         raise _Invalid(f"unknown realm {name!r}{hint}")
     return name
 
@@ -779,8 +775,8 @@ def _opening_target(r: _Reader, value: Any, path: str) -> dict[str, Any]:
     try:
         address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
     except ValueError:
-        close = difflib.get_close_matches(text, sorted(r.realm_names), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f"; realms are: {', '.join(sorted(r.realm_names))}"
+        realms = sorted(r.realm_names)
+        hint = did_you_mean(text, realms, f"; realms are: {', '.join(realms)}")
         raise _Invalid(f"{text!r} is neither a realm nor an address{hint}") from None
     if address.is_unspecified or address.is_multicast:
         raise _Invalid(f"{address} is not one address of the box: leave `to:` out to open on every address")

@@ -6,13 +6,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dataplane.settings import DataplaneSettings
 
-if TYPE_CHECKING:
-    # Only for the annotation: header_rules imports this module (MessageDirection) at run time.
-    from sbc.policy.header_rules import HeaderRule
+# The config holds the header rules compiled (config is above policy: policy imports no config).
+# MessageDirection is named here too, explicitly re-exported, for the b2bua modules that import it here.
+from sbc.policy.header_rules import HeaderRule
+from sbc.policy.header_rules import MessageDirection as MessageDirection
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 LOCALHOST = ipaddress.IPv4Address("127.0.0.1")  # management listeners bind only here unless configured
@@ -49,11 +49,6 @@ class RedirectPolicy(StrEnum):
     FOLLOW = "follow"  # try the contacts that are the realm's own peer or registrar, as the same call
     RELAY = "relay"  # pass the 3xx on with contacts that lead back through the SBC
     REFUSE = "refuse"  # the caller gets 480
-
-
-class MessageDirection(StrEnum):
-    INBOUND = "inbound"  # a message arriving from the realm
-    OUTBOUND = "outbound"  # a message leaving toward the realm
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,16 +49,24 @@ CSeq, Content-Length and Max-Forwards (see `PROTECTED_HEADERS`). From and To may
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
-from sbc.config.model import MessageDirection
 from sbc.sip.errors import SipProtocolError
 from sbc.sip.message import HeaderField, Message, Request, Response, header_key, parse_cseq
 from sbc.sip.uri import NameAddr, Uri
+from sbc.yamlsource import did_you_mean, unknown_key
+
+
+class MessageDirection(StrEnum):
+    """Which way a message passes a realm's edge; a rule is bound to one."""
+
+    INBOUND = "inbound"  # a message arriving from the realm
+    OUTBOUND = "outbound"  # a message leaving toward the realm
+
 
 # Headers the SBC builds or checks itself for each leg; a rule editing them would break calls.
 PROTECTED_HEADERS: dict[str, str] = {
@@ -523,12 +531,6 @@ def compile_rules(
     return HeaderRules(rules)
 
 
-def _unknown_key(key: object, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(key), allowed, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else f"; expected one of: {', '.join(allowed)}"
-    return f"unknown key '{key}'{hint}"
-
-
 def _regex(value: object, path: str) -> re.Pattern[str]:
     if not isinstance(value, str):
         raise _Bad("a regex must be a string", path)
@@ -558,7 +560,7 @@ def _mapping(value: object, path: str, allowed: Sequence[str]) -> dict[str, Any]
         raise _Bad("expected a mapping", path)
     for key in value:
         if key not in allowed:
-            raise _Bad(_unknown_key(key, allowed), f"{path}.{key}")
+            raise _Bad(unknown_key(key, allowed), f"{path}.{key}")
     return value
 
 
@@ -579,7 +581,7 @@ class _Compiler:
             return None
         for key in raw:
             if key not in _RULE_KEYS:
-                self.error(f"{path}.{key}", _unknown_key(key, _RULE_KEYS))
+                self.error(f"{path}.{key}", unknown_key(key, _RULE_KEYS))
         name = raw.get("name", path)
         if not isinstance(name, str) or not name:
             self.error(f"{path}.name", "expected a non-empty string")
@@ -610,8 +612,7 @@ class _Compiler:
             return None
         value = raw[key]
         if not isinstance(value, str) or value not in known:
-            close = difflib.get_close_matches(str(value), sorted(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(str(value), sorted(known), "")
             self.error(f"{path}.{key}", f"unknown {key} {value!r}{hint}")
             return None
         return value
@@ -715,7 +716,7 @@ class _Compiler:
         allowed = (verb, *required, *optional)
         for key in raw:
             if key not in allowed:
-                raise _Bad(_unknown_key(key, allowed), f"{path}.{key}")
+                raise _Bad(unknown_key(key, allowed), f"{path}.{key}")
         for key in required:
             if key not in raw:
                 raise _Bad(f"`{verb}:` needs `{key}:`")

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sbc.config.model import IPAddress
 from sbc.sip.message import Message, header_key
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Headers the B2BUA writes itself from each leg's dialog state: never copied from the other leg.
 OWNED_HEADERS = frozenset(

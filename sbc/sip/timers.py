@@ -75,9 +75,6 @@ class DeadlineHeap:
     def disarm(self, owner: str, name: TimerName) -> None:
         self._armed.pop((owner, name), None)
 
-    def is_armed(self, owner: str, name: TimerName) -> bool:
-        return (owner, name) in self._armed
-
     def _drop_stale(self) -> None:
         heap = self._heap
         armed = self._armed

@@ -48,7 +48,7 @@ def wan() -> Iterator[tuple[str, str]]:
 
 
 def ask_in(box: str) -> str:
-    code = "from sbc.appliance.dhcpinform import ask; print(ask('wan0'))"
+    code = "from hw.appliance.dhcpinform import ask; print(ask('wan0'))"
     done = subprocess.run(["ip", "netns", "exec", box, sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=30, cwd=ROOT, check=True)  # fmt: skip
     return done.stdout.strip()

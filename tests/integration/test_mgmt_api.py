@@ -335,7 +335,7 @@ def test_an_operator_cannot_change_management_and_the_audit_chain_verifies(env: 
         assert env.sbc.config_path.read_text() == text
 
     asyncio.run(check())
-    done = subprocess.run([sys.executable, "-m", "sbc.cli", "audit-verify", "--config", str(env.sbc.config_path)],
+    done = subprocess.run([sys.executable, "-m", "mgmt.cli", "audit-verify", "--config", str(env.sbc.config_path)],
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "chain intact from the first record" in done.stdout

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sbc.call_records import CallRecordFile
-from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config_text
 from sbc.config.model import CallRecordSettings
+from sbc.yamlsource import ConfigError
 
 DAY = 86400.0
 REALMS = """\

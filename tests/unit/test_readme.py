@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sbc.cli import main
+from mgmt.cli import main
 from sbc.config.loader import load_config_text
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from sbc.b2bua.outputs import SendSip
-from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config_text
 from sbc.sip.message import Request, parse_datagram
+from sbc.yamlsource import ConfigError
 from tests.unit.b2bua.config_variants import WAN_LISTEN, WAN_PEER, config_text, net_with
 from tests.unit.b2bua.sip_peers import LAN_SBC, PHONE, PHONE_PORT, TRUNK, WAN_SBC, Net, Sent, requests
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from sbc.config.errors import ConfigError
 from sbc.config.loader import load_config_text
 from sbc.sip.message import Request
+from sbc.yamlsource import ConfigError
 from tests.unit.b2bua.config_variants import WAN_MEDIA, config_text, net_with
 from tests.unit.b2bua.sip_peers import LAN_SBC, TRUNK, Net, Sent, phone_invite, requests, responses
 

@@ -11,7 +11,7 @@ import pytest
 
 from sbc.config.loader import TABLES, ConfigError, ConfigProblem, load_config, load_config_text
 from sbc.config.model import LatchMode, MediaMode, Realm, SbcConfig, Transport
-from sbc.config.yamltree import YamlTree, parse_yaml
+from sbc.yamlsource import YamlTree, parse_yaml
 
 BASE = textwrap.dedent(
     """\

@@ -11,7 +11,7 @@ from hw.networkd import link_files, write_link_files
 from hw.nics import Nic, PortRole
 from hw.profile import HardwareProfile, Unmatched, builtin_profiles, parse_profile
 from hw.roles import assign_roles
-from sbc.config.errors import ConfigError
+from sbc.yamlsource import ConfigError
 
 VIRTIO_WAN = Nic("eth0", 2, "52:54:00:00:00:01", "virtio_net", "pci-0000:00:03.0")
 VIRTIO_LAN = Nic("eth1", 3, "52:54:00:00:00:02", "virtio_net", "pci-0000:00:04.0")

@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hw.firmware.bundle import payload_names, public_pem, write_bundle
 from mgmt import firmware
 from mgmt.routes import API
 from mgmt.state import MgmtState
-from sbc.appliance.bundle import payload_names, public_pem, write_bundle
 from tests.unit.mgmt.conftest import FakeSbc
 from tests.unit.mgmt.test_api import Client, bearer, make_state, problem, serve
 

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sbc.config.model import MessageDirection
-from sbc.policy.header_rules import HeaderRules, apply_rules, compile_rules
+from sbc.policy.header_rules import HeaderRules, MessageDirection, apply_rules, compile_rules
 from sbc.sip.message import Request, Response, parse_datagram
 
 REALMS = {"lan", "wan"}

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sbc.config.model import MessageDirection
 from sbc.policy.header_rules import (
     AddHeader,
     HeaderMatches,
+    MessageDirection,
     MethodIs,
     RuleError,
     RuleErrors,

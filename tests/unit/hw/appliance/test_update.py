@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sbc.appliance import update
-from sbc.appliance.bundle import payload_names, write_bundle
-from sbc.appliance.update import Spool, UpdateState, check_version, install_requested, read_status, write_json
+from hw.appliance import update
+from hw.appliance.update import install_requested
+from hw.firmware import spool as update_spool
+from hw.firmware.bundle import payload_names, write_bundle
+from hw.firmware.spool import Spool, UpdateState, check_version, read_status, write_json
 
 
 def test_version_policy() -> None:
@@ -24,10 +26,10 @@ def test_version_policy() -> None:
 def test_status_after_reboot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = Spool(tmp_path)
     write_json(spool.status, {"state": "rebooting", "version": "0.2.0", "previous": "0.1.0", "boot_id": "old"})
-    monkeypatch.setattr(update, "_boot_id", lambda: "new")
+    monkeypatch.setattr(update_spool, "_boot_id", lambda: "new")
     assert read_status(spool, booted="0.1.0")["state"] == UpdateState.ROLLED_BACK
     assert read_status(spool, booted="0.2.0")["state"] == UpdateState.REBOOTING  # booted, health pending
-    monkeypatch.setattr(update, "_boot_id", lambda: "old")
+    monkeypatch.setattr(update_spool, "_boot_id", lambda: "old")
     assert read_status(spool, booted="0.1.0")["state"] == UpdateState.REBOOTING  # not rebooted yet
 
 

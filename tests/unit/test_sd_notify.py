@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.watchdog import (
+from sbc.sd_notify import (
     FakeTransport,
     Health,
     NotifySettings,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sbc.appliance.versions import compare_versions, is_safe_version
+from hw.firmware.versions import compare_versions, is_safe_version
 
 
 @pytest.mark.parametrize(

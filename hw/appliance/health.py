@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sbc.appliance.osinfo import boot_on_trial
+from hw.firmware.osinfo import boot_on_trial
 
-log = logging.getLogger("sbc.appliance.health")
+log = logging.getLogger(__name__)
 UNITS = ("sbc.service", "sbc-mgmt.service")
 ACTIVE_CONFIG = Path("/var/lib/sbc-config/sbc.yaml")
 
@@ -138,7 +138,7 @@ def wait_healthy(probe: Probe, timeout_s: float, interval_s: float = 3.0,
 def run_health_check(timeout_s: float, probe: Probe | None = None,
                      reboot: Callable[[], None] | None = None) -> int:  # fmt: skip
     """0 when healthy (the boot may be blessed); 1 when not, after asking for a reboot if on trial."""
-    from sbc.appliance.update import mark_good
+    from hw.appliance.update import mark_good
 
     probe = probe or Probe()
     trial = boot_on_trial()

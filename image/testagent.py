@@ -1,4 +1,5 @@
-"""The image tests' control channel inside the VM (sbc-test-agent.service).
+"""The image tests' control channel inside the VM (sbc-test-agent.service runs this file, which the image
+build installs as /usr/lib/sbc/testagent.py; it is test tooling, not part of the product's packages).
 
 It serves one virtio-serial port, `org.sbc.test.0`, which only a hypervisor that adds it provides
 (the QEMU runner in image/qemu.py does; a physical box has no such device and the unit never starts:
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sbc.appliance.osinfo import booted_version
+from hw.firmware.osinfo import booted_version
 
 PORT = Path("/dev/virtio-ports/org.sbc.test.0")
 MAX_OUTPUT = 4 << 20
@@ -70,3 +71,7 @@ def serve(port: Path = PORT) -> None:
             while view:
                 sent = os.write(fd, view)
                 view = view[sent:]
+
+
+if __name__ == "__main__":
+    serve()

@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sbc.appliance.versions import is_safe_version
+from hw.firmware.versions import is_safe_version
 
 FORMAT = 1
 IMAGE_ID = "sbc"

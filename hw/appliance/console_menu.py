@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from sbc.appliance.osinfo import booted_version
+from hw.firmware.osinfo import booted_version
 
 PROMPT = "sbc> "
 ACTIVE_CONFIG = "/var/lib/sbc-config/sbc.yaml"
@@ -43,7 +43,7 @@ def status_text() -> str:
     done = subprocess.run(["/usr/lib/sbc/venv/bin/sbc", "status", "--config", ACTIVE_CONFIG],
                           capture_output=True, text=True, check=False, timeout=30)  # fmt: skip
     parts.append(done.stdout.strip() or done.stderr.strip())
-    from sbc.appliance.update import read_status
+    from hw.firmware.spool import read_status
 
     update = read_status()
     if update.get("state"):

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from sbc.appliance import console_menu
-from sbc.appliance.console_menu import run_console
+from hw.appliance import console_menu
+from hw.appliance.console_menu import run_console
 
 
 def test_commands(monkeypatch: pytest.MonkeyPatch) -> None:

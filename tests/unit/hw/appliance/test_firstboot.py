@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from hw.appliance.firstboot import FirstBoot, Provisioning
 from mgmt.auth import UserStore
-from sbc.appliance.firstboot import FirstBoot, Provisioning
 from sbc.config.loader import load_config
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "rootfs/usr/lib/sbc/sbc.yaml"
+TEMPLATE = Path(__file__).resolve().parents[4] / "rootfs/usr/lib/sbc/sbc.yaml"
 
 
 def first_boot(
@@ -109,7 +109,7 @@ def test_provisioning_from_the_command_line(cmdline: str, hostname: str | None, 
 
 
 def test_a_url_from_dhcp_provisions_when_none_was_given(tmp_path: Path) -> None:
-    from sbc.appliance.dhcpinform import Found
+    from hw.appliance.dhcpinform import Found
 
     provided = TEMPLATE.read_text().replace("/var/lib/sbc", str(tmp_path / "state")).replace(
         "@SNMP_AUTH_KEY@", "provided-auth-key").replace("@SNMP_PRIV_KEY@", "provided-priv-key")  # fmt: skip

@@ -12,7 +12,6 @@ EFIVARS = Path("/sys/firmware/efi/efivars")
 # entry whose name carries a +LEFT-DONE counter (systemd-bless-boot-generator reads the same).
 LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 BOOT_COUNT_VAR = EFIVARS / f"LoaderBootCountPath-{LOADER_GUID}"
-ENTRY_VAR = EFIVARS / f"LoaderEntrySelected-{LOADER_GUID}"
 
 
 def os_release(path: Path = OS_RELEASE) -> dict[str, str]:
@@ -49,7 +48,3 @@ def _efi_string(path: Path) -> str | None:
 def boot_on_trial() -> str | None:
     """The boot counter path of the entry that booted (it is on trial), or None (blessed, or no counting)."""
     return _efi_string(BOOT_COUNT_VAR)
-
-
-def booted_entry() -> str | None:
-    return _efi_string(ENTRY_VAR)

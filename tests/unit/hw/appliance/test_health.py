@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sbc.appliance import health
-from sbc.appliance.health import Probe, check, run_health_check, wait_healthy
+from hw.appliance import health
+from hw.appliance.health import Probe, check, run_health_check, wait_healthy
 
 
 class FakeProbe(Probe):

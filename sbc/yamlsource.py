@@ -1,19 +1,44 @@
-"""YAML text to plain Python values plus the line of every node, so a problem can name its line.
+"""Reading YAML sources and reporting what is wrong with them, each problem at its line: the one home
+of this for the SBC's config (sbc/config/loader.py), its header rules (sbc/policy/header_rules.py)
+and the box's hardware profiles (hw/profile.py). It imports nothing else of the project, so every
+layer may use it.
 
-`yaml.safe_load` forgets where each value came from; this walks the composed node graph instead
+`yaml.safe_load` forgets where each value came from; `parse_yaml` walks the composed node graph instead
 and records, for every path (`realms[1].media.ports`), the 1-based line of its key (mapping entries)
 or of the item itself (sequence entries). Duplicate keys, which PyYAML silently resolves to the last
 one, are problems here: an operator who writes a key twice meant something by the first one.
+`YamlReader` is the base of the table-driven readers: it records every problem and stops at none.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sbc.config.errors import ConfigProblem
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    source: str  # the file name (or "<embedded>")
+    line: int  # 1-based line of the offending YAML node
+    path: str  # where in the document, e.g. `realms[1].media.ports`
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration was refused; `problems` lists everything found, sorted by line."""
+
+    def __init__(self, problems: Iterable[ConfigProblem]) -> None:
+        self.problems: list[ConfigProblem] = sorted(problems, key=lambda p: p.line)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
 
 MAX_NODES = 100_000
 
@@ -166,3 +191,28 @@ def parse_yaml(text: str, source: str) -> tuple[YamlTree, list[ConfigProblem]]:
     except _TooBig:
         return YamlTree(None), walker.problems
     return YamlTree(data, walker.lines), walker.problems
+
+
+def did_you_mean(value: str, choices: Sequence[str], otherwise: str) -> str:
+    """` (did you mean 'x'?)` for the closest choice, or `otherwise` when none is close."""
+    close = difflib.get_close_matches(value, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else otherwise
+
+
+def unknown_key(key: object, allowed: Sequence[str]) -> str:
+    return f"unknown key '{key}'" + did_you_mean(str(key), allowed, f"; expected one of: {', '.join(allowed)}")
+
+
+@dataclass(slots=True)
+class YamlReader:
+    """Collects the problems of one parsed source, each placed at the line of its path (or of the nearest
+    ancestor that is there: a missing key is reported where it should have been)."""
+
+    document: ClassVar[str] = "document"  # names the whole source in a problem at its root
+
+    tree: YamlTree
+    source: str
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(ConfigProblem(self.source, self.tree.line(path), path or self.document, message))

@@ -37,12 +37,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sbc.appliance import dhcpinform
-from sbc.appliance.console import banner, show_on_console
-from sbc.appliance.dhcpinform import Found
-from sbc.appliance.osinfo import booted_version
+from hw.appliance import dhcpinform
+from hw.appliance.console import banner, show_on_console
+from hw.appliance.dhcpinform import Found
+from hw.firmware.osinfo import booted_version
 
-log = logging.getLogger("sbc.appliance.firstboot")
+log = logging.getLogger(__name__)
 
 SYSTEM_DIR = Path("/var/lib/sbc-system")
 CONFIG_DIR = Path("/var/lib/sbc-config")
@@ -222,8 +222,8 @@ class FirstBoot:
         return text, "default", (user, auth, priv)
 
     def _provisioned(self, url: str) -> str:
-        from sbc.config.errors import ConfigError
         from sbc.config.loader import load_config
+        from sbc.yamlsource import ConfigError
 
         try:
             body = self.fetch(url)

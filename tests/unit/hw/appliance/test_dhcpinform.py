@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sbc.appliance.dhcpinform import (
+from hw.appliance.dhcpinform import (
     DHCPINFORM,
     OPT_BOOTFILE,
     OPT_PROVISIONING_URL,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sbc.appliance.bundle import (
+from hw.firmware.bundle import (
     BundleError,
     ensure_signing_key,
     fingerprint,
