@@ -57,31 +57,34 @@ def unsealed_branch(random_part: str) -> str:
 def seal(request: Request) -> None:
     """Add the fingerprint of the finished `request` to the branch of its top Via (ours)."""
     values = request.values("via")
-    top = values[0]
-    start = top.find(BRANCH_PREFIX)
-    if start < 0:
+    found = _our_branch(values[0])
+    if found is None:
         return
-    end = len(top)
-    for stop in (";", ","):
-        found = top.find(stop, start)
-        if found >= 0:
-            end = min(end, found)
-    values[0] = f"{top[:end]}.{fingerprint(request)}{top[end:]}"
+    _, end = found
+    values[0] = f"{values[0][:end]}.{fingerprint(request)}{values[0][end:]}"
     request.set_values("Via", values)
 
 
 def rebranch(request: Request, random_part: str) -> None:
     """Give the top Via (ours) a fresh branch, sealed: the same request sent again as a new transaction."""
     values = request.values("via")
-    top = values[0]
-    start = top.find(BRANCH_PREFIX)
-    if start < 0:
+    found = _our_branch(values[0])
+    if found is None:
         return
-    end = len(top)
-    for stop in (";", ","):
-        found = top.find(stop, start)
-        if found >= 0:
-            end = min(end, found)
-    values[0] = f"{top[:start]}{unsealed_branch(random_part)}{top[end:]}"
+    start, end = found
+    values[0] = f"{values[0][:start]}{unsealed_branch(random_part)}{values[0][end:]}"
     request.set_values("Via", values)
     seal(request)
+
+
+def _our_branch(via: str) -> tuple[int, int] | None:
+    """Where our branch value stands in a Via header value (start, end), or None: not ours."""
+    start = via.find(BRANCH_PREFIX)
+    if start < 0:
+        return None
+    end = len(via)
+    for stop in (";", ","):
+        found = via.find(stop, start)
+        if found >= 0:
+            end = min(end, found)
+    return start, end
