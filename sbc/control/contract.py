@@ -281,8 +281,8 @@ def encode(value: object) -> Any:
             shape = _SHAPES[kind] = (True, tuple(f.name for f in dataclasses.fields(kind)))
         else:
             shape = _SHAPES[kind] = (False, ())
-    if shape[0]:
-        return {name: encode(getattr(value, name)) for name in shape[1]}
+    if shape[0]:  # plain field values as they are, without a call each (the most common by far)
+        return {name: v if type(v := getattr(value, name)) in _PLAIN else encode(v) for name in shape[1]}
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, (tuple, list)):
