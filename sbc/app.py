@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -46,6 +47,19 @@ log = logging.getLogger("sbc")
 CORE_OVERDUE_S = 5.0
 # SBC_DEBUG_HOOKS=1 adds control commands that hang the loop or stall the core (watchdog tests only).
 DEBUG_HOOKS_ENV = "SBC_DEBUG_HOOKS"
+
+
+# The core's timers fire on a grid of TIMER_GRANULARITY_S. A busy core has a deadline every
+# millisecond or so (retransmission and transaction timers of every call); rounded up to the grid,
+# one tick handles every deadline within it, at most 100 ticks a second. SIP's timers are counted in
+# half seconds (T1) and more, so 10 ms late changes nothing on the wire.
+TIMER_GRANULARITY_S = 0.01
+
+
+def timer_due(deadline: float) -> float:
+    """When the tick for a core deadline runs: the deadline rounded up to the timer grid."""
+    due = math.ceil(deadline / TIMER_GRANULARITY_S) * TIMER_GRANULARITY_S
+    return due if due >= deadline else due + TIMER_GRANULARITY_S  # float rounding must not make it early
 
 
 def make_dataplane(config: SbcConfig, loop: asyncio.AbstractEventLoop) -> tuple[Dataplane, Fallback | None]:
@@ -243,8 +257,6 @@ class SbcApp:
             outputs = self.core.tick(self._now())
         except Exception:
             outputs = self._internal_error("tick")
-        if self.persistence is not None:
-            self.persistence.check_ended()
         self._dispatch(outputs)
 
     def _reschedule(self) -> None:
@@ -254,11 +266,12 @@ class SbcApp:
         deadline = self.core.next_deadline()
         if deadline is None:
             return
+        due = timer_due(deadline)
         if self._timer is not None:
-            if self._timer.when() <= deadline:
-                return
+            if self._timer.when() <= due:
+                return  # a tick as early or earlier is armed: it handles this deadline too
             self._timer.cancel()
-        self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer = self._loop.call_at(due, self._on_timer)
 
     # ---- outputs ---------------------------------------------------------------------------------
     def _dispatch(self, outputs: list[Output]) -> None:

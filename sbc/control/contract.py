@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -303,10 +304,27 @@ ANSWERS: dict[str, type[Answer]] = {
 
 
 # ---- the codec -----------------------------------------------------------------------------------
+# Every ended call's record goes through `decode` and `encode` (sbc.app writes call records with
+# them), so both work from what each type needs, found once per type: walking the type hints and the
+# dataclass fields of every value again cost a busy SBC more CPU than parsing the call's SIP.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+# Per type: whether it is a dataclass, and its field names.
+_SHAPES: dict[type, tuple[bool, tuple[str, ...]]] = {}
+
+
 def encode(value: object) -> Any:
     """JSON values for an answer (or any of its parts)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    shape = _SHAPES.get(kind)
+    if shape is None:
+        if dataclasses.is_dataclass(kind):
+            shape = _SHAPES[kind] = (True, tuple(f.name for f in dataclasses.fields(kind)))
+        else:
+            shape = _SHAPES[kind] = (False, ())
+    if shape[0]:  # plain field values as they are, without a call each (the most common by far)
+        return {name: v if type(v := getattr(value, name)) in _PLAIN else encode(v) for name in shape[1]}
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, (tuple, list)):
@@ -317,14 +335,28 @@ def encode(value: object) -> Any:
 
 
 T = TypeVar("T")
+_Decoder = Callable[[object], Any]
+
+
+class _Misfit(Exception):
+    """A value that does not fit, with the path to it gathered on the way out (outermost last)."""
+
+    def __init__(self, problem: str, *path: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path = list(path)
 
 
 def decode(cls: type[T], data: object) -> T:
     """`data` (parsed JSON) as a `cls`; ContractError names the first field that does not fit."""
-    return _decode(cls, data, cls.__name__)  # type: ignore[no-any-return]
+    try:
+        return _decoder(cls)(data)  # type: ignore[no-any-return]
+    except _Misfit as misfit:
+        raise ContractError(f"{cls.__name__}{''.join(reversed(misfit.path))}: {misfit.problem}") from None
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
+_DECODERS: dict[Any, _Decoder] = {}
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -335,48 +367,124 @@ def _hints(cls: type) -> dict[str, Any]:
     return found
 
 
-def _decode(kind: Any, data: object, where: str) -> Any:
+def _decoder(kind: Any) -> _Decoder:
+    """The decoder of a type of the contract, made once per type."""
+    found = _DECODERS.get(kind)
+    if found is None:
+        found = _DECODERS[kind] = _make_decoder(kind)
+    return found
+
+
+def _make_decoder(kind: Any) -> _Decoder:
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        return _decode_object(kind, data, where)
+        return _object_decoder(kind)
     origin = get_origin(kind)
     if origin in (Union, types.UnionType):
-        options = get_args(kind)
-        if data is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]  # the contract's unions are `X | None`
-        return _decode(inner, data, where)
+        (inner,) = [o for o in get_args(kind) if o is not type(None)]  # the contract's unions are `X | None`
+        return _optional_decoder(_decoder(inner), type(None) in get_args(kind))
     if origin is tuple:
-        if not isinstance(data, list):
-            raise ContractError(f"{where}: expected a list, got {_name(data)}")
-        item = get_args(kind)[0]
-        return tuple(_decode(item, v, f"{where}[{i}]") for i, v in enumerate(data))
+        return _tuple_decoder(_decoder(get_args(kind)[0]))
     if origin is dict:
-        if not isinstance(data, dict):
-            raise ContractError(f"{where}: expected an object, got {_name(data)}")
-        value_kind = get_args(kind)[1]
-        return {str(k): _decode(value_kind, v, f"{where}.{k}") for k, v in data.items()}
+        return _dict_decoder(_decoder(get_args(kind)[1]))
     if isinstance(kind, type) and issubclass(kind, StrEnum):
-        if isinstance(data, str) and data in kind._value2member_map_:
-            return kind(data)
-        raise ContractError(f"{where}: {data!r} is not one of {', '.join(kind)}")
-    if kind is float and isinstance(data, int) and not isinstance(data, bool):
-        return float(data)
-    if kind in (int, float, str, bool) and type(data) is kind:
-        return data
-    raise ContractError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {_name(data)}")
+        return _enum_decoder(kind)
+    if kind is float:
+        return _decode_float
+    return _exact_decoder(kind)
 
 
-def _decode_object(kind: type[Any], data: object, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ContractError(f"{where}: expected an object, got {_name(data)}")
+def _object_decoder(kind: type[Any]) -> _Decoder:
     hints = _hints(kind)
-    values = {}
-    for f in dataclasses.fields(kind):
-        if f.name in data:
-            values[f.name] = _decode(hints[f.name], data[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING:
-            raise ContractError(f"{where}.{f.name}: missing")
-    return kind(**values)
+    fields = [(f.name, _decoder(hints[f.name]), f.default is dataclasses.MISSING) for f in dataclasses.fields(kind)]
+
+    def decode_object(data: object) -> Any:
+        if not isinstance(data, dict):
+            raise _Misfit(f"expected an object, got {_name(data)}")
+        values = {}
+        for name, decode_field, required in fields:
+            if name in data:
+                try:
+                    values[name] = decode_field(data[name])
+                except _Misfit as misfit:
+                    misfit.path.append(f".{name}")
+                    raise
+            elif required:
+                raise _Misfit("missing", f".{name}")
+        return kind(**values)
+
+    return decode_object
+
+
+def _optional_decoder(inner: _Decoder, none_allowed: bool) -> _Decoder:
+    def decode_optional(data: object) -> Any:
+        if data is None and none_allowed:
+            return None
+        return inner(data)
+
+    return decode_optional
+
+
+def _tuple_decoder(item: _Decoder) -> _Decoder:
+    def decode_tuple(data: object) -> Any:
+        if not isinstance(data, list):
+            raise _Misfit(f"expected a list, got {_name(data)}")
+        out = []
+        for i, value in enumerate(data):
+            try:
+                out.append(item(value))
+            except _Misfit as misfit:
+                misfit.path.append(f"[{i}]")
+                raise
+        return tuple(out)
+
+    return decode_tuple
+
+
+def _dict_decoder(value_decoder: _Decoder) -> _Decoder:
+    def decode_dict(data: object) -> Any:
+        if not isinstance(data, dict):
+            raise _Misfit(f"expected an object, got {_name(data)}")
+        out = {}
+        for key, value in data.items():
+            try:
+                out[str(key)] = value_decoder(value)
+            except _Misfit as misfit:
+                misfit.path.append(f".{key}")
+                raise
+        return out
+
+    return decode_dict
+
+
+def _enum_decoder(kind: type[StrEnum]) -> _Decoder:
+    members = kind._value2member_map_
+
+    def decode_enum(data: object) -> Any:
+        if isinstance(data, str) and data in members:
+            return members[data]
+        raise _Misfit(f"{data!r} is not one of {', '.join(kind)}")
+
+    return decode_enum
+
+
+def _decode_float(data: object) -> Any:
+    if type(data) is float:
+        return data
+    if isinstance(data, int) and not isinstance(data, bool):
+        return float(data)
+    raise _Misfit(f"expected float, got {_name(data)}")
+
+
+def _exact_decoder(kind: Any) -> _Decoder:
+    plain = kind in (int, str, bool)
+    problem = f"expected {getattr(kind, '__name__', kind)}"
+
+    def decode_exact(data: object) -> Any:
+        if plain and type(data) is kind:
+            return data
+        raise _Misfit(f"{problem}, got {_name(data)}")
+
+    return decode_exact
 
 
 _JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}

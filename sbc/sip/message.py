@@ -111,7 +111,7 @@ class HeaderField:
 
     def __init__(self, name: str, value: str, raw: str | None = None) -> None:
         self.name = name
-        self.key = header_key(name)
+        self.key = _KEYS.get(name) or header_key(name)  # the cache inline: every parsed line comes here
         self.value = value
         self.raw = raw
 
@@ -150,7 +150,7 @@ class Message:
     # ---- header access -------------------------------------------------------------------------
     def get(self, name: str) -> str | None:
         """Value of the first line of this header, or None."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)  # the most frequent lookup: no call for a known name
         for h in self.headers:
             if h.key == key:
                 return h.value

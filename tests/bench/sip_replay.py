@@ -6,9 +6,10 @@ The shell (`SbcApp`: logging, call records, dialog persistence, timers) runs wit
 relay (real anchor sockets on loopback) and the bench's config; only the SIP sockets are replaced by
 a recorder. A scripted caller and callee play `uac_bench.xml` and `uas_bench.xml` (INVITE with SDP,
 180, 200 with SDP, ACK, 1 s hold, BYE, 200) at a given rate of simulated time; the SBC's inputs
-(datagrams, timer ticks, the state file writes its timer would make) are timed with the process CPU
-clock, the peers' work is not. Calls are placed for 15 simulated seconds by default; the transaction
-layer keeps a call's transactions 32 s, so its tables still grow then (`--seconds 40` sees them full).
+(datagrams, timer ticks when `sbc run` would run them, the state file writes its timer would make)
+are timed with the process CPU clock, the peers' work is not. Calls are placed for 15 simulated
+seconds by default; the transaction layer keeps a call's transactions 32 s, so its tables still grow
+then (`--seconds 40` sees them full).
 
     python -m tests.bench.sip_replay [--rate 400] [--seconds 15] [--profile FILE]
 """
@@ -110,8 +111,12 @@ class Replay:
         core = self.app.core
         persistence = self.app.persistence
         assert core is not None and persistence is not None
+        # The tick runs when `sbc run` would run it: at the core's deadline rounded up to its timer grid.
+        timer_due: Callable[[float], float] = getattr(shell, "timer_due", lambda deadline: deadline)
         for _ in range(1_000_000):
             deadline = core.next_deadline()
+            if deadline is not None:
+                deadline = timer_due(deadline)
             due = min(deadline if deadline is not None else to, self._next_write)
             if due > to:
                 break

@@ -29,6 +29,7 @@ import pytest
 from dataplane.xdp import abi, loader
 from dataplane.xdp.tables import RelayTables
 from dataplane.xdp.tool import missing_tools, run
+from sbc.dialog_state import STATE_FILE, DialogStateFile
 from tests.dataplane.netns_sbc import (
     LAN_MEDIA,
     LAN_SBC,
@@ -268,10 +269,8 @@ def test_call_rtp_is_relayed_by_xdp_and_the_slow_path_only_rewrites_rtcp(
 
 
 def saved_calls(sbc: SbcProcess) -> list[dict[str, Any]]:
-    path = state_dir(sbc) / "dialogs.json"
-    if not path.exists():
-        return []
-    calls: list[dict[str, Any]] = json.loads(path.read_text())["calls"]
+    calls, problem = DialogStateFile(state_dir(sbc) / STATE_FILE).read()
+    assert problem is None, problem
     return calls
 
 
