@@ -79,8 +79,10 @@ class Provisioning:
     key_pems: tuple[bytes, ...] = ()  # provisioning keys: when any, fetched configs must be signed
 
     @classmethod
-    def gather(cls, cmdline: str | None = None, credentials: Path | None = None,
-               keys_dir: Path = PROVISIONING_KEYS_DIR, ca_file: Path = PROVISIONING_CA_FILE) -> Provisioning:  # fmt: skip
+    def gather(
+        cls, cmdline: str | None = None, credentials: Path | None = None,
+        keys_dir: Path = PROVISIONING_KEYS_DIR, ca_file: Path = PROVISIONING_CA_FILE,
+    ) -> Provisioning:  # fmt: skip
         if cmdline is None:
             try:
                 cmdline = Path("/proc/cmdline").read_text()
@@ -102,6 +104,9 @@ class Provisioning:
             except OSError:
                 return None
 
+        # A credential's key and the image's keys all count: any of them may sign the config.
+        key_files = [_read_bytes(cred_dir / "sbc.provision_key" if cred_dir else None),
+                     *(_read_bytes(p) for p in sorted(keys_dir.glob("*.pem")))]  # fmt: skip
         return cls(
             hostname=args.get("sbc.hostname") or credential("sbc.hostname"),
             url=args.get("sbc.provision") or credential("sbc.provision_url"),
@@ -110,10 +115,7 @@ class Provisioning:
             dhcp=(args.get("sbc.provision_dhcp") or credential("sbc.provision_dhcp") or "no").lower()
             in ("yes", "1", "true", "on"),
             ca_pem=_read_bytes(cred_dir / "sbc.provision_ca" if cred_dir else None) or _read_bytes(ca_file),
-            key_pems=tuple(
-                pem for pem in [_read_bytes(cred_dir / "sbc.provision_key" if cred_dir else None),
-                                *(_read_bytes(p) for p in sorted(keys_dir.glob("*.pem")))] if pem
-            ),  # fmt: skip
+            key_pems=tuple(pem for pem in key_files if pem),
         )
 
 

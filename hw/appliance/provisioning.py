@@ -105,3 +105,37 @@ def state_dir_problems(named: dict[str, Path], roots: Sequence[Path]) -> list[st
     allowed = ", ".join(str(r) for r in roots)
     return [f"{key}: {path} is not inside the image's state directories ({allowed})"
             for key, path in named.items() if not is_inside(path, roots)]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hw.appliance.provisioning sign --key KEY.pem CONFIG.yaml`: writes CONFIG.yaml.sig, the
+    detached signature a box with the matching provisioning key requires next to the config."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m hw.appliance.provisioning", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sign = sub.add_parser("sign")
+    sign.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM; encrypted: "
+                      "passphrase in SBC_PROVISIONING_KEY_PASSPHRASE)")  # fmt: skip
+    sign.add_argument("config", type=Path)
+    args = parser.parse_args(argv)
+    passphrase = os.environ.get("SBC_PROVISIONING_KEY_PASSPHRASE")
+    try:
+        key = serialization.load_pem_private_key(args.key.read_bytes(),
+                                                 password=passphrase.encode() if passphrase else None)  # fmt: skip
+    except (OSError, TypeError, ValueError) as exc:
+        print(f"{args.key}: {exc}", file=sys.stderr)
+        return 1
+    if not isinstance(key, Ed25519PrivateKey):
+        print(f"{args.key} is not an Ed25519 private key", file=sys.stderr)
+        return 1
+    out = args.config.with_name(args.config.name + SIGNATURE_SUFFIX)
+    out.write_bytes(sign_config(args.config.read_bytes(), key))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

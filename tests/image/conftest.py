@@ -34,6 +34,8 @@ BUILD = ROOT / "build"
 ARCH = os.environ.get("SBC_IMAGE_ARCH", "x86-64")
 BOOT_TIMEOUT_S = float(os.environ.get("SBC_IMAGE_BOOT_TIMEOUT", "1200"))
 BROKEN_TREE = Path(__file__).resolve().parent / "broken-tree"
+# The test variant's extra tree: the agent's unit and udev rule; its code comes from image/testagent.py.
+AGENT_TREE = Path(__file__).resolve().parent / "agent-tree"
 PROVISIONING_PORT = 8080
 HOSTNAME = "branch-lab-1"
 LAB_USER_AGENT = "LabSBC"
@@ -70,6 +72,19 @@ class Firmware:
     build_seconds: dict[str, float | None] = field(default_factory=dict)
 
 
+def test_variant_tree() -> Path:
+    """The tree that turns the production image into the tests' variant: the agent's unit and udev
+    rule (agent-tree/) and the agent (image/testagent.py), staged under build/ (mtimes kept, so
+    `--if-needed` still sees when they changed)."""
+    staged = BUILD / "test-agent-tree"
+    if staged.exists():
+        shutil.rmtree(staged)
+    shutil.copytree(AGENT_TREE, staged)
+    (staged / "usr/lib/sbc").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "image/testagent.py", staged / "usr/lib/sbc/testagent.py")
+    return staged
+
+
 def _build(version: str, output_dir: Path, *extra: str) -> Built:
     argv = [sys.executable, str(ROOT / "image/build.py"), "--arch", ARCH, "--version", version,
             "--output-dir", str(output_dir), "--if-needed", *extra]  # fmt: skip
@@ -80,19 +95,31 @@ def _build(version: str, output_dir: Path, *extra: str) -> Built:
     return Built(version, output_dir, info)
 
 
-@pytest.fixture(scope="session")
-def firmware() -> Firmware:
-    """The image of this tree (as `make image` builds it), a newer version of it, and a broken one."""
+def _require_image_tools() -> None:
     if os.geteuid() != 0:
         pytest.skip("the image tests need root (mkosi, network namespaces, tap devices)")
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)} (make image-deps installs them)")
+
+
+@pytest.fixture(scope="session")
+def production() -> Built:
+    """The image a customer flashes, exactly as `make image` builds it (build/, no extra tree)."""
+    _require_image_tools()
+    return _build(base_version(), BUILD if ARCH == "x86-64" else BUILD / ARCH)
+
+
+@pytest.fixture(scope="session")
+def firmware() -> Firmware:
+    """The test variant of this tree's image (the production image plus the test agent), a newer
+    version of it, and a broken one."""
+    _require_image_tools()
     version = base_version()
-    base_dir = BUILD if ARCH == "x86-64" else BUILD / ARCH
-    base = _build(version, base_dir)
-    update = _build(f"{version}.1", BUILD / f"test-{ARCH}-update")
-    broken = _build(f"{version}.2", BUILD / f"test-{ARCH}-broken", "--extra-tree", str(BROKEN_TREE))
+    agent = ("--extra-tree", str(test_variant_tree()))
+    base = _build(version, BUILD / f"test-{ARCH}-base", *agent)
+    update = _build(f"{version}.1", BUILD / f"test-{ARCH}-update", *agent)
+    broken = _build(f"{version}.2", BUILD / f"test-{ARCH}-broken", *agent, "--extra-tree", str(BROKEN_TREE))
     seconds = {b.version: b.info.get("build_seconds") for b in (base, update, broken)}
     return Firmware(base, update, broken, seconds)
 

@@ -85,8 +85,8 @@ def rogue_web(wan: tuple[str, str], tmp_path: Path) -> Iterator[Path]:
     """The rogue's web server in the server namespace; yields its access log (stderr of http.server)."""
     www = tmp_path / "www"
     www.mkdir()
-    text = TEMPLATE.read_text().replace("@SNMP_AUTH_KEY@", "rogue-auth-key-0123").replace("@SNMP_PRIV_KEY@",
-                                                                                           "rogue-priv-key-0123")  # fmt: skip
+    text = TEMPLATE.read_text().replace("@SNMP_AUTH_KEY@", "rogue-auth-key-0123")
+    text = text.replace("@SNMP_PRIV_KEY@", "rogue-priv-key-0123")
     text = text.replace("state_dir: /var/lib/sbc\n", "state_dir: /etc\n")
     text = text.replace("state_dir: /var/lib/sbc-mgmt", "state_dir: /etc/sbc-mgmt")
     (www / "sbc.yaml").write_text(text)
@@ -184,7 +184,7 @@ def test_the_fetch_runs_as_nobody() -> None:
     owners: list[int | None] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name
             owners.append(_socket_owner(self.client_address[1]))
             body = b"sbc: {}\n"
             self.send_response(200)
@@ -192,7 +192,7 @@ def test_the_fetch_runs_as_nobody() -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+        def log_message(self, format: str, *args: object) -> None:  # http.server's names
             pass
 
     server = ThreadingHTTPServer((f"127.{NET}.90.1", 0), Handler)

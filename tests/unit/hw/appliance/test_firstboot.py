@@ -248,7 +248,7 @@ def test_with_a_provisioning_key_a_validly_signed_config_is_taken(tmp_path: Path
     body = provided_config(tmp_path)
     signature = sign_config(body, key) if encoding == "base64" else key.sign(body)
     fetched, fetch = recording_fetch({url: body, url + ".sig": signature})
-    fb, shown, _ = first_boot(tmp_path, Provisioning(url=url, key_pems=(pem,)), fetch=fetch)
+    fb, _, _ = first_boot(tmp_path, Provisioning(url=url, key_pems=(pem,)), fetch=fetch)
     fb.run()
     assert fetched == [url, url + ".sig"] and fb.config_path.read_bytes() == body
 
