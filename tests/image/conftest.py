@@ -155,9 +155,10 @@ def provisioning(lab: LabNet, tmp_path_factory: pytest.TempPathFactory) -> Itera
     www = tmp_path_factory.mktemp("provisioning")
     (www / "sbc.yaml").write_text(lab_config())
     url = f"http://{WAN_HOST}:{PROVISIONING_PORT}/sbc.yaml"
-    # The box learns the URL the way a branch's network tells it: its WAN's DHCP server answers the
-    # first boot's DHCPINFORM with option 224. The DHCP server stays when `stop()` takes the web
-    # server away, so a later first boot is told the URL and finds nothing there.
+    # The box learns the URL from an SMBIOS credential (the operator's own choice, see `appliance`).
+    # The WAN's DHCP server offers the same http:// URL in option 224: the image ignores DHCP unless
+    # told otherwise (and would refuse http from it), so the console must not name DHCP as the source.
+    # `stop()` takes the web server away: a later first boot finds nothing at the URL.
     with dnsmasq_dhcp(lab.netns, lab.wan_tap, f"{WAN_HOST}/24", {224: url}, www), contextlib.ExitStack() as stack:
         base = stack.enter_context(web_server(lab, www, WAN_HOST, PROVISIONING_PORT))
         assert f"{base}/sbc.yaml" == url
@@ -195,10 +196,11 @@ class Appliance:
 @pytest.fixture(scope="module")
 def appliance(firmware: Firmware, lab: LabNet, provisioning: Provisioning,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:  # fmt: skip
-    """The box, told its hostname by an SMBIOS credential (as a provisioning system would) and where
-    its config is by the WAN's DHCP server; its admin password is generated and shown on the console."""
+    """The box, told its hostname and where its config is by SMBIOS credentials (as a provisioning
+    system would); its admin password is generated and shown on the console."""
     workdir = tmp_path_factory.mktemp("appliance")
-    smbios = (f"io.systemd.credential:sbc.hostname={HOSTNAME}",)
+    smbios = (f"io.systemd.credential:sbc.hostname={HOSTNAME}",
+              f"io.systemd.credential:sbc.provision_url={provisioning.url}")  # fmt: skip
     vm = Vm(VmSpec(disk=firmware.base.disk, workdir=workdir, arch=ARCH, netns=lab.netns,
                    taps=(lab.wan_tap, lab.lan_tap), smbios=smbios))  # fmt: skip
     vm.start()
