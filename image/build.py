@@ -5,12 +5,18 @@
     image/build.py --arch arm64    # ARM64 (needs qemu-user-static and binfmt_misc)
     image/build.py --if-needed     # skip when build/ is newer than every input (the tests use this)
     image/build.py --version 0.1.1 # another version of the same image (update tests)
-    image/build.py --extra-tree DIR  # lay DIR over the image too (site files; the tests' broken image)
+    image/build.py --extra-tree DIR  # lay DIR over the image too (site files; the tests' variant)
+
+Without --extra-tree this is the production image (`make image`): the image tests build their own
+variant, which adds the VM test agent from tests/image/agent-tree; the production image has none.
 
 Besides the disk image, each build writes the signed update bundle of its version,
 `sbc_<version>_<arch>.sbcupdate` (see hw/firmware/bundle.py), signed with the build's Ed25519 key
-(SBC_SIGNING_KEY, default build/keys/update-signing.pem, made on the first build); the image trusts
-that key's public half. Keep the key: images built with another key refuse bundles signed by it.
+(SBC_SIGNING_KEY, default build/keys/update-signing.pem, made on the first build; an encrypted PEM
+is read with the passphrase in SBC_SIGNING_KEY_PASSPHRASE, and a key made with that variable set is
+written encrypted); the image trusts that key's public half. Keep the key: images built with another
+key refuse bundles signed by it. SBC_PROVISIONING_KEY names an Ed25519 public key (PEM) the image
+then requires provisioned configs to be signed with (hw/appliance/provisioning.py).
 
 Every external tool runs through `run(argv)`: no shell, the command line is logged so it can be
 pasted, and a failure names the tool and a hint. The mkosi caches live outside the repository
@@ -37,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 CACHE = Path(os.environ.get("SBC_MKOSI_CACHE", "/var/cache/sbc-mkosi"))
 SIGNING_KEY = Path(os.environ.get("SBC_SIGNING_KEY", str(BUILD / "keys" / "update-signing.pem")))
+PROVISIONING_KEY = os.environ.get("SBC_PROVISIONING_KEY")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -211,14 +218,37 @@ def prepare_local_debs(target: Target) -> Path:
     return debs
 
 
+def signing_passphrase() -> bytes | None:
+    """The signing key's passphrase, from the environment (never from the tree or the command line)."""
+    value = os.environ.get("SBC_SIGNING_KEY_PASSPHRASE")
+    return value.encode() if value else None
+
+
 def prepare_keys(target: Target) -> None:
-    """The public half of the signing key, for install-sbc.chroot to put under /usr/lib/sbc/update-keys."""
-    key = bundle.ensure_signing_key(SIGNING_KEY)
+    """The public half of the signing key, for install-sbc.chroot to put under /usr/lib/sbc/update-keys,
+    and the operator's provisioning key (SBC_PROVISIONING_KEY) for /usr/lib/sbc/provisioning-keys."""
+    try:
+        key = bundle.ensure_signing_key(SIGNING_KEY, signing_passphrase())
+    except bundle.BundleError as exc:
+        raise BuildError(f"the signing key: {exc}") from None
     keys = target.inputs_dir / "update-keys"
     if keys.exists():
         shutil.rmtree(keys)
     keys.mkdir(parents=True)
     (keys / f"{bundle.fingerprint(key.public_key())}.pem").write_bytes(bundle.public_pem(key))
+    provisioning = target.inputs_dir / "provisioning-keys"
+    if provisioning.exists():
+        shutil.rmtree(provisioning)
+    provisioning.mkdir(parents=True)
+    if PROVISIONING_KEY:
+        from hw.appliance.provisioning import ProvisioningError, load_public_keys
+
+        pem = Path(PROVISIONING_KEY).read_bytes()
+        try:
+            load_public_keys([pem])
+        except ProvisioningError as exc:
+            raise BuildError(f"SBC_PROVISIONING_KEY={PROVISIONING_KEY}: {exc}") from None
+        (provisioning / "provisioning.pem").write_bytes(pem)
 
 
 def make_bundle(target: Target) -> Path:
@@ -238,7 +268,7 @@ def make_bundle(target: Target) -> Path:
     shutil.copyfile(uki, uki_copy)
     try:
         bundle.write_bundle(target.bundle, target.version, target.arch, [root_gz, uki_copy],
-                            bundle.load_private_key(SIGNING_KEY))  # fmt: skip
+                            bundle.load_private_key(SIGNING_KEY, signing_passphrase()))  # fmt: skip
     finally:
         root_gz.unlink(missing_ok=True)
         uki_copy.unlink(missing_ok=True)

@@ -12,7 +12,8 @@
 * The serial console is a unix socket QEMU serves; a reader thread appends everything to
   `serial.log` and `send_console()` types into it (the console commands).
 * The control channel is a virtio-serial port `org.sbc.test.0` served by sbc-test-agent.service in
-  the guest (image/testagent.py): JSON lines, one command per request.
+  the guest (image/testagent.py): JSON lines, one command per request. Only the tests' variant of the
+  image has the agent (tests/image/agent-tree); `make vm` boots the production image, console only.
 * NICs: virtio-net on tap devices at PCI 00:03.0 (WAN) and 00:04.0 (LAN), the hardware profile the
   image's .link files name; QEMU runs inside `netns` when given, so the taps live there.
 * `-accel tcg`: /dev/kvm exists on these machines but guests hang under it.

@@ -1,5 +1,7 @@
-"""The image tests' control channel inside the VM (sbc-test-agent.service runs this file, which the image
-build installs as /usr/lib/sbc/testagent.py; it is test tooling, not part of the product's packages).
+"""The image tests' control channel inside the VM (sbc-test-agent.service runs this file as
+/usr/lib/sbc/testagent.py). Only the tests' variant of the image has it: tests/image/conftest.py stages
+it with the unit and udev rule of tests/image/agent-tree and builds with `--extra-tree`; the
+production image (`make image`) carries none of them. It is test tooling, not part of the product.
 
 It serves one virtio-serial port, `org.sbc.test.0`, which only a hypervisor that adds it provides
 (the QEMU runner in image/qemu.py does; a physical box has no such device and the unit never starts:

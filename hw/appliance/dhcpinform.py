@@ -10,8 +10,8 @@ taken from, in this order:
 
 The packet logic is sans-IO (`build_inform`, `parse_reply`, `provisioning_url`); `ask()` is the
 socket around it. A DHCP answer is as trustworthy as the WAN segment it came from: the first boot
-lets the kernel command line or a credential (which can pin the config's SHA-256) win over it, and
-`sbc.provision_dhcp=no` turns it off.
+asks only when the operator opted in (`sbc.provision_dhcp=yes`) and takes only https URLs it can
+check (provisioning.py).
 """
 
 from __future__ import annotations

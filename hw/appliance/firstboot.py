@@ -8,9 +8,11 @@ this fills it:
    at every boot (a new root slot starts without it);
 2. the active config: fetched from a provisioning URL (`sbc.provision=URL` on the kernel command line
    or the `sbc.provision_url` credential, optionally pinned with `sbc.provision_sha256=`; without
-   either, the URL the WAN's DHCP server gives in answer to a DHCPINFORM, see dhcpinform.py, unless
-   `sbc.provision_dhcp=no`) and validated like any config; else, or when that fails, the image's
-   default with fresh SNMPv3 keys;
+   either, and only when the operator opted in with `sbc.provision_dhcp=yes`, the https URL the
+   WAN's DHCP server gives in answer to a DHCPINFORM, see dhcpinform.py), checked by the rules of
+   provisioning.py (https, CA, pin, signature, state directories) and validated like any config;
+   fetched by an unprivileged child (fetch.py); else, or when that fails, the image's default with
+   fresh SNMPv3 keys;
 3. keys: the management TLS certificate (self-signed, P-256) and the SNMPv3 keys;
 4. the admin credential: from the `sbc.admin_password` credential, else generated and shown once on
    the console (with the TLS fingerprint and the SNMPv3 keys), never written to the journal.
@@ -32,7 +34,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,19 @@ from pathlib import Path
 from hw.appliance import dhcpinform
 from hw.appliance.console import banner, show_on_console
 from hw.appliance.dhcpinform import Found
+from hw.appliance.fetch import FETCH_USER, fetch_as
+from hw.appliance.provisioning import (
+    PROVISIONING_CA_FILE,
+    PROVISIONING_KEYS_DIR,
+    SIGNATURE_SUFFIX,
+    STATE_ROOTS,
+    ProvisioningError,
+    dhcp_url_refusal,
+    is_inside,
+    load_public_keys,
+    state_dir_problems,
+    verify_signature,
+)
 from hw.firmware.osinfo import booted_version
 
 log = logging.getLogger(__name__)
@@ -49,7 +63,6 @@ CONFIG_DIR = Path("/var/lib/sbc-config")
 DEFAULT_TEMPLATE = Path("/usr/lib/sbc/sbc.yaml")
 SERVICE_USER = "sbc"  # sbc.service: the SIP and media plane, the process that faces the networks
 MGMT_USER = "sbc-mgmt"  # sbc-mgmt.service: API, web UI, SNMP; group sbc, to reach the SBC's socket and files
-MAX_CONFIG_BYTES = 1 << 20
 WAN_INTERFACE = "wan0"
 
 
@@ -61,10 +74,15 @@ class Provisioning:
     url: str | None = None
     sha256: str | None = None
     admin_password: str | None = None
-    dhcp: bool = True  # ask the WAN's DHCP server for a URL when none was given
+    dhcp: bool = False  # ask the WAN's DHCP server for a URL when none was given (opt in)
+    ca_pem: bytes | None = None  # the CA an https provisioning server's certificate must chain to
+    key_pems: tuple[bytes, ...] = ()  # provisioning keys: when any, fetched configs must be signed
 
     @classmethod
-    def gather(cls, cmdline: str | None = None, credentials: Path | None = None) -> Provisioning:
+    def gather(
+        cls, cmdline: str | None = None, credentials: Path | None = None,
+        keys_dir: Path = PROVISIONING_KEYS_DIR, ca_file: Path = PROVISIONING_CA_FILE,
+    ) -> Provisioning:  # fmt: skip
         if cmdline is None:
             try:
                 cmdline = Path("/proc/cmdline").read_text()
@@ -86,14 +104,28 @@ class Provisioning:
             except OSError:
                 return None
 
+        # A credential's key and the image's keys all count: any of them may sign the config.
+        key_files = [_read_bytes(cred_dir / "sbc.provision_key" if cred_dir else None),
+                     *(_read_bytes(p) for p in sorted(keys_dir.glob("*.pem")))]  # fmt: skip
         return cls(
             hostname=args.get("sbc.hostname") or credential("sbc.hostname"),
             url=args.get("sbc.provision") or credential("sbc.provision_url"),
             sha256=args.get("sbc.provision_sha256") or credential("sbc.provision_sha256"),
             admin_password=credential("sbc.admin_password"),
-            dhcp=(args.get("sbc.provision_dhcp") or credential("sbc.provision_dhcp") or "yes").lower()
-            not in ("no", "0", "false", "off"),
+            dhcp=(args.get("sbc.provision_dhcp") or credential("sbc.provision_dhcp") or "no").lower()
+            in ("yes", "1", "true", "on"),
+            ca_pem=_read_bytes(cred_dir / "sbc.provision_ca" if cred_dir else None) or _read_bytes(ca_file),
+            key_pems=tuple(pem for pem in key_files if pem),
         )
+
+
+def _read_bytes(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes().strip() or None
+    except OSError:
+        return None
 
 
 @dataclass
@@ -102,7 +134,12 @@ class FirstBoot:
     config_dir: Path = CONFIG_DIR
     template: Path = DEFAULT_TEMPLATE
     provisioning: Provisioning = field(default_factory=Provisioning.gather)
-    fetch: Callable[[str], bytes] = field(default=lambda url: _fetch(url))
+    # (URL, CA PEM or None) -> body; an unprivileged child does it when this runs as root.
+    fetch: Callable[[str, bytes | None], bytes] = field(
+        default=lambda url, ca: fetch_as(FETCH_USER if os.geteuid() == 0 else None, url, ca))
+    # The only directories this (root) may create for the services and hand over to them.
+    state_roots: tuple[Path, ...] = STATE_ROOTS
+    chown: Callable[[Path, int, int], None] = field(default=lambda p, u, g: os.chown(p, u, g, follow_symlinks=False))
     discover: Callable[[], Found | None] = field(default=lambda: dhcpinform.ask(WAN_INTERFACE))
     show: Callable[[str], object] = show_on_console
     owner: str | None = SERVICE_USER  # chown what the services read; None in tests
@@ -133,6 +170,10 @@ class FirstBoot:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         _write_private(self.config_path, text.encode(), 0o640)
         config = load_config(self.config_path)
+        # Checked on the fetched config already; the image's own default must obey it too.
+        problems = state_dir_problems(self._state_dirs(config), self.state_roots)
+        if problems:
+            raise ProvisioningError("\n".join(problems))
         state_dir = config.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         mgmt_dir = config.management_dir
@@ -209,6 +250,13 @@ class FirstBoot:
                 url, source = found.url, f"{found.url} (DHCP option {found.option} from {found.server})"
                 log.info("DHCP server %s gave the provisioning URL %s (option %d)", found.server, found.url,
                          found.option)  # fmt: skip
+                p = self.provisioning
+                refusal = dhcp_url_refusal(found.url, has_ca=p.ca_pem is not None, has_pin=bool(p.sha256),
+                                           has_key=bool(p.key_pems))  # fmt: skip
+                if refusal:
+                    log.error("not provisioning from %s: %s", source, refusal)
+                    self.show(banner("PROVISIONING REFUSED: running the default config", [f"{source}:", refusal]))
+                    url = None
         if url:
             try:
                 return self._provisioned(url), source or url, None
@@ -225,12 +273,17 @@ class FirstBoot:
         from sbc.config.loader import load_config
         from sbc.yamlsource import ConfigError
 
+        p = self.provisioning
+        keys = load_public_keys(p.key_pems)
         try:
-            body = self.fetch(url)
+            body = self.fetch(url, p.ca_pem)
+            signature = self.fetch(url + SIGNATURE_SUFFIX, p.ca_pem) if keys else b""
         except (OSError, ValueError) as exc:
             raise ProvisioningError(f"cannot fetch it: {exc}") from None
-        if self.provisioning.sha256 and hashlib.sha256(body).hexdigest() != self.provisioning.sha256.lower():
+        if p.sha256 and hashlib.sha256(body).hexdigest() != p.sha256.lower():
             raise ProvisioningError("its SHA-256 differs from sbc.provision_sha256")
+        if keys:
+            verify_signature(body, signature, keys)
         try:
             text = body.decode()
         except UnicodeDecodeError:
@@ -239,10 +292,22 @@ class FirstBoot:
             candidate = Path(tmp) / "provisioned.yaml"
             candidate.write_text(text)
             try:
-                load_config(candidate)
+                config = load_config(candidate)
             except ConfigError as exc:
                 raise ProvisioningError("\n".join(str(p) for p in exc.problems)) from None
+        problems = state_dir_problems(self._state_dirs(config), self.state_roots)
+        if problems:
+            raise ProvisioningError("\n".join(problems))
         return text
+
+    @staticmethod
+    def _state_dirs(config: object) -> dict[str, Path]:
+        """The directories the first boot creates as root and hands to the services, by config key."""
+        from sbc.config.model import SbcConfig
+
+        assert isinstance(config, SbcConfig)
+        return {"sbc.state_dir": config.state_dir, "management.state_dir": config.management_dir,
+                "management.users_file": config.management.users_path(config.state_dir).parent}  # fmt: skip
 
     def _tls(self, config: object) -> str | None:
         from cryptography import x509
@@ -284,35 +349,12 @@ class FirstBoot:
         """`tree` to `user` and the SBC's group."""
         if self.owner is None or user is None:
             return
+        if not is_inside(tree, (*self.state_roots, self.config_dir)):
+            raise ProvisioningError(f"refusing to hand {tree} to {user}: not one of the image's state directories")
         uid = pwd.getpwnam(user).pw_uid
         gid = pwd.getpwnam(self.owner).pw_gid
         for path in [tree, *tree.rglob("*")]:
-            os.chown(path, uid, gid, follow_symlinks=False)
-
-
-class ProvisioningError(Exception):
-    pass
-
-
-def _fetch(url: str, attempts: int = 10, pause_s: float = 3.0) -> bytes:
-    """GET the config (http or https with the system's CAs); retried while the network comes up."""
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("only http:// and https:// URLs are fetched")
-    last: Exception | None = None
-    for _ in range(attempts):
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                body: bytes = response.read(MAX_CONFIG_BYTES + 1)
-            if len(body) > MAX_CONFIG_BYTES:
-                raise ValueError(f"larger than {MAX_CONFIG_BYTES} bytes")
-            return body
-        except (OSError, ValueError) as exc:
-            last = exc
-            if isinstance(exc, ValueError):
-                break
-            time.sleep(pause_s)
-    assert last is not None
-    raise last
+            self.chown(path, uid, gid)
 
 
 def _valid_hostname(name: str) -> bool:

@@ -86,20 +86,29 @@ def fingerprint(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def load_private_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """The PEM private key at `path`; `passphrase` decrypts an encrypted PEM."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
+    except TypeError as exc:  # encrypted without a passphrase, or a passphrase for a plain key
+        raise BundleError(f"{path}: {exc} (the passphrase comes from SBC_SIGNING_KEY_PASSPHRASE)") from None
+    except ValueError as exc:
+        raise BundleError(f"{path}: cannot read the key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise BundleError(f"{path} is not an Ed25519 private key")
     return key
 
 
-def ensure_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The build's signing key, made (mode 0600) the first time."""
+def ensure_signing_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """The build's signing key, made (mode 0600; encrypted when a passphrase is given) the first time."""
     if path.exists():
-        return load_private_key(path)
+        return load_private_key(path, passphrase)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)

@@ -34,6 +34,8 @@ BUILD = ROOT / "build"
 ARCH = os.environ.get("SBC_IMAGE_ARCH", "x86-64")
 BOOT_TIMEOUT_S = float(os.environ.get("SBC_IMAGE_BOOT_TIMEOUT", "1200"))
 BROKEN_TREE = Path(__file__).resolve().parent / "broken-tree"
+# The test variant's extra tree: the agent's unit and udev rule; its code comes from image/testagent.py.
+AGENT_TREE = Path(__file__).resolve().parent / "agent-tree"
 PROVISIONING_PORT = 8080
 HOSTNAME = "branch-lab-1"
 LAB_USER_AGENT = "LabSBC"
@@ -70,6 +72,19 @@ class Firmware:
     build_seconds: dict[str, float | None] = field(default_factory=dict)
 
 
+def test_variant_tree() -> Path:
+    """The tree that turns the production image into the tests' variant: the agent's unit and udev
+    rule (agent-tree/) and the agent (image/testagent.py), staged under build/ (mtimes kept, so
+    `--if-needed` still sees when they changed)."""
+    staged = BUILD / "test-agent-tree"
+    if staged.exists():
+        shutil.rmtree(staged)
+    shutil.copytree(AGENT_TREE, staged)
+    (staged / "usr/lib/sbc").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "image/testagent.py", staged / "usr/lib/sbc/testagent.py")
+    return staged
+
+
 def _build(version: str, output_dir: Path, *extra: str) -> Built:
     argv = [sys.executable, str(ROOT / "image/build.py"), "--arch", ARCH, "--version", version,
             "--output-dir", str(output_dir), "--if-needed", *extra]  # fmt: skip
@@ -80,19 +95,31 @@ def _build(version: str, output_dir: Path, *extra: str) -> Built:
     return Built(version, output_dir, info)
 
 
-@pytest.fixture(scope="session")
-def firmware() -> Firmware:
-    """The image of this tree (as `make image` builds it), a newer version of it, and a broken one."""
+def _require_image_tools() -> None:
     if os.geteuid() != 0:
         pytest.skip("the image tests need root (mkosi, network namespaces, tap devices)")
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)} (make image-deps installs them)")
+
+
+@pytest.fixture(scope="session")
+def production() -> Built:
+    """The image a customer flashes, exactly as `make image` builds it (build/, no extra tree)."""
+    _require_image_tools()
+    return _build(base_version(), BUILD if ARCH == "x86-64" else BUILD / ARCH)
+
+
+@pytest.fixture(scope="session")
+def firmware() -> Firmware:
+    """The test variant of this tree's image (the production image plus the test agent), a newer
+    version of it, and a broken one."""
+    _require_image_tools()
     version = base_version()
-    base_dir = BUILD if ARCH == "x86-64" else BUILD / ARCH
-    base = _build(version, base_dir)
-    update = _build(f"{version}.1", BUILD / f"test-{ARCH}-update")
-    broken = _build(f"{version}.2", BUILD / f"test-{ARCH}-broken", "--extra-tree", str(BROKEN_TREE))
+    agent = ("--extra-tree", str(test_variant_tree()))
+    base = _build(version, BUILD / f"test-{ARCH}-base", *agent)
+    update = _build(f"{version}.1", BUILD / f"test-{ARCH}-update", *agent)
+    broken = _build(f"{version}.2", BUILD / f"test-{ARCH}-broken", *agent, "--extra-tree", str(BROKEN_TREE))
     seconds = {b.version: b.info.get("build_seconds") for b in (base, update, broken)}
     return Firmware(base, update, broken, seconds)
 
@@ -128,9 +155,10 @@ def provisioning(lab: LabNet, tmp_path_factory: pytest.TempPathFactory) -> Itera
     www = tmp_path_factory.mktemp("provisioning")
     (www / "sbc.yaml").write_text(lab_config())
     url = f"http://{WAN_HOST}:{PROVISIONING_PORT}/sbc.yaml"
-    # The box learns the URL the way a branch's network tells it: its WAN's DHCP server answers the
-    # first boot's DHCPINFORM with option 224. The DHCP server stays when `stop()` takes the web
-    # server away, so a later first boot is told the URL and finds nothing there.
+    # The box learns the URL from an SMBIOS credential (the operator's own choice, see `appliance`).
+    # The WAN's DHCP server offers the same http:// URL in option 224: the image ignores DHCP unless
+    # told otherwise (and would refuse http from it), so the console must not name DHCP as the source.
+    # `stop()` takes the web server away: a later first boot finds nothing at the URL.
     with dnsmasq_dhcp(lab.netns, lab.wan_tap, f"{WAN_HOST}/24", {224: url}, www), contextlib.ExitStack() as stack:
         base = stack.enter_context(web_server(lab, www, WAN_HOST, PROVISIONING_PORT))
         assert f"{base}/sbc.yaml" == url
@@ -168,10 +196,11 @@ class Appliance:
 @pytest.fixture(scope="module")
 def appliance(firmware: Firmware, lab: LabNet, provisioning: Provisioning,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:  # fmt: skip
-    """The box, told its hostname by an SMBIOS credential (as a provisioning system would) and where
-    its config is by the WAN's DHCP server; its admin password is generated and shown on the console."""
+    """The box, told its hostname and where its config is by SMBIOS credentials (as a provisioning
+    system would); its admin password is generated and shown on the console."""
     workdir = tmp_path_factory.mktemp("appliance")
-    smbios = (f"io.systemd.credential:sbc.hostname={HOSTNAME}",)
+    smbios = (f"io.systemd.credential:sbc.hostname={HOSTNAME}",
+              f"io.systemd.credential:sbc.provision_url={provisioning.url}")  # fmt: skip
     vm = Vm(VmSpec(disk=firmware.base.disk, workdir=workdir, arch=ARCH, netns=lab.netns,
                    taps=(lab.wan_tap, lab.lan_tap), smbios=smbios))  # fmt: skip
     vm.start()

@@ -137,3 +137,16 @@ def test_signing_key_is_made_once_with_mode_0600(tmp_path: Path) -> None:
     trusted.mkdir()
     (trusted / "a.pem").write_bytes(public_pem(first))
     assert [fingerprint(k) for k in load_trusted_keys(trusted)] == [fingerprint(first.public_key())]
+
+
+def test_an_encrypted_signing_key_needs_its_passphrase(tmp_path: Path) -> None:
+    from hw.firmware.bundle import BundleError, load_private_key
+
+    path = tmp_path / "keys" / "signing.pem"
+    first = ensure_signing_key(path, b"correct horse")
+    assert b"ENCRYPTED" in path.read_bytes()
+    assert fingerprint(load_private_key(path, b"correct horse").public_key()) == fingerprint(first.public_key())
+    with pytest.raises(BundleError, match="SBC_SIGNING_KEY_PASSPHRASE"):
+        load_private_key(path)
+    with pytest.raises(BundleError):
+        load_private_key(path, b"wrong")
