@@ -973,7 +973,7 @@ _TOP: dict[str, _Key] = {
     "sbc": _Key(None, _sbc_section),
     "timers": _Key("timers", _timers),
     "realms": _Key("realms", _realms, required=True),
-    "routes": _Key("routes", _routes),
+    "routes": _Key("routes", _routes, required=True),
     "header_rules": _Key("header_rules", _header_rules),
     "management": _Key("management", _management),
     "dataplane": _Key("dataplane", _dataplane),
