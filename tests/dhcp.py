@@ -33,3 +33,27 @@ def dnsmasq_dhcp(netns: str, interface: str, subnet: str, options: dict[int, str
         yield log
     finally:
         stop_process(proc)
+
+
+@contextlib.contextmanager
+def wan_pair(name: str, server_dev: str, server: str, box: str) -> Iterator[tuple[str, str]]:
+    """Two namespaces, `<name>s` (a server at `server`/24 on `server_dev`) and `<name>b` (the box at
+    `box`/24 on a veth end called wan0), joined by that veth; both removed afterwards."""
+    server_ns, box_ns = f"{name}s", f"{name}b"
+    _ip("netns", "add", server_ns)
+    _ip("netns", "add", box_ns)
+    try:
+        _ip("link", "add", server_dev, "netns", server_ns, "type", "veth", "peer", "name", "wan0", "netns", box_ns)
+        _ip("-n", server_ns, "addr", "add", f"{server}/24", "dev", server_dev)
+        _ip("-n", box_ns, "addr", "add", f"{box}/24", "dev", "wan0")
+        for ns, dev in ((server_ns, server_dev), (box_ns, "wan0")):
+            _ip("-n", ns, "link", "set", dev, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+        yield server_ns, box_ns
+    finally:
+        for ns in (server_ns, box_ns):
+            subprocess.run(["ip", "netns", "del", ns], check=False, timeout=10)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)

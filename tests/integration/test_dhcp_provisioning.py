@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dhcp import dnsmasq_dhcp
+from tests.dhcp import dnsmasq_dhcp, wan_pair
 
 pytestmark = [
     pytest.mark.integration,
@@ -24,27 +24,11 @@ SERVER, BOX = "198.18.9.2", "198.18.9.10"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
 @pytest.fixture
 def wan() -> Iterator[tuple[str, str]]:
     """(server namespace, box namespace) joined by a veth whose box end is called wan0."""
-    server, box = f"sbcdhcp{NET}s{os.getpid()}", f"sbcdhcp{NET}b{os.getpid()}"
-    ip("netns", "add", server)
-    ip("netns", "add", box)
-    try:
-        ip("link", "add", "dhcpsrv", "netns", server, "type", "veth", "peer", "name", "wan0", "netns", box)
-        ip("-n", server, "addr", "add", f"{SERVER}/24", "dev", "dhcpsrv")
-        ip("-n", box, "addr", "add", f"{BOX}/24", "dev", "wan0")
-        for ns, dev in ((server, "dhcpsrv"), (box, "wan0")):
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
-        yield server, box
-    finally:
-        for ns in (server, box):
-            subprocess.run(["ip", "netns", "del", ns], check=False, timeout=10)
+    with wan_pair(f"sbcdhcp{NET}{os.getpid()}", "dhcpsrv", SERVER, BOX) as pair:
+        yield pair
 
 
 def ask_in(box: str) -> str:

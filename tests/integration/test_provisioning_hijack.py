@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hw.appliance.fetch import fetch_as
-from tests.dhcp import dnsmasq_dhcp
+from tests.dhcp import dnsmasq_dhcp, wan_pair
 from tests.processes import stop_process
 
 pytestmark = [
@@ -57,27 +57,11 @@ print(json.dumps({"shown": shown, "chowned": chowned, "marker": json.loads(fb.ma
 """
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
 @pytest.fixture
 def wan() -> Iterator[tuple[str, str]]:
     """(server namespace, box namespace) joined by a veth whose box end is called wan0."""
-    server, box = f"sbcprov{NET}s{os.getpid()}", f"sbcprov{NET}b{os.getpid()}"
-    ip("netns", "add", server)
-    ip("netns", "add", box)
-    try:
-        ip("link", "add", "rogue", "netns", server, "type", "veth", "peer", "name", "wan0", "netns", box)
-        ip("-n", server, "addr", "add", f"{SERVER}/24", "dev", "rogue")
-        ip("-n", box, "addr", "add", f"{BOX}/24", "dev", "wan0")
-        for ns, dev in ((server, "rogue"), (box, "wan0")):
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
-        yield server, box
-    finally:
-        for ns in (server, box):
-            subprocess.run(["ip", "netns", "del", ns], check=False, timeout=10)
+    with wan_pair(f"sbcprov{NET}{os.getpid()}", "rogue", SERVER, BOX) as pair:
+        yield pair
 
 
 @pytest.fixture
